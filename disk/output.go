@@ -1,0 +1,188 @@
+package disk
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+)
+
+// Output is a set of files and directories created atomically: each is written
+// under a temporary name beside its target and all are renamed into place by
+// Commit. Abort (or an interrupt signal) removes them, so a failed or
+// interrupted run leaves nothing half-written. Existing targets are refused
+// unless Force is set.
+type Output struct {
+	Force bool
+
+	mu      sync.Mutex
+	entries []outEntry
+	done    bool
+}
+
+type outEntry struct {
+	target, temp string
+	dir          bool
+	file         *os.File
+}
+
+// Stdout is the path that means standard output.
+const Stdout = "-"
+
+// NewOutput returns an empty output set and registers it for removal on
+// SIGINT/SIGTERM until it is committed or aborted.
+func NewOutput(force bool) *Output {
+	o := &Output{Force: force}
+	registerOutput(o)
+	return o
+}
+
+func (o *Output) checkTarget(target string) error {
+	if _, err := os.Lstat(target); err == nil && !o.Force {
+		return fmt.Errorf("%s: already exists (use --force to replace it)", target)
+	}
+	return nil
+}
+
+// Create opens a new file that becomes target on Commit. For Stdout it returns
+// os.Stdout, which nothing renames.
+func (o *Output) Create(target string) (*os.File, error) {
+	if target == Stdout {
+		return os.Stdout, nil
+	}
+	if err := o.checkTarget(target); err != nil {
+		return nil, err
+	}
+	dir, base := filepath.Split(target)
+	if dir == "" {
+		dir = "."
+	}
+	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	if err != nil {
+		return nil, fmt.Errorf("create %s: %w", target, err)
+	}
+	o.mu.Lock()
+	o.entries = append(o.entries, outEntry{target: target, temp: f.Name(), file: f})
+	o.mu.Unlock()
+	return f, nil
+}
+
+// Mkdir creates a new directory that becomes target on Commit and returns the
+// temporary path to fill it through.
+func (o *Output) Mkdir(target string) (string, error) {
+	if err := o.checkTarget(target); err != nil {
+		return "", err
+	}
+	dir, base := filepath.Split(filepath.Clean(target))
+	if dir == "" {
+		dir = "."
+	}
+	tmp, err := os.MkdirTemp(dir, "."+base+".tmp-*")
+	if err != nil {
+		return "", fmt.Errorf("create %s: %w", target, err)
+	}
+	o.mu.Lock()
+	o.entries = append(o.entries, outEntry{target: target, temp: tmp, dir: true})
+	o.mu.Unlock()
+	return tmp, nil
+}
+
+// Commit syncs and closes every file and renames everything into place.
+func (o *Output) Commit() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.done {
+		return errors.New("output already finished")
+	}
+	for _, e := range o.entries {
+		if e.file != nil {
+			if err := e.file.Sync(); err != nil {
+				o.abortLocked()
+				return fmt.Errorf("write %s: %w", e.target, err)
+			}
+			if err := e.file.Close(); err != nil && !errors.Is(err, os.ErrClosed) {
+				o.abortLocked()
+				return fmt.Errorf("write %s: %w", e.target, err)
+			}
+		}
+	}
+	for _, e := range o.entries {
+		if o.Force {
+			if fi, err := os.Lstat(e.target); err == nil && fi.IsDir() && e.dir {
+				if err := os.RemoveAll(e.target); err != nil {
+					o.abortLocked()
+					return fmt.Errorf("replace %s: %w", e.target, err)
+				}
+			}
+		}
+		if err := os.Rename(e.temp, e.target); err != nil {
+			o.abortLocked()
+			return fmt.Errorf("rename %s: %w", e.target, err)
+		}
+	}
+	o.done = true
+	unregisterOutput(o)
+	return nil
+}
+
+// Abort removes every temporary file and directory. It is safe to call after
+// Commit (it does nothing then) and more than once.
+func (o *Output) Abort() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.abortLocked()
+}
+
+func (o *Output) abortLocked() {
+	if o.done {
+		return
+	}
+	for _, e := range o.entries {
+		if e.file != nil {
+			e.file.Close()
+		}
+		os.RemoveAll(e.temp)
+	}
+	o.done = true
+	unregisterOutput(o)
+}
+
+// Open outputs, removed when the process is interrupted.
+var (
+	liveMu      sync.Mutex
+	liveOutputs = map[*Output]struct{}{}
+	signalOnce  sync.Once
+)
+
+func registerOutput(o *Output) {
+	signalOnce.Do(func() {
+		ch := make(chan os.Signal, 1)
+		signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+		go func() {
+			sig := <-ch
+			liveMu.Lock()
+			outs := make([]*Output, 0, len(liveOutputs))
+			for o := range liveOutputs {
+				outs = append(outs, o)
+			}
+			liveMu.Unlock()
+			for _, o := range outs {
+				o.Abort()
+			}
+			fmt.Fprintf(os.Stderr, "vmconv: interrupted by %v; partial output removed\n", sig)
+			os.Exit(130)
+		}()
+	})
+	liveMu.Lock()
+	liveOutputs[o] = struct{}{}
+	liveMu.Unlock()
+}
+
+func unregisterOutput(o *Output) {
+	liveMu.Lock()
+	delete(liveOutputs, o)
+	liveMu.Unlock()
+}
