@@ -1,0 +1,588 @@
+package vmdk
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+
+	"github.com/vmconv/vmconv/disk"
+)
+
+// maxChainDepth bounds snapshot chains (VMware allows far fewer snapshots).
+const maxChainDepth = 255
+
+// Info describes an opened VMDK. JSON names follow qemu-img info's vmdk
+// "format-specific" data where they overlap.
+type Info struct {
+	Filename     string       `json:"filename"`
+	CreateType   string       `json:"create-type"`
+	VirtualSize  int64        `json:"virtual-size"`
+	ActualSize   int64        `json:"actual-size"`
+	CID          uint32       `json:"cid"`
+	ParentCID    uint32       `json:"parent-cid"`
+	AdapterType  string       `json:"adapter-type,omitempty"`
+	HWVersion    string       `json:"hwversion,omitempty"`
+	ToolsVersion string       `json:"toolsversion,omitempty"`
+	UUID         string       `json:"uuid,omitempty"`
+	Cylinders    int64        `json:"cylinders,omitempty"`
+	Heads        int64        `json:"heads,omitempty"`
+	Sectors      int64        `json:"sectors,omitempty"`
+	Extents      []ExtentInfo `json:"extents"`
+	// BackingFile is the parent as the descriptor names it; FullBackingFile
+	// the path it resolved to; Chain every parent from nearest to base.
+	BackingFile     string   `json:"backing-filename,omitempty"`
+	FullBackingFile string   `json:"full-backing-filename,omitempty"`
+	Chain           []string `json:"backing-chain,omitempty"`
+	Parent          *Info    `json:"backing-image,omitempty"`
+	Warnings        []string `json:"warnings,omitempty"`
+}
+
+// ExtentInfo describes one extent.
+type ExtentInfo struct {
+	File       string `json:"filename"`
+	Type       string `json:"format"` // FLAT, SPARSE, ZERO, VMFS
+	Access     string `json:"access"`
+	Sectors    int64  `json:"sectors"`
+	Size       int64  `json:"virtual-size"`
+	Offset     int64  `json:"offset,omitempty"` // sectors into the file (FLAT)
+	Compressed bool   `json:"compressed,omitempty"`
+	GrainSize  int64  `json:"cluster-size,omitempty"` // bytes
+}
+
+type extKind uint8
+
+const (
+	extFlat extKind = iota
+	extSparse
+	extZero
+)
+
+// vext is one extent placed in the virtual disk.
+type vext struct {
+	start, end int64 // virtual byte range
+	kind       extKind
+	access     string
+	path       string
+	f          *os.File
+	fileOff    int64 // flat: byte offset in the file
+	sp         *sparseExtent
+}
+
+// Image is an opened VMDK disk, possibly a snapshot chain. It implements
+// disk.Image; ReadAt is safe for concurrent use.
+type Image struct {
+	path   string
+	desc   *Descriptor
+	exts   []*vext
+	size   int64
+	parent *Image
+	files  []*os.File
+	info   Info
+}
+
+var _ disk.Image = (*Image)(nil)
+
+// Detect reports whether head (the first bytes of a file) looks like a VMDK: a
+// hosted sparse extent or a text descriptor.
+func Detect(head []byte) bool {
+	if len(head) >= 4 && string(head[:4]) == "KDMV" {
+		return true
+	}
+	h := head[:min(len(head), 1024)]
+	return bytes.Contains(h, []byte("# Disk DescriptorFile")) || bytes.Contains(h, []byte("# Disk Descriptor File")) ||
+		(bytes.Contains(h, []byte("createType")) && bytes.Contains(h, []byte("version=")))
+}
+
+// Open opens a VMDK (descriptor or sparse file) and, through
+// parentFileNameHint, its parents.
+func Open(path string) (*Image, error) {
+	return openChain(path, nil)
+}
+
+func openChain(path string, seen []os.FileInfo) (*Image, error) {
+	if len(seen) > maxChainDepth {
+		return nil, fmt.Errorf("vmdk %s: snapshot chain deeper than %d", path, maxChainDepth)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("vmdk: %w", err)
+	}
+	for _, s := range seen {
+		if os.SameFile(s, fi) {
+			return nil, fmt.Errorf("vmdk %s: parent loop: the file is already part of the chain", path)
+		}
+	}
+	img, err := openOne(path)
+	if err != nil {
+		return nil, err
+	}
+	d := img.desc
+	if d.ParentFileNameHint == "" {
+		if d.ParentCID != noParentCID {
+			img.Close()
+			return nil, fmt.Errorf("vmdk %s: parentCID=%08x but no parentFileNameHint names the parent", path, d.ParentCID)
+		}
+		return img, nil
+	}
+	ppath, err := resolvePath(filepath.Dir(path), d.ParentFileNameHint)
+	if err != nil {
+		img.Close()
+		return nil, fmt.Errorf("vmdk %s: parent %q (parentFileNameHint): %w", path, d.ParentFileNameHint, err)
+	}
+	parent, err := openChain(ppath, append(seen, fi))
+	if err != nil {
+		img.Close()
+		return nil, err
+	}
+	if d.ParentCID != noParentCID && d.ParentCID != parent.desc.CID {
+		img.Close()
+		parent.Close()
+		return nil, fmt.Errorf("vmdk %s: parentCID=%08x does not match CID=%08x of parent %s: the parent changed after the snapshot was taken",
+			path, d.ParentCID, parent.desc.CID, ppath)
+	}
+	img.parent = parent
+	pi := parent.Info()
+	img.info.BackingFile = d.ParentFileNameHint
+	img.info.FullBackingFile = ppath
+	img.info.Parent = &pi
+	img.info.Chain = append([]string{ppath}, pi.Chain...)
+	return img, nil
+}
+
+// resolvePath finds a file named in a descriptor: absolute if it exists, else
+// relative to dir, else its base name in dir (for paths from another host).
+func resolvePath(dir, name string) (string, error) {
+	var cands []string
+	if filepath.IsAbs(name) {
+		cands = append(cands, name)
+	} else {
+		cands = append(cands, filepath.Join(dir, name))
+	}
+	base := name
+	if i := strings.LastIndexAny(base, `/\`); i >= 0 {
+		base = base[i+1:]
+	}
+	if base != "" {
+		cands = append(cands, filepath.Join(dir, base))
+	}
+	for _, c := range cands {
+		if _, err := os.Stat(c); err == nil {
+			return c, nil
+		}
+	}
+	return "", fmt.Errorf("not found (looked for %s)", strings.Join(cands, ", "))
+}
+
+func openOne(path string) (img *Image, err error) {
+	img = &Image{path: path}
+	defer func() {
+		if err != nil {
+			img.Close()
+			img = nil
+		}
+	}()
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("vmdk: %w", err)
+	}
+	img.files = append(img.files, f)
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("vmdk %s: %w", path, err)
+	}
+	size := fi.Size()
+	var head [4]byte
+	n, _ := f.ReadAt(head[:], 0)
+	switch {
+	case n == 4 && string(head[:]) == "KDMV":
+		sp, err := openSparse(path, f, size)
+		if err != nil {
+			return nil, err
+		}
+		if err := img.fromSparse(sp, f); err != nil {
+			return nil, err
+		}
+	case n == 4 && string(head[:]) == "COWD":
+		return nil, fmt.Errorf("vmdk %s: ESX vmfsSparse (COWD) extents are not supported", path)
+	default:
+		if size > maxDescriptorFile {
+			return nil, fmt.Errorf("vmdk %s: not a sparse extent (no KDMV magic) and too large (%d bytes) for a descriptor file", path, size)
+		}
+		text := make([]byte, size)
+		if _, err := io.ReadFull(io.NewSectionReader(f, 0, size), text); err != nil {
+			return nil, fmt.Errorf("vmdk %s: read descriptor: %w", path, err)
+		}
+		if !Detect(text) {
+			return nil, fmt.Errorf("vmdk %s: neither a sparse extent (KDMV magic) nor a descriptor file", path)
+		}
+		d, err := ParseDescriptor(path, text)
+		if err != nil {
+			return nil, err
+		}
+		img.desc = d
+		if err := img.openExtents(); err != nil {
+			return nil, err
+		}
+	}
+	img.fillInfo()
+	return img, nil
+}
+
+// fromSparse sets up a monolithic sparse or streamOptimized file. The embedded
+// descriptor's extent line names the file as it was first called; the file
+// itself is the extent whatever its name now.
+func (img *Image) fromSparse(sp *sparseExtent, f *os.File) error {
+	h := &sp.hdr
+	if h.DescriptorOffset != 0 && h.DescriptorSize != 0 {
+		text := make([]byte, h.DescriptorSize*sectorSize)
+		if _, err := f.ReadAt(text, int64(h.DescriptorOffset)*sectorSize); err != nil {
+			return fmt.Errorf("vmdk %s: read embedded descriptor at sector %d: %w", img.path, h.DescriptorOffset, err)
+		}
+		d, err := ParseDescriptor(img.path, text)
+		if err != nil {
+			return err
+		}
+		img.desc = d
+	} else {
+		// A bare extent (twoGbMaxExtentSparse's -s001.vmdk opened directly).
+		ct := "monolithicSparse"
+		if h.compressed() {
+			ct = "streamOptimized"
+		}
+		img.desc = &Descriptor{Version: 1, CreateType: ct, ParentCID: noParentCID,
+			Extents: []ExtentLine{{Access: "RW", Sectors: int64(h.Capacity), Type: "SPARSE", File: filepath.Base(img.path)}}}
+	}
+	access := "RW"
+	if len(img.desc.Extents) > 0 {
+		access = img.desc.Extents[0].Access
+	}
+	img.exts = []*vext{{start: 0, end: sp.capBytes, kind: extSparse, access: access, path: img.path, f: f, sp: sp}}
+	img.size = sp.capBytes
+	return nil
+}
+
+func (img *Image) openExtents() error {
+	dir := filepath.Dir(img.path)
+	var pos int64
+	opened := map[string]*os.File{}
+	for i, e := range img.desc.Extents {
+		where := fmt.Sprintf("vmdk %s: extent %d (%s %s %q)", img.path, i+1, e.Access, e.Type, e.File)
+		length := e.Sectors * sectorSize
+		if pos+length > maxCapacitySectors*sectorSize {
+			return fmt.Errorf("%s: disk larger than %d sectors", where, int64(maxCapacitySectors))
+		}
+		switch e.Access {
+		case "RW", "RDONLY", "NOACCESS":
+		default:
+			return fmt.Errorf("%s: access %q, want RW, RDONLY or NOACCESS", where, e.Access)
+		}
+		v := &vext{start: pos, end: pos + length, access: e.Access}
+		switch e.Type {
+		case "ZERO":
+			v.kind = extZero
+		case "FLAT", "VMFS", "SPARSE":
+			p, err := resolvePath(dir, e.File)
+			if err != nil {
+				return fmt.Errorf("%s: %w", where, err)
+			}
+			v.path = p
+			f := opened[p]
+			if f == nil {
+				if f, err = os.Open(p); err != nil {
+					return fmt.Errorf("%s: %w", where, err)
+				}
+				opened[p] = f
+				img.files = append(img.files, f)
+			}
+			v.f = f
+			fi, err := f.Stat()
+			if err != nil {
+				return fmt.Errorf("%s: %w", where, err)
+			}
+			if e.Type == "SPARSE" {
+				sp, err := openSparse(p, f, fi.Size())
+				if err != nil {
+					return fmt.Errorf("vmdk %s: extent %d: %w", img.path, i+1, err)
+				}
+				if sp.capBytes < length {
+					return fmt.Errorf("%s: sparse capacity %d sectors is smaller than the %d sectors of the extent line", where, sp.hdr.Capacity, e.Sectors)
+				}
+				v.kind, v.sp = extSparse, sp
+			} else {
+				v.kind = extFlat
+				if e.Type == "FLAT" {
+					v.fileOff = e.Offset * sectorSize
+				}
+				if need := v.fileOff + length; fi.Size() < need {
+					return fmt.Errorf("%s: file is %d bytes, the extent needs %d", where, fi.Size(), need)
+				}
+			}
+		default:
+			return fmt.Errorf("%s: extent type %s is not supported", where, e.Type)
+		}
+		img.exts = append(img.exts, v)
+		pos += length
+	}
+	img.size = pos
+	return nil
+}
+
+func (img *Image) fillInfo() {
+	d := img.desc
+	in := Info{
+		Filename:     img.path,
+		CreateType:   d.CreateType,
+		VirtualSize:  img.size,
+		CID:          d.CID,
+		ParentCID:    d.ParentCID,
+		AdapterType:  d.DDBValue("ddb.adapterType"),
+		HWVersion:    d.DDBValue("ddb.virtualHWVersion"),
+		ToolsVersion: d.DDBValue("ddb.toolsVersion"),
+		UUID:         d.DDBValue("ddb.uuid"),
+	}
+	fmt.Sscan(d.DDBValue("ddb.geometry.cylinders"), &in.Cylinders)
+	fmt.Sscan(d.DDBValue("ddb.geometry.heads"), &in.Heads)
+	fmt.Sscan(d.DDBValue("ddb.geometry.sectors"), &in.Sectors)
+	for _, f := range img.files {
+		if fi, err := f.Stat(); err == nil {
+			if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+				in.ActualSize += st.Blocks * 512
+			} else {
+				in.ActualSize += fi.Size()
+			}
+		}
+	}
+	for _, v := range img.exts {
+		ei := ExtentInfo{File: v.path, Access: v.access, Sectors: (v.end - v.start) / sectorSize, Size: v.end - v.start}
+		switch v.kind {
+		case extZero:
+			ei.Type = "ZERO"
+		case extFlat:
+			ei.Type, ei.Offset = "FLAT", v.fileOff/sectorSize
+		case extSparse:
+			ei.Type = "SPARSE"
+			ei.Compressed = v.sp.hdr.compressed()
+			ei.GrainSize = v.sp.grainBytes
+			if v.sp.hdr.UncleanShutdown != 0 {
+				in.Warnings = append(in.Warnings, fmt.Sprintf("%s: uncleanShutdown is set (the writer did not close it)", v.path))
+			}
+		}
+		in.Extents = append(in.Extents, ei)
+	}
+	img.info = in
+}
+
+// Info describes the image and its parents.
+func (img *Image) Info() Info { return img.info }
+
+// Descriptor returns the parsed descriptor (embedded or separate).
+func (img *Image) Descriptor() *Descriptor { return img.desc }
+
+// Size is the virtual size in bytes.
+func (img *Image) Size() int64 { return img.size }
+
+// Close closes every file of the image and its parents.
+func (img *Image) Close() error {
+	var first error
+	for _, f := range img.files {
+		if err := f.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	img.files = nil
+	if img.parent != nil {
+		if err := img.parent.Close(); err != nil && first == nil {
+			first = err
+		}
+		img.parent = nil
+	}
+	return first
+}
+
+// extentAt returns the index of the extent holding virtual offset off.
+func (img *Image) extentAt(off int64) int {
+	return sort.Search(len(img.exts), func(i int) bool { return img.exts[i].end > off })
+}
+
+// ReadAt reads the guest-visible bytes at off.
+func (img *Image) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, fmt.Errorf("vmdk %s: read at %d: %w", img.path, off, disk.ErrOutOfRange)
+	}
+	if off >= img.size {
+		if len(p) == 0 {
+			return 0, nil
+		}
+		return 0, io.EOF
+	}
+	n := len(p)
+	var eof error
+	if int64(n) > img.size-off {
+		n = int(img.size - off)
+		eof = io.EOF
+	}
+	if err := img.read(p[:n], off); err != nil {
+		return 0, err
+	}
+	return n, eof
+}
+
+// read fills p (within the image) from the extents.
+func (img *Image) read(p []byte, off int64) error {
+	for i := img.extentAt(off); len(p) > 0; i++ {
+		v := img.exts[i]
+		n := int(min(int64(len(p)), v.end-off))
+		q := p[:n]
+		switch v.kind {
+		case extZero:
+			clear(q)
+		case extFlat:
+			if v.access == "NOACCESS" {
+				return fmt.Errorf("vmdk %s: read at %#x: extent %s is NOACCESS", img.path, off, v.path)
+			}
+			m, err := v.f.ReadAt(q, v.fileOff+off-v.start)
+			if err != nil && !(err == io.EOF && m == len(q)) {
+				return fmt.Errorf("vmdk %s: read %s at %#x: %w", img.path, v.path, v.fileOff+off-v.start, err)
+			}
+		case extSparse:
+			if v.access == "NOACCESS" {
+				return fmt.Errorf("vmdk %s: read at %#x: extent %s is NOACCESS", img.path, off, v.path)
+			}
+			if err := img.readSparse(v, q, off); err != nil {
+				return err
+			}
+		}
+		p, off = p[n:], off+int64(n)
+	}
+	return nil
+}
+
+func (img *Image) readSparse(v *vext, p []byte, off int64) error {
+	sp := v.sp
+	rel := off - v.start
+	for len(p) > 0 {
+		g := rel / sp.grainBytes
+		in := rel % sp.grainBytes
+		n := int(min(int64(len(p)), sp.grainBytes-in))
+		q := p[:n]
+		st, sec := sp.lookup(g)
+		switch st {
+		case grainZero:
+			clear(q)
+		case grainUnallocated:
+			if err := img.readParent(q, v.start+rel); err != nil {
+				return err
+			}
+		case grainData:
+			if err := sp.readGrain(q, g, sec, in); err != nil {
+				return err
+			}
+		}
+		p, rel = p[n:], rel+int64(n)
+	}
+	return nil
+}
+
+// readParent reads an unallocated range from the parent (zeros past its end,
+// or without one).
+func (img *Image) readParent(p []byte, off int64) error {
+	if img.parent == nil || off >= img.parent.size {
+		clear(p)
+		return nil
+	}
+	n := int(min(int64(len(p)), img.parent.size-off))
+	if err := img.parent.read(p[:n], off); err != nil {
+		return err
+	}
+	clear(p[n:])
+	return nil
+}
+
+// Extents describes the allocation of [off, off+length) at grain granularity,
+// adjacent runs of one kind merged. Unallocated grains of a child take the
+// parent's kinds.
+func (img *Image) Extents(off, length int64) ([]disk.Extent, error) {
+	if off < 0 || length < 0 {
+		return nil, fmt.Errorf("vmdk %s: extents at %d+%d: %w", img.path, off, length, disk.ErrOutOfRange)
+	}
+	end := min(off+length, img.size)
+	var out []disk.Extent
+	if off >= end {
+		return out, nil
+	}
+	add := func(o, l int64, k disk.Kind) {
+		if l <= 0 {
+			return
+		}
+		if n := len(out); n > 0 && out[n-1].Kind == k && out[n-1].End() == o {
+			out[n-1].Length += l
+			return
+		}
+		out = append(out, disk.Extent{Offset: o, Length: l, Kind: k})
+	}
+	addParent := func(o, l int64) error {
+		if img.parent == nil {
+			add(o, l, disk.Unallocated)
+			return nil
+		}
+		pe, err := img.parent.Extents(o, l)
+		if err != nil {
+			return err
+		}
+		var covered int64 = o
+		for _, e := range pe {
+			add(e.Offset, e.Length, e.Kind)
+			covered = e.End()
+		}
+		add(covered, o+l-covered, disk.Unallocated)
+		return nil
+	}
+	for i := img.extentAt(off); off < end; i++ {
+		v := img.exts[i]
+		stop := min(end, v.end)
+		switch v.kind {
+		case extZero:
+			add(off, stop-off, disk.Zero)
+		case extFlat:
+			add(off, stop-off, disk.Data)
+		case extSparse:
+			sp := v.sp
+			for o := off; o < stop; {
+				rel := o - v.start
+				g := rel / sp.grainBytes
+				ge := min(stop, v.start+(g+1)*sp.grainBytes)
+				// Skip whole unallocated grain tables quickly.
+				if sp.gts[g/gtesPerGT] == nil {
+					ge = min(stop, v.start+(g/gtesPerGT+1)*gtesPerGT*sp.grainBytes)
+					if err := addParent(o, ge-o); err != nil {
+						return nil, err
+					}
+					o = ge
+					continue
+				}
+				st, _ := sp.lookup(g)
+				switch st {
+				case grainZero:
+					add(o, ge-o, disk.Zero)
+				case grainData:
+					add(o, ge-o, disk.Data)
+				default:
+					if err := addParent(o, ge-o); err != nil {
+						return nil, err
+					}
+				}
+				o = ge
+			}
+		}
+		off = stop
+	}
+	return out, nil
+}
+
+var errNotStream = errors.New("not a streamOptimized extent")
