@@ -1,0 +1,243 @@
+package neutral
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// The chunk store is a directory of zstd frames named by the SHA-256 of their
+// uncompressed bytes: <store>/<first two hex digits>/<64 hex digits>. A chunk
+// file is written under a temporary name and renamed, so a reader (or another
+// writer sharing the store) never sees a partial one, and a chunk already
+// present is never rewritten.
+
+// maxChunkFile bounds a chunk file: zstd's worst case for 1 MiB is a few
+// hundred bytes over it.
+const maxChunkFile = ChunkSize + 64<<10
+
+// chunkPath returns the store-relative path of the chunk with the given hash.
+func chunkPath(store string, sum *[32]byte) string {
+	h := hex.EncodeToString(sum[:])
+	return filepath.Join(store, h[:2], h)
+}
+
+// chunkStore writes chunks into one store directory.
+type chunkStore struct {
+	dir   string
+	level zstd.EncoderLevel
+
+	encoders sync.Pool // *zstd.Encoder, one per concurrent worker
+	buffers  sync.Pool // *[]byte compressed payloads
+
+	mu      sync.Mutex
+	subdirs map[string]bool
+	present map[[32]byte]bool // chunks known to be in the store
+
+	// Statistics: chunk files written, and chunks found already present.
+	written, reused int64
+	writtenBytes    int64
+}
+
+func newChunkStore(dir string, level zstd.EncoderLevel) (*chunkStore, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("chunk store: %w", err)
+	}
+	if level == 0 {
+		level = zstd.SpeedFastest
+	}
+	s := &chunkStore{dir: dir, level: level, subdirs: map[string]bool{}, present: map[[32]byte]bool{}}
+	// Check the level once so workers cannot fail on it.
+	enc, err := s.newEncoder()
+	if err != nil {
+		return nil, err
+	}
+	s.encoders.Put(enc)
+	return s, nil
+}
+
+func (s *chunkStore) newEncoder() (*zstd.Encoder, error) {
+	enc, err := zstd.NewWriter(nil,
+		zstd.WithEncoderLevel(s.level),
+		zstd.WithEncoderConcurrency(1),
+		zstd.WithWindowSize(ChunkSize),
+		zstd.WithLowerEncoderMem(true))
+	if err != nil {
+		return nil, fmt.Errorf("zstd encoder: %w", err)
+	}
+	return enc, nil
+}
+
+// compress returns p compressed into a pooled buffer; release it with
+// putBuffer.
+func (s *chunkStore) compress(p []byte) (*[]byte, error) {
+	enc, _ := s.encoders.Get().(*zstd.Encoder)
+	if enc == nil {
+		var err error
+		if enc, err = s.newEncoder(); err != nil {
+			return nil, err
+		}
+	}
+	bp, _ := s.buffers.Get().(*[]byte)
+	if bp == nil {
+		b := make([]byte, 0, len(p)+len(p)/128+1024)
+		bp = &b
+	}
+	*bp = enc.EncodeAll(p, (*bp)[:0])
+	s.encoders.Put(enc)
+	return bp, nil
+}
+
+func (s *chunkStore) putBuffer(bp *[]byte) {
+	if bp != nil && cap(*bp) <= maxChunkFile {
+		s.buffers.Put(bp)
+	}
+}
+
+// has reports whether the chunk is already in the store (safe on any
+// goroutine; it may look at the file system).
+func (s *chunkStore) has(sum *[32]byte) bool {
+	s.mu.Lock()
+	ok := s.present[*sum]
+	s.mu.Unlock()
+	if ok {
+		return true
+	}
+	if fi, err := os.Lstat(chunkPath(s.dir, sum)); err == nil && fi.Mode().IsRegular() {
+		s.mu.Lock()
+		s.present[*sum] = true
+		s.mu.Unlock()
+		return true
+	}
+	return false
+}
+
+func (s *chunkStore) noteReused() {
+	s.mu.Lock()
+	s.reused++
+	s.mu.Unlock()
+}
+
+// put stores a compressed chunk unless it is already present.
+func (s *chunkStore) put(sum *[32]byte, payload []byte) error {
+	if s.has(sum) {
+		s.noteReused()
+		return nil
+	}
+	path := chunkPath(s.dir, sum)
+	sub := filepath.Dir(path)
+	s.mu.Lock()
+	made := s.subdirs[sub]
+	s.mu.Unlock()
+	if !made {
+		if err := os.MkdirAll(sub, 0o755); err != nil {
+			return fmt.Errorf("chunk store: %w", err)
+		}
+		s.mu.Lock()
+		s.subdirs[sub] = true
+		s.mu.Unlock()
+	}
+	f, err := os.CreateTemp(sub, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("chunk store: %w", err)
+	}
+	tmp := f.Name()
+	_, err = f.Write(payload)
+	if err == nil {
+		err = f.Chmod(0o644)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("chunk store: write %s: %w", path, err)
+	}
+	s.mu.Lock()
+	s.present[*sum] = true
+	s.written++
+	s.writtenBytes += int64(len(payload))
+	s.mu.Unlock()
+	return nil
+}
+
+// Reading.
+
+var (
+	decoderOnce sync.Once
+	decoder     *zstd.Decoder
+	decoderErr  error
+)
+
+// chunkDecoder is shared by every open bundle: DecodeAll is safe for
+// concurrent use and keeps one block decoder per concurrent call. Output is
+// limited to one chunk, so a hostile frame cannot make it allocate more.
+func chunkDecoder() (*zstd.Decoder, error) {
+	decoderOnce.Do(func() {
+		decoder, decoderErr = zstd.NewReader(nil,
+			zstd.WithDecoderConcurrency(0),
+			zstd.WithDecoderMaxMemory(ChunkSize),
+			zstd.WithDecoderMaxWindow(ChunkSize),
+			zstd.WithDecodeAllCapLimit(true),
+			// The SHA-256 of the result is checked instead.
+			zstd.IgnoreChecksum(true))
+	})
+	return decoder, decoderErr
+}
+
+var readBuffers = sync.Pool{New: func() any { b := make([]byte, 0, maxChunkFile); return &b }}
+
+// errChunkCorrupt marks chunks whose content does not match their name.
+var errChunkCorrupt = errors.New("chunk is corrupt")
+
+// loadChunk reads the chunk file for sum, decodes it into dst (whose length
+// is the chunk's expected length) and verifies the result against sum.
+func loadChunk(path string, sum *[32]byte, dst []byte) error {
+	f, err := os.Open(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("chunk file is missing")
+		}
+		return err
+	}
+	defer f.Close()
+	bp := readBuffers.Get().(*[]byte)
+	defer readBuffers.Put(bp)
+	buf := (*bp)[:maxChunkFile]
+	n, err := io.ReadFull(f, buf)
+	switch {
+	case err == nil:
+		return fmt.Errorf("%w: chunk file is larger than %d bytes", errChunkCorrupt, maxChunkFile)
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+	default:
+		return err
+	}
+	dec, err := chunkDecoder()
+	if err != nil {
+		return err
+	}
+	out, err := dec.DecodeAll(buf[:n], dst[:0:len(dst)])
+	if err != nil {
+		return fmt.Errorf("%w: zstd: %v", errChunkCorrupt, err)
+	}
+	if len(out) != len(dst) {
+		return fmt.Errorf("%w: decodes to %d bytes, expected %d", errChunkCorrupt, len(out), len(dst))
+	}
+	if len(dst) > 0 && &out[0] != &dst[0] {
+		copy(dst, out)
+	}
+	if got := sha256.Sum256(dst); got != *sum {
+		return fmt.Errorf("%w: its content has SHA-256 %x", errChunkCorrupt, got)
+	}
+	return nil
+}
