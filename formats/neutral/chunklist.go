@@ -155,11 +155,11 @@ func parseChunkList(r io.Reader) (*chunkList, error) {
 		return nil, fmt.Errorf("%s: expected a JSON object", where())
 	}
 	var (
-		l                                         chunkList
-		schema, chunkSize, chunkCnt, size         int64
-		seen                                      = map[string]bool{}
-		listed                                    int64 // chunk entries consumed
-		compression                               string
+		l                                 chunkList
+		schema, chunkSize, chunkCnt, size int64
+		seen                              = map[string]bool{}
+		listed                            int64 // chunk entries consumed
+		compression                       string
 	)
 	for dec.More() {
 		tok, err := dec.Token()
