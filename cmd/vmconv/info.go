@@ -1,0 +1,161 @@
+package main
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+
+	"github.com/vmconv/vmconv/disk"
+	"github.com/vmconv/vmconv/formats"
+	"github.com/vmconv/vmconv/formats/neutral"
+)
+
+func newInfoCmd() *cobra.Command {
+	var output, fmtName string
+	cmd := &cobra.Command{
+		Use:   "info IMAGE|VM",
+		Short: "Show a disk image's format and sizes, or a VM's description",
+		Args:  argsRange(1, 1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if output != "human" && output != "json" {
+				return usagef("--output: want human or json, got %q", output)
+			}
+			path := args[0]
+			f, err := detectOrLookup(path, fmtName)
+			if err != nil {
+				return err
+			}
+			if f.IsVM() {
+				vm, err := formats.OpenVM(path, f)
+				if err != nil {
+					return err
+				}
+				defer vm.Close()
+				for _, hook := range vmInfoHooks {
+					hook(cmd, vm)
+				}
+				if output == "json" {
+					return writeJSON(cmd.OutOrStdout(), vm)
+				}
+				printVM(cmd.OutOrStdout(), vm)
+				return nil
+			}
+			img, err := f.OpenImage(path)
+			if err != nil {
+				return err
+			}
+			defer img.Close()
+			info, err := imageInfo(path, f, img)
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				return writeJSON(cmd.OutOrStdout(), info)
+			}
+			printImageInfo(cmd.OutOrStdout(), info)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&output, "output", "human", "output format: human or json")
+	cmd.Flags().StringVarP(&fmtName, "format", "f", "", "format of the input (detected when not given)")
+	return cmd
+}
+
+// vmInfoHooks add to a VM's info before it is printed (the boot entry found
+// in its disk, for instance).
+var vmInfoHooks []func(cmd *cobra.Command, vm *neutral.VM)
+
+func imageInfo(path string, f *formats.Format, img disk.Image) (*formats.ImageInfo, error) {
+	info := &formats.ImageInfo{}
+	if f.ImageInfo != nil {
+		info = f.ImageInfo(img)
+	}
+	info.Filename = path
+	info.Format = f.Name
+	info.VirtualSize = img.Size()
+	if info.ActualSize == 0 {
+		info.ActualSize = actualSize(path)
+	}
+	var alloc int64
+	exts, err := img.Extents(0, img.Size())
+	if err != nil {
+		return nil, fmt.Errorf("%s: allocation map: %w", path, err)
+	}
+	for _, e := range exts {
+		if e.Kind == disk.Data {
+			alloc += e.Length
+		}
+	}
+	info.AllocatedSize = alloc
+	return info, nil
+}
+
+func printImageInfo(w io.Writer, info *formats.ImageInfo) {
+	fmt.Fprintf(w, "image: %s\n", info.Filename)
+	fmt.Fprintf(w, "file format: %s\n", info.Format)
+	if info.Subformat != "" {
+		fmt.Fprintf(w, "subformat: %s\n", info.Subformat)
+	}
+	fmt.Fprintf(w, "virtual size: %s (%d bytes)\n", humanSize(info.VirtualSize), info.VirtualSize)
+	fmt.Fprintf(w, "disk size: %s\n", humanSize(info.ActualSize))
+	fmt.Fprintf(w, "allocated: %s\n", humanSize(info.AllocatedSize))
+	if info.ClusterSize > 0 {
+		fmt.Fprintf(w, "cluster_size: %d\n", info.ClusterSize)
+	}
+	if info.BackingFilename != "" {
+		fmt.Fprintf(w, "backing file: %s\n", info.BackingFilename)
+	}
+	for i, b := range info.BackingChain {
+		fmt.Fprintf(w, "backing chain[%d]: %s\n", i, b)
+	}
+	for i, e := range info.Extents {
+		fmt.Fprintf(w, "extent[%d]: %v\n", i, e)
+	}
+}
+
+func printVM(w io.Writer, vm *neutral.VM) {
+	fmt.Fprintf(w, "name: %s\n", vm.Name)
+	if vm.UUID != "" {
+		fmt.Fprintf(w, "uuid: %s\n", vm.UUID)
+	}
+	if vm.Source != nil {
+		fmt.Fprintf(w, "source: %s (%s)\n", vm.Source.File, vm.Source.Format)
+	}
+	fmt.Fprintf(w, "firmware: %s\n", vm.Firmware)
+	fmt.Fprintf(w, "cpus: %d (%d per socket)\n", vm.CPUs, vm.CoresPerSocket)
+	fmt.Fprintf(w, "memory: %d MiB\n", vm.MemoryMiB)
+	if vm.GuestOS != "" {
+		fmt.Fprintf(w, "guest os: %s\n", vm.GuestOS)
+	}
+	for _, d := range vm.Disks {
+		flags := ""
+		if d.Bootable {
+			flags += " bootable"
+		}
+		if d.ReadOnly {
+			flags += " read-only"
+		}
+		fmt.Fprintf(w, "disk %s: %s on %s unit %d, %s%s\n", d.ID, d.Device, d.Bus, d.Unit, humanSize(d.CapacityBytes), flags)
+	}
+	for i, n := range vm.NICs {
+		fmt.Fprintf(w, "nic %d: %s model %s network %q\n", i, n.MAC, n.Model, n.Network)
+	}
+	if vm.Boot != nil {
+		fmt.Fprintf(w, "boot: kernel %s initrd %s cmdline %q\n", vm.Boot.Kernel, vm.Boot.Initrd, vm.Boot.Cmdline)
+	}
+}
+
+func humanSize(n int64) string {
+	units := []string{"B", "KiB", "MiB", "GiB", "TiB", "PiB"}
+	f := float64(n)
+	i := 0
+	for f >= 1024 && i < len(units)-1 {
+		f /= 1024
+		i++
+	}
+	if i == 0 {
+		return fmt.Sprintf("%d B", n)
+	}
+	return fmt.Sprintf("%.3g %s", f, units[i])
+}

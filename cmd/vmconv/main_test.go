@@ -1,0 +1,120 @@
+package main
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/vmconv/vmconv/internal/testutil"
+)
+
+func TestMain(m *testing.M) {
+	testscript.Main(m, map[string]func(){
+		"vmconv": func() { os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) },
+	})
+}
+
+func TestScripts(t *testing.T) {
+	testscript.Run(t, testscript.Params{
+		Dir: "testdata/script",
+		Setup: func(env *testscript.Env) error {
+			env.Setenv(testutil.StrictEnv, os.Getenv(testutil.StrictEnv))
+			env.Setenv("HOME", os.Getenv("HOME"))
+			return nil
+		},
+		Condition: haveTool,
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"mkraw":   cmdMkraw,
+			"filesize": func(ts *testscript.TestScript, neg bool, args []string) {
+				// filesize FILE OP N: compare a file's apparent size.
+				if len(args) != 3 {
+					ts.Fatalf("usage: filesize FILE lt|le|eq|gt N")
+				}
+				fi, err := os.Stat(ts.MkAbs(args[0]))
+				ts.Check(err)
+				n, err := strconv.ParseInt(args[2], 0, 64)
+				ts.Check(err)
+				ok := map[string]bool{"lt": fi.Size() < n, "le": fi.Size() <= n, "eq": fi.Size() == n, "gt": fi.Size() > n}[args[1]]
+				if ok == neg {
+					ts.Fatalf("size of %s is %d; want %s %d", args[0], fi.Size(), args[1], n)
+				}
+			},
+		},
+	})
+}
+
+// haveTool is the script condition [have:TOOL]: true when TOOL is installed.
+// A missing tool is an error (the script fails) when the strict environment
+// variable is set, so "[!have:qemu-img] skip" never skips in CI.
+func haveTool(cond string) (bool, error) {
+	tool, ok := strings.CutPrefix(cond, "have:")
+	if !ok {
+		return false, fmt.Errorf("unknown condition %q", cond)
+	}
+	if _, err := exec.LookPath(tool); err != nil {
+		if testutil.Strict() {
+			return false, fmt.Errorf("%s is not installed (and %s is set)", tool, testutil.StrictEnv)
+		}
+		return false, nil
+	}
+	return true, nil
+}
+
+// cmdMkraw writes a sparse raw image: mkraw FILE SIZE [OFFSET:LENGTH[:SEED]]...
+// Each run is filled with pseudo-random non-zero bytes.
+func cmdMkraw(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) < 2 {
+		ts.Fatalf("usage: mkraw FILE SIZE [OFF:LEN[:SEED]]...")
+	}
+	size, err := parseSize(args[1])
+	ts.Check(err)
+	f, err := os.Create(ts.MkAbs(args[0]))
+	ts.Check(err)
+	defer f.Close()
+	ts.Check(f.Truncate(size))
+	for i, run := range args[2:] {
+		parts := strings.Split(run, ":")
+		if len(parts) < 2 {
+			ts.Fatalf("run %q: want OFF:LEN[:SEED]", run)
+		}
+		off, err := parseSize(parts[0])
+		ts.Check(err)
+		n, err := parseSize(parts[1])
+		ts.Check(err)
+		seed := uint64(i + 1)
+		if len(parts) > 2 {
+			seed, err = strconv.ParseUint(parts[2], 10, 64)
+			ts.Check(err)
+		}
+		r := rand.New(rand.NewPCG(seed, 42))
+		buf := make([]byte, n)
+		for j := range buf {
+			buf[j] = byte(r.IntN(255) + 1)
+		}
+		_, err = f.WriteAt(buf, off)
+		ts.Check(err)
+	}
+}
+
+func parseSize(s string) (int64, error) {
+	mult := int64(1)
+	switch {
+	case strings.HasSuffix(s, "K"):
+		mult, s = 1<<10, strings.TrimSuffix(s, "K")
+	case strings.HasSuffix(s, "M"):
+		mult, s = 1<<20, strings.TrimSuffix(s, "M")
+	case strings.HasSuffix(s, "G"):
+		mult, s = 1<<30, strings.TrimSuffix(s, "G")
+	}
+	n, err := strconv.ParseInt(s, 0, 64)
+	if err != nil {
+		return 0, fmt.Errorf("size %q: %w", s, err)
+	}
+	return n * mult, nil
+}

@@ -1,0 +1,184 @@
+// Package formats is the registry of the image and VM formats vmconv reads
+// and writes: it detects a file's format (magic first, then extension) and
+// gives the CLI one way to open, create and convert any of them.
+package formats
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/vmconv/vmconv/disk"
+	"github.com/vmconv/vmconv/formats/neutral"
+)
+
+// Format is one entry of the registry. Disk formats set the image functions,
+// VM formats the VM functions; a format may have both.
+type Format struct {
+	Name string
+	// Exts are file name extensions, with the dot, used when no magic matches.
+	Exts []string
+	// Magic reports whether a file's first bytes are this format's.
+	Magic func(head []byte) bool
+	// IsDir reports whether a directory is in this format.
+	IsDir func(path string) bool
+
+	// OpenImage opens a disk image for random access.
+	OpenImage func(path string) (disk.Image, error)
+	// OpenStream reads a disk image once from a pipe.
+	OpenStream func(r io.Reader) (disk.Stream, error)
+	// CreateImage returns a writer for a new image at path ("-" = stdout
+	// where StreamsOut).
+	CreateImage func(out *disk.Output, path string, size int64, opts map[string]string) (disk.Writer, error)
+	// StreamsOut says the writer can write to a pipe.
+	StreamsOut bool
+	// ImageInfo gives the format-specific part of `info` for an open image.
+	ImageInfo func(img disk.Image) *ImageInfo
+	// Check verifies structural consistency; problems found are returned,
+	// the error is for images that cannot be examined at all.
+	Check func(path string) ([]string, error)
+
+	// OpenVM reads a whole VM with its disks open.
+	OpenVM func(path string) (*neutral.VM, error)
+	// WriteVM writes a whole VM.
+	WriteVM func(ctx context.Context, out *disk.Output, path string, vm *neutral.VM, opts map[string]string, copyOpt disk.CopyOptions) error
+	// StreamVM reads a VM once from a pipe and hands each disk to fn in order.
+	StreamVM func(r io.Reader) (VMStream, error)
+}
+
+// VMStream is a VM read once from a pipe.
+type VMStream interface {
+	VM() *neutral.VM
+	NextDisk() (id string, s disk.Stream, err error)
+}
+
+// IsVM reports whether the format describes whole VMs.
+func (f *Format) IsVM() bool { return f.OpenVM != nil || f.WriteVM != nil }
+
+// ImageInfo is what `info` prints of a disk image; field names follow
+// `qemu-img info --output json` where they overlap.
+type ImageInfo struct {
+	Filename        string   `json:"filename"`
+	Format          string   `json:"format"`
+	Subformat       string   `json:"subformat,omitempty"`
+	VirtualSize     int64    `json:"virtual-size"`
+	ActualSize      int64    `json:"actual-size"`
+	AllocatedSize   int64    `json:"allocated-size"`
+	ClusterSize     int64    `json:"cluster-size,omitempty"`
+	BackingFilename string   `json:"backing-filename,omitempty"`
+	BackingChain    []string `json:"backing-chain,omitempty"`
+	Extents         []any    `json:"extents,omitempty"`
+	FormatSpecific  any      `json:"format-specific,omitempty"`
+}
+
+var registry []*Format
+
+// Register adds a format; later registrations are tried after earlier ones.
+func Register(f *Format) { registry = append(registry, f) }
+
+// All returns the registered formats.
+func All() []*Format { return registry }
+
+// Lookup finds a format by name (as given to -f/-O).
+func Lookup(name string) (*Format, error) {
+	for _, f := range registry {
+		if strings.EqualFold(f.Name, name) {
+			return f, nil
+		}
+	}
+	names := make([]string, len(registry))
+	for i, f := range registry {
+		names[i] = f.Name
+	}
+	return nil, fmt.Errorf("unknown format %q (known: %s)", name, strings.Join(names, ", "))
+}
+
+// ByExtension finds the format a file name's extension names, or nil.
+func ByExtension(path string) *Format {
+	ext := strings.ToLower(filepath.Ext(path))
+	for _, f := range registry {
+		if slices.Contains(f.Exts, ext) {
+			return f
+		}
+	}
+	return nil
+}
+
+// headSize is how much of a file detection reads.
+const headSize = 4096
+
+// Detect finds the format of an existing file or directory: magic first,
+// then the extension, then raw for regular files.
+func Detect(path string) (*Format, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if fi.IsDir() {
+		for _, f := range registry {
+			if f.IsDir != nil && f.IsDir(path) {
+				return f, nil
+			}
+		}
+		return nil, fmt.Errorf("%s: a directory that is not a VM bundle", path)
+	}
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer fh.Close()
+	head := make([]byte, headSize)
+	n, err := io.ReadFull(fh, head)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return DetectHead(path, head[:n])
+}
+
+// DetectHead detects a format from a file's first bytes and its name.
+func DetectHead(path string, head []byte) (*Format, error) {
+	for _, f := range registry {
+		if f.Magic != nil && f.Magic(head) {
+			return f, nil
+		}
+	}
+	if f := ByExtension(path); f != nil && f.Name != "raw" {
+		return f, nil
+	}
+	return Lookup("raw")
+}
+
+// OpenVM opens path as a VM. A single disk image becomes a VM with one disk
+// whose id is "disk0".
+func OpenVM(path string, f *Format) (*neutral.VM, error) {
+	if f.OpenVM != nil {
+		return f.OpenVM(path)
+	}
+	if f.OpenImage == nil {
+		return nil, fmt.Errorf("%s: format %s cannot be read", path, f.Name)
+	}
+	img, err := f.OpenImage(path)
+	if err != nil {
+		return nil, err
+	}
+	name := strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
+	return &neutral.VM{
+		Schema:         neutral.Schema,
+		Name:           name,
+		Firmware:       "bios",
+		CPUs:           1,
+		CoresPerSocket: 1,
+		MemoryMiB:      1024,
+		Disks: []neutral.Disk{{
+			ID: "disk0", Device: "disk", Bus: "virtio", CapacityBytes: img.Size(),
+			Bootable: true, Image: img,
+		}},
+		NICs:   []neutral.NIC{},
+		Source: &neutral.Source{Format: f.Name, File: path},
+	}, nil
+}
