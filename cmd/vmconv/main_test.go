@@ -30,7 +30,7 @@ func TestScripts(t *testing.T) {
 		},
 		Condition: haveTool,
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"mkraw":   cmdMkraw,
+			"mkraw": cmdMkraw,
 			"filesize": func(ts *testscript.TestScript, neg bool, args []string) {
 				// filesize FILE OP N: compare a file's apparent size.
 				if len(args) != 3 {
