@@ -209,14 +209,14 @@ func (d *Descriptor) format() []byte {
 	var b strings.Builder
 	b.WriteString("# Disk DescriptorFile\n")
 	fmt.Fprintf(&b, "version=%d\n", d.Version)
+	if d.Encoding != "" {
+		fmt.Fprintf(&b, "encoding=\"%s\"\n", d.Encoding)
+	}
 	fmt.Fprintf(&b, "CID=%08x\n", d.CID)
 	fmt.Fprintf(&b, "parentCID=%08x\n", d.ParentCID)
 	fmt.Fprintf(&b, "createType=\"%s\"\n", d.CreateType)
 	if d.ParentFileNameHint != "" {
 		fmt.Fprintf(&b, "parentFileNameHint=\"%s\"\n", d.ParentFileNameHint)
-	}
-	if d.Encoding != "" {
-		fmt.Fprintf(&b, "encoding=\"%s\"\n", d.Encoding)
 	}
 	for _, kv := range d.Other {
 		fmt.Fprintf(&b, "%s=\"%s\"\n", kv.Key, kv.Value)

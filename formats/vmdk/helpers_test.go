@@ -27,12 +27,12 @@ func pattern(size int64, seed int64) []byte {
 		}
 	}
 	rnd := func(n int) []byte { p := make([]byte, n); rng.Read(p); return p }
-	put(0, rnd(4096))                                     // boot sector-ish
-	put(1<<20+12345, []byte{0x5a})                         // lone byte in a zero grain
-	put(3<<20, rnd(200<<10))                               // random run across grains
+	put(0, rnd(4096))                                        // boot sector-ish
+	put(1<<20+12345, []byte{0x5a})                           // lone byte in a zero grain
+	put(3<<20, rnd(200<<10))                                 // random run across grains
 	put(5<<20-100, bytes.Repeat([]byte("vmconv text "), 30)) // across a chunk edge
-	put(7<<20+65536, rnd(65536))                            // one whole grain
-	put(size-777, rnd(777))                                 // unaligned tail
+	put(7<<20+65536, rnd(65536))                             // one whole grain
+	put(size-777, rnd(777))                                  // unaligned tail
 	return b
 }
 
