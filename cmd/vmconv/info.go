@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 
@@ -110,7 +111,8 @@ func printImageInfo(w io.Writer, info *formats.ImageInfo) {
 		fmt.Fprintf(w, "backing chain[%d]: %s\n", i, b)
 	}
 	for i, e := range info.Extents {
-		fmt.Fprintf(w, "extent[%d]: %v\n", i, e)
+		b, _ := json.Marshal(e)
+		fmt.Fprintf(w, "extent[%d]: %s\n", i, b)
 	}
 }
 

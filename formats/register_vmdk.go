@@ -1,0 +1,42 @@
+package formats
+
+import (
+	"github.com/vmconv/vmconv/disk"
+	"github.com/vmconv/vmconv/formats/vmdk"
+)
+
+func init() {
+	Register(&Format{
+		Name:  "vmdk",
+		Exts:  []string{".vmdk"},
+		Magic: vmdk.Detect,
+		OpenImage: func(path string) (disk.Image, error) {
+			return vmdk.Open(path)
+		},
+		CreateImage: func(out *disk.Output, path string, size int64, opts map[string]string) (disk.Writer, error) {
+			o, err := vmdk.ParseOptions(opts)
+			if err != nil {
+				return nil, err
+			}
+			return vmdk.Create(out, path, size, o)
+		},
+		StreamsOut: true, // streamOptimized only; Create refuses the others
+		ImageInfo: func(img disk.Image) *ImageInfo {
+			vi := img.(*vmdk.Image).Info()
+			info := &ImageInfo{
+				Subformat:       vi.CreateType,
+				ActualSize:      vi.ActualSize,
+				BackingFilename: vi.BackingFile,
+				BackingChain:    vi.Chain,
+				FormatSpecific:  map[string]any{"type": "vmdk", "data": vi},
+			}
+			if len(vi.Extents) > 0 {
+				info.ClusterSize = vi.Extents[0].GrainSize
+			}
+			for _, e := range vi.Extents {
+				info.Extents = append(info.Extents, e)
+			}
+			return info
+		},
+	})
+}

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The built-in example: make a sample disk, convert it through every format
+# vmconv writes and back, and show that the content digest never changes.
+set -euo pipefail
+vmconv=$(realpath "${1:-bin/vmconv}")
+work=${DEMO_DIR:-$(mktemp -d /tmp/vmconv-demo.XXXXXX)}
+mkdir -p "$work"
+cd "$work"
+echo "== working in $work"
+
+# A 256 MiB sample disk: a boot sector, some files' worth of data, holes,
+# a lone non-zero byte and a tail that is not a multiple of 1 MiB (VMDK sizes are whole sectors).
+rm -f sample.raw
+truncate -s $((256 * 1024 * 1024 + 25 * 512)) sample.raw
+printf '\x55\xaa' | dd of=sample.raw bs=1 seek=510 conv=notrunc status=none
+head -c $((24 * 1024 * 1024)) /dev/urandom | dd of=sample.raw bs=1M seek=1 conv=notrunc status=none
+dd if=/dev/zero bs=1M count=8 status=none | tr '\0' 'v' | dd of=sample.raw bs=1M seek=100 conv=notrunc status=none
+printf 'X' | dd of=sample.raw bs=1 seek=$((200 * 1024 * 1024 + 4097)) conv=notrunc status=none
+
+"$vmconv" info sample.raw
+want=$("$vmconv" digest sample.raw | cut -d' ' -f1)
+echo "== sample digest $want"
+
+check() { # check FILE...: every digest must equal the sample's
+	for f in "$@"; do
+		got=$("$vmconv" digest "$f" | cut -d' ' -f1)
+		if [ "$got" != "$want" ]; then
+			echo "DIGEST MISMATCH: $f $got" >&2
+			exit 1
+		fi
+		printf '  %-40s %s\n' "$f" "$got"
+	done
+}
+
+for sub in monolithicSparse streamOptimized monolithicFlat twoGbMaxExtentSparse twoGbMaxExtentFlat; do
+	echo "== raw -> vmdk ($sub) -> raw"
+	"$vmconv" convert --force -O vmdk -o subformat=$sub sample.raw "sample-$sub.vmdk"
+	"$vmconv" info "sample-$sub.vmdk" | sed 's/^/  /'
+	"$vmconv" check "sample-$sub.vmdk" | sed 's/^/  /'
+	"$vmconv" convert --force "sample-$sub.vmdk" "back-$sub.raw"
+	check "sample-$sub.vmdk" "back-$sub.raw"
+done
+
+if "$vmconv" convert --help | grep -q . && "$vmconv" info --help >/dev/null; then
+	for target in sample.xva sample.vmb; do
+		case $target in
+		*.xva) f=xva ;; *.vmb) f=vmb ;;
+		esac
+		if "$vmconv" convert --force sample.raw "$target" 2>/dev/null; then
+			echo "== raw -> $f"
+			"$vmconv" digest "$target" | sed 's/^/  /'
+			"$vmconv" convert --force "$target" "back-$f.raw"
+			check "back-$f.raw"
+		fi
+	done
+fi
+echo "== every copy has the sample's digest"
