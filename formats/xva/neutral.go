@@ -1,0 +1,886 @@
+package xva
+
+import (
+	"fmt"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/vmconv/vmconv/formats/neutral"
+)
+
+const mib = 1 << 20
+
+// Keys of Extensions.Xen (see the package documentation).
+const (
+	extVersion = "version"
+	extTop     = "top"
+	extVM      = "vm"
+	extAbsent  = "absent"
+	extDisks   = "disks"
+	extNICs    = "nics"
+	extObjects = "objects"
+)
+
+// pop removes a field from a record's JSON map and returns the Value it had.
+type fieldMap struct {
+	m      map[string]any
+	absent []string
+}
+
+func newFieldMap(v *Value) *fieldMap {
+	m, _ := toJSON(v).(map[string]any)
+	if m == nil {
+		m = map[string]any{}
+	}
+	return &fieldMap{m: m}
+}
+
+func (f *fieldMap) del(name string) { delete(f.m, name) }
+
+func (f *fieldMap) markAbsent(name string) { f.absent = append(f.absent, name) }
+
+func objEntry(o *Object, fields map[string]any) map[string]any {
+	return map[string]any{"id": o.ID, "fields": fields}
+}
+
+// toNeutral maps the chosen VM of doc to a neutral.VM. Modelled fields are
+// taken out of the records; everything else lands in Extensions.Xen.
+func toNeutral(doc *Document, L *layout) (*neutral.VM, error) {
+	vmObj := &doc.Objects[L.vm]
+	r := record{vmObj}
+	vm := &neutral.VM{Schema: neutral.Schema, Firmware: "bios", CoresPerSocket: 1, Disks: []neutral.Disk{}, NICs: []neutral.NIC{}}
+	f := newFieldMap(&vmObj.Snapshot)
+
+	var err error
+	if !r.has("name_label") {
+		f.markAbsent("name_label")
+	}
+	if vm.Name, err = r.str("name_label"); err != nil {
+		return nil, err
+	}
+	f.del("name_label")
+	if !r.has("uuid") {
+		f.markAbsent("uuid")
+	}
+	if vm.UUID, err = r.str("uuid"); err != nil {
+		return nil, err
+	}
+	f.del("uuid")
+
+	cpus, haveMax, err := r.integer("VCPUs_max", 1, maxVCPUs)
+	if err != nil {
+		return nil, err
+	}
+	start, haveStart, err := r.integer("VCPUs_at_startup", 1, maxVCPUs)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case haveMax:
+		vm.CPUs = int(cpus)
+		f.del("VCPUs_max")
+		if haveStart && start == cpus {
+			if v, _ := vmObj.Snapshot.Get("VCPUs_at_startup"); v.Kind == String {
+				f.del("VCPUs_at_startup")
+			}
+		}
+	case haveStart:
+		vm.CPUs = int(start)
+		f.markAbsent("VCPUs_max")
+	default:
+		vm.CPUs = 1
+		f.markAbsent("VCPUs_max")
+	}
+	if v, ok := vmObj.Snapshot.Get("VCPUs_max"); ok && v.Kind != String {
+		f.m["VCPUs_max"] = toJSON(v) // typed: keep the rendering
+	}
+
+	mem, haveMem, err := r.integer("memory_static_max", 0, maxMemory)
+	if err != nil {
+		return nil, err
+	}
+	if haveMem {
+		vm.MemoryMiB = (mem + mib - 1) / mib
+		if v, _ := vmObj.Snapshot.Get("memory_static_max"); mem%mib == 0 && v.Kind == String {
+			f.del("memory_static_max")
+		}
+	} else {
+		f.markAbsent("memory_static_max")
+	}
+
+	if s, ok := r.mapStr("platform", "cores-per-socket"); ok {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > maxVCPUs {
+			return nil, r.errf("platform", "cores-per-socket %q is not a count of cores", clip(s))
+		}
+		vm.CoresPerSocket = n
+		if p, ok := f.m["platform"].(map[string]any); ok {
+			delete(p, "cores-per-socket")
+		}
+	} else {
+		f.markAbsent("platform.cores-per-socket")
+	}
+	if s, ok := r.mapStr("HVM_boot_params", "firmware"); ok && (s == "bios" || s == "uefi") {
+		vm.Firmware = s
+		if p, ok := f.m["HVM_boot_params"].(map[string]any); ok {
+			delete(p, "firmware")
+		}
+	} else if !ok {
+		f.markAbsent("HVM_boot_params.firmware")
+	}
+
+	var boot neutral.Boot
+	for _, pv := range []struct {
+		name string
+		dst  *string
+	}{{"PV_kernel", &boot.Kernel}, {"PV_ramdisk", &boot.Initrd}, {"PV_args", &boot.Cmdline}} {
+		if !r.has(pv.name) {
+			f.markAbsent(pv.name)
+			continue
+		}
+		if *pv.dst, err = r.str(pv.name); err != nil {
+			return nil, err
+		}
+		f.del(pv.name)
+	}
+	if boot != (neutral.Boot{}) {
+		vm.Boot = &boot
+	}
+	if s, ok := r.mapStr("other_config", "base_template_name"); ok {
+		vm.GuestOS = s // a hint only; other_config keeps it
+	}
+
+	ext := map[string]any{
+		extVersion: toJSON(&doc.Version),
+		extVM:      objEntry(vmObj, f.m),
+	}
+	if len(doc.Extra) > 0 {
+		ext[extTop] = toJSON(&Value{Kind: Struct, Members: doc.Extra})
+	}
+	if len(f.absent) > 0 {
+		ext[extAbsent] = toAnyList(f.absent)
+	}
+
+	taken := map[int]bool{L.vm: true}
+	disks := map[string]any{}
+	for i, d := range L.disks {
+		vbd := &doc.Objects[d.vbd]
+		rb := record{vbd}
+		fb := newFieldMap(&vbd.Snapshot)
+		nd := neutral.Disk{ID: d.id, Device: "disk", Bus: "xen", Unit: d.unit, CapacityBytes: d.size, Bootable: d.bootable, ReadOnly: d.readOnly}
+		if d.cd {
+			nd.Device = "cdrom"
+		}
+		fb.del("VM")
+		if d.unit >= 0 {
+			if v, _ := vbd.Snapshot.Get("userdevice"); v.Text == strconv.Itoa(d.unit) {
+				fb.del("userdevice")
+			}
+		} else {
+			nd.Unit = i
+		}
+		for _, name := range []string{"bootable", "mode", "type", "empty"} {
+			if !rb.has(name) {
+				fb.markAbsent(name)
+			}
+		}
+		if v, _ := vbd.Snapshot.Get("bootable"); v != nil && v.Kind == Bool {
+			fb.del("bootable")
+		}
+		if m, _ := rb.str("mode"); m == "RO" || m == "RW" {
+			fb.del("mode")
+		}
+		if t, _ := rb.str("type"); t == "CD" || t == "Disk" {
+			fb.del("type")
+		}
+		if v, _ := vbd.Snapshot.Get("empty"); v != nil && v.Kind == Bool {
+			fb.del("empty")
+		}
+		if d.vdi >= 0 || !d.cd {
+			fb.del("VDI") // regenerated from the VDI kept beside it
+		} else if ref, _ := rb.str("VDI"); ref == NullRef {
+			fb.del("VDI")
+		}
+		entry := map[string]any{"vbd": objEntry(vbd, fb.m)}
+		if len(fb.absent) > 0 {
+			entry[extAbsent] = toAnyList(fb.absent)
+		}
+		taken[d.vbd] = true
+		if d.vdi >= 0 {
+			vdi := &doc.Objects[d.vdi]
+			fv := newFieldMap(&vdi.Snapshot)
+			if v, _ := vdi.Snapshot.Get("virtual_size"); v != nil && v.Kind == String {
+				fv.del("virtual_size")
+			}
+			entry["vdi"] = objEntry(vdi, fv.m)
+			taken[d.vdi] = true
+		}
+		disks[d.id] = entry
+		vm.Disks = append(vm.Disks, nd)
+	}
+	ext[extDisks] = disks
+
+	var nics []any
+	byID := doc.index()
+	for _, i := range L.nics {
+		vif := &doc.Objects[i]
+		rv := record{vif}
+		fv := newFieldMap(&vif.Snapshot)
+		mac, err := rv.str("MAC")
+		if err != nil {
+			return nil, err
+		}
+		if !rv.has("MAC") {
+			fv.markAbsent("MAC")
+		}
+		fv.del("MAC")
+		fv.del("VM")
+		n := neutral.NIC{MAC: mac}
+		entry := objEntry(vif, fv.m)
+		if net, _ := rv.str("network"); net != "" && net != NullRef {
+			n.Network, _ = record{&doc.Objects[byID[net]]}.str("name_label")
+			fv.del("network")
+			entry["network_id"] = net
+		}
+		if len(fv.absent) > 0 {
+			entry[extAbsent] = toAnyList(fv.absent)
+		}
+		nics = append(nics, entry)
+		vm.NICs = append(vm.NICs, n)
+		taken[i] = true
+	}
+	if len(nics) > 0 {
+		ext[extNICs] = nics
+	}
+
+	var objs []any
+	for i := range doc.Objects {
+		if taken[i] {
+			continue
+		}
+		o := &doc.Objects[i]
+		objs = append(objs, map[string]any{"class": o.Class, "id": o.ID, "fields": toJSON(&o.Snapshot)})
+	}
+	if len(objs) > 0 {
+		ext[extObjects] = objs
+	}
+	vm.Extensions.Xen = ext
+	return vm, nil
+}
+
+func toAnyList(s []string) []any {
+	out := make([]any, len(s))
+	for i, x := range s {
+		out[i] = x
+	}
+	return out
+}
+
+// extObj is an object record kept in Extensions.Xen.
+type extObj struct {
+	class  string
+	id     string
+	fields Value
+	absent map[string]bool
+	extra  map[string]any // other members of the entry (network_id, …)
+}
+
+func parseExtObj(x any, path string) (*extObj, error) {
+	if x == nil {
+		return nil, nil
+	}
+	m, ok := x.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("extensions.xen.%s: %T, want an object", path, x)
+	}
+	e := &extObj{absent: map[string]bool{}, extra: m}
+	e.id, _ = m["id"].(string)
+	e.class, _ = m["class"].(string)
+	var err error
+	if e.fields, err = structFromJSON(m["fields"], "extensions.xen."+path+".fields"); err != nil {
+		return nil, err
+	}
+	if a, ok := m[extAbsent].([]any); ok {
+		for _, s := range a {
+			if s, ok := s.(string); ok {
+				e.absent[s] = true
+			}
+		}
+	}
+	return e, nil
+}
+
+// streamedDisk is one VDI the writer streams.
+type streamedDisk struct {
+	ref  string
+	name string
+	disk int // index into vm.Disks
+	size int64
+}
+
+var uuidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+
+// fromNeutral builds ova.xml for vm: records kept in Extensions.Xen are
+// reused (ids included) with the modelled fields written over them; the rest
+// comes from templates.
+func fromNeutral(vm *neutral.VM) (*Document, []streamedDisk, error) {
+	ext := vm.Extensions.Xen
+	doc := &Document{}
+	used := map[string]bool{}
+	counter := 0
+	newID := func() string {
+		for {
+			id := fmt.Sprintf("Ref:%03d", counter)
+			counter++
+			if !used[id] {
+				used[id] = true
+				return id
+			}
+		}
+	}
+	claim := func(e *extObj) string {
+		if e != nil && e.id != "" && !used[e.id] && !strings.ContainsAny(e.id, "/\x00") {
+			used[e.id] = true
+			return e.id
+		}
+		return newID()
+	}
+
+	// Version.
+	doc.Version = defaultVersion()
+	if v, ok := ext[extVersion]; ok {
+		var err error
+		if doc.Version, err = structFromJSON(v, "extensions.xen.version"); err != nil {
+			return nil, nil, err
+		}
+	}
+	if v, ok := ext[extTop]; ok {
+		top, err := structFromJSON(v, "extensions.xen.top")
+		if err != nil {
+			return nil, nil, err
+		}
+		doc.Extra = top.Members
+	}
+
+	// Reserve every id kept in the extensions first, so new ids avoid them.
+	vmExt, err := parseExtObj(ext[extVM], extVM)
+	if err != nil {
+		return nil, nil, err
+	}
+	diskExt := map[string]any{}
+	if m, ok := ext[extDisks].(map[string]any); ok {
+		diskExt = m
+	}
+	var nicExt []any
+	if a, ok := ext[extNICs].([]any); ok {
+		nicExt = a
+	}
+	var others []*extObj
+	if a, ok := ext[extObjects].([]any); ok {
+		for i, x := range a {
+			o, err := parseExtObj(x, fmt.Sprintf("objects[%d]", i))
+			if err != nil {
+				return nil, nil, err
+			}
+			if o == nil || o.class == "" || o.id == "" {
+				return nil, nil, fmt.Errorf("extensions.xen.objects[%d]: class or id missing", i)
+			}
+			switch o.class {
+			case "VM", "VBD", "VDI", "VIF":
+				// Records of other VMs' drives: their data is not carried.
+				continue
+			}
+			if used[o.id] {
+				return nil, nil, fmt.Errorf("extensions.xen.objects[%d]: id %s used twice", i, o.id)
+			}
+			used[o.id] = true
+			others = append(others, o)
+		}
+	}
+	// Ids of records that described drives and NICs; those no longer emitted
+	// are dropped from back-link lists.
+	known := map[string]bool{}
+
+	vmAbsent := map[string]bool{}
+	if a, ok := ext[extAbsent].([]any); ok {
+		for _, s := range a {
+			if s, ok := s.(string); ok {
+				vmAbsent[s] = true
+			}
+		}
+	}
+	vmRec := Object{Class: "VM"}
+	vmRec.ID = claim(vmExt)
+	if vmExt != nil {
+		vmRec.Snapshot = vmExt.fields
+	} else {
+		vmRec.Snapshot = defaultVM()
+	}
+	snap := &vmRec.Snapshot
+	if !(vmAbsent["name_label"] && vm.Name == "") {
+		snap.Set("name_label", Str(vm.Name))
+	}
+	if !(vmAbsent["uuid"] && vm.UUID == "") {
+		u := vm.UUID
+		if vmExt == nil && !uuidRE.MatchString(u) {
+			u = newUUID()
+		}
+		snap.Set("uuid", Str(u))
+	}
+	cpus := vm.CPUs
+	if cpus < 1 || cpus > maxVCPUs {
+		return nil, nil, fmt.Errorf("cpus %d: want 1 to %d", cpus, maxVCPUs)
+	}
+	if !vmAbsent["VCPUs_max"] {
+		if v, ok := snap.Get("VCPUs_max"); ok && v.Kind == Int {
+			v.Text = strconv.Itoa(cpus)
+		} else {
+			snap.Set("VCPUs_max", Str(strconv.Itoa(cpus)))
+		}
+	}
+	if v, ok := snap.Get("VCPUs_at_startup"); !ok || !validInt(v, 1, int64(cpus)) {
+		snap.Set("VCPUs_at_startup", Str(strconv.Itoa(cpus)))
+	}
+	if err := setMemory(snap, vm, vmAbsent["memory_static_max"]); err != nil {
+		return nil, nil, err
+	}
+	if !(vmAbsent["platform.cores-per-socket"] && vm.CoresPerSocket <= 1) {
+		cps := max(vm.CoresPerSocket, 1)
+		if cpus%cps != 0 {
+			return nil, nil, fmt.Errorf("cores_per_socket %d does not divide cpus %d", cps, cpus)
+		}
+		setMapMember(snap, "platform", "cores-per-socket", Str(strconv.Itoa(cps)))
+	}
+	fw := vm.Firmware
+	switch fw {
+	case "", "bios", "uefi":
+	case "efi":
+		fw = "uefi"
+	default:
+		return nil, nil, fmt.Errorf("firmware %q: want bios or uefi", fw)
+	}
+	if fw == "" {
+		fw = "bios"
+	}
+	if !(vmAbsent["HVM_boot_params.firmware"] && fw == "bios") {
+		setMapMember(snap, "HVM_boot_params", "firmware", Str(fw))
+	}
+	var boot neutral.Boot
+	if vm.Boot != nil {
+		boot = *vm.Boot
+	}
+	for _, pv := range []struct{ name, val string }{{"PV_kernel", boot.Kernel}, {"PV_ramdisk", boot.Initrd}, {"PV_args", boot.Cmdline}} {
+		if !(vmAbsent[pv.name] && pv.val == "") {
+			snap.Set(pv.name, Str(pv.val))
+		}
+	}
+	if _, ok := snap.Get("parent"); !ok {
+		snap.Set("parent", Str(NullRef)) // without it xapi resets memory (pre-DMC export)
+	}
+
+	// Storage repository for new VDIs: the first kept SR, else a new one.
+	srIDs := map[string]bool{}
+	for _, o := range others {
+		if o.class == "SR" {
+			srIDs[o.id] = true
+		}
+	}
+	var newSR *Object
+	defaultSRID := func() string {
+		for _, o := range others {
+			if o.class == "SR" {
+				if ct, ok := o.fields.Get("content_type"); !ok || ct.Text != "iso" {
+					return o.id
+				}
+			}
+		}
+		if newSR == nil {
+			newSR = &Object{Class: "SR", ID: newID(), Snapshot: defaultSR()}
+			srIDs[newSR.ID] = true
+		}
+		return newSR.ID
+	}
+
+	// Drives. Units from a Xen source are the userdevice slots; from
+	// elsewhere (two SCSI controllers may both have unit 0) drives are
+	// numbered in order.
+	units := make([]int, len(vm.Disks))
+	seen := map[int]bool{}
+	xenUnits := true
+	for i, d := range vm.Disks {
+		if d.Bus != "xen" || d.Unit < 0 || d.Unit > 1023 || seen[d.Unit] {
+			xenUnits = false
+		}
+		seen[d.Unit] = true
+		units[i] = i
+	}
+	if xenUnits {
+		for i, d := range vm.Disks {
+			units[i] = d.Unit
+		}
+	}
+	type drive struct {
+		vbd, vdi *Object
+		vbdExt   *extObj
+		vdiExt   *extObj
+	}
+	drives := make([]drive, len(vm.Disks))
+	var streamed []streamedDisk
+	vbdIDs := []string{}
+	vdiOfSR := map[string][]string{}
+	ids := map[string]bool{}
+	for i, d := range vm.Disks {
+		if d.ID == "" || ids[d.ID] {
+			return nil, nil, fmt.Errorf("disk %d: id %q empty or used twice", i, d.ID)
+		}
+		ids[d.ID] = true
+		var vbdExt, vdiExt *extObj
+		absent := map[string]bool{}
+		if e, ok := diskExt[d.ID].(map[string]any); ok {
+			if vbdExt, err = parseExtObj(e["vbd"], "disks."+d.ID+".vbd"); err != nil {
+				return nil, nil, err
+			}
+			if vdiExt, err = parseExtObj(e["vdi"], "disks."+d.ID+".vdi"); err != nil {
+				return nil, nil, err
+			}
+			if a, ok := e[extAbsent].([]any); ok {
+				for _, s := range a {
+					if s, ok := s.(string); ok {
+						absent[s] = true
+					}
+				}
+			}
+		}
+		for _, e := range []*extObj{vbdExt, vdiExt} {
+			if e != nil && e.id != "" {
+				known[e.id] = true
+			}
+		}
+		dr := drive{vbdExt: vbdExt, vdiExt: vdiExt}
+		dr.vbd = &Object{Class: "VBD", ID: claim(vbdExt)}
+		if vbdExt != nil {
+			dr.vbd.Snapshot = vbdExt.fields
+		} else {
+			dr.vbd.Snapshot = defaultVBD()
+			dr.vbd.Snapshot.Set("device", Str(diskID(units[i])))
+		}
+		vbdIDs = append(vbdIDs, dr.vbd.ID)
+		s := &dr.vbd.Snapshot
+		s.Set("VM", Str(vmRec.ID))
+		if _, kept := s.Get("userdevice"); !kept {
+			s.Set("userdevice", Str(strconv.Itoa(units[i])))
+		}
+		cd := d.Device == "cdrom"
+		if !absent["bootable"] {
+			s.Set("bootable", BoolValue(d.Bootable))
+		}
+		if !absent["mode"] {
+			mode := "RW"
+			if d.ReadOnly || cd {
+				mode = "RO"
+			}
+			s.Set("mode", Str(mode))
+		}
+		if _, kept := s.Get("type"); !kept && !absent["type"] {
+			t := "Disk"
+			if cd {
+				t = "CD"
+			}
+			s.Set("type", Str(t))
+		}
+		switch d.Device {
+		case "disk", "cdrom":
+		default:
+			return nil, nil, fmt.Errorf("disk %s: device %q, want disk or cdrom", d.ID, d.Device)
+		}
+		if cd {
+			// xapi streams no CD contents: a CD drive comes out empty unless
+			// it named an ISO VDI of the source pool (kept as is).
+			if vdiExt != nil {
+				dr.vdi = &Object{Class: "VDI", ID: claim(vdiExt), Snapshot: vdiExt.fields}
+				s.Set("VDI", Str(dr.vdi.ID))
+				if !absent["empty"] {
+					s.Set("empty", BoolValue(false))
+				}
+			} else {
+				if _, kept := s.Get("VDI"); !kept {
+					s.Set("VDI", Str(NullRef))
+				}
+				if !absent["empty"] {
+					v, _ := s.Get("VDI")
+					s.Set("empty", BoolValue(v.Text == NullRef))
+				}
+			}
+		} else {
+			if d.Image == nil {
+				return nil, nil, fmt.Errorf("disk %s: no image to write", d.ID)
+			}
+			size := d.Image.Size()
+			if size < 0 || size > maxVirtualSize {
+				return nil, nil, fmt.Errorf("disk %s: size %d out of range", d.ID, size)
+			}
+			if d.CapacityBytes != 0 && d.CapacityBytes != size {
+				return nil, nil, fmt.Errorf("disk %s: capacity_bytes %d but the image holds %d bytes", d.ID, d.CapacityBytes, size)
+			}
+			dr.vdi = &Object{Class: "VDI", ID: claim(vdiExt)}
+			if vdiExt != nil {
+				dr.vdi.Snapshot = vdiExt.fields
+			} else {
+				dr.vdi.Snapshot = defaultVDI(strings.TrimSpace(vm.Name + " " + d.ID))
+			}
+			vs := &dr.vdi.Snapshot
+			vs.Set("virtual_size", Str(strconv.FormatInt(size, 10)))
+			if sr, ok := vs.Get("SR"); !ok || !srIDs[sr.Text] {
+				vs.Set("SR", Str(defaultSRID()))
+			}
+			sr, _ := vs.Get("SR")
+			vdiOfSR[sr.Text] = append(vdiOfSR[sr.Text], dr.vdi.ID)
+			s.Set("VDI", Str(dr.vdi.ID))
+			if !absent["empty"] {
+				s.Set("empty", BoolValue(false))
+			}
+			name, _ := vs.Get("name_label")
+			nm := ""
+			if name != nil {
+				nm = name.Text
+			}
+			streamed = append(streamed, streamedDisk{ref: dr.vdi.ID, name: nm, disk: i, size: size})
+		}
+		if dr.vdi != nil {
+			reconcile(&dr.vdi.Snapshot, []string{"VBDs", "vbds"}, []string{dr.vbd.ID}, known)
+		}
+		drives[i] = dr
+	}
+
+	// NICs and their networks.
+	type netRec struct {
+		obj  *Object
+		vifs []string
+	}
+	var nets []*netRec
+	netByID := map[string]*netRec{}
+	for _, o := range others {
+		if o.class == "network" {
+			n := &netRec{obj: &Object{Class: o.class, ID: o.id, Snapshot: o.fields}}
+			nets = append(nets, n)
+			netByID[o.id] = n
+		}
+	}
+	netName := func(n *netRec) string {
+		v, _ := n.obj.Snapshot.Get("name_label")
+		if v == nil {
+			return ""
+		}
+		return v.Text
+	}
+	var vifs []*Object
+	var newNets []*netRec
+	vifNet := map[*Object]*netRec{}
+	for i, nic := range vm.NICs {
+		var ne *extObj
+		if i < len(nicExt) {
+			if ne, err = parseExtObj(nicExt[i], fmt.Sprintf("nics[%d]", i)); err != nil {
+				return nil, nil, err
+			}
+			if ne != nil && ne.id != "" {
+				known[ne.id] = true
+			}
+		}
+		vif := &Object{Class: "VIF", ID: claim(ne)}
+		absent := map[string]bool{}
+		if ne != nil {
+			vif.Snapshot = ne.fields
+			absent = ne.absent
+		} else {
+			vif.Snapshot = defaultVIF()
+		}
+		s := &vif.Snapshot
+		if !(absent["MAC"] && nic.MAC == "") {
+			s.Set("MAC", Str(nic.MAC))
+		}
+		s.Set("VM", Str(vmRec.ID))
+		if _, kept := s.Get("device"); !kept {
+			s.Set("device", Str(strconv.Itoa(i)))
+		}
+		name := nic.Network
+		var net *netRec
+		if ne != nil {
+			if id, _ := ne.extra["network_id"].(string); id != "" {
+				if n := netByID[id]; n != nil && netName(n) == name {
+					net = n
+				}
+			}
+		}
+		if net == nil {
+			for _, n := range nets {
+				if netName(n) == name || (name == "" && n.obj.ID != "") {
+					net = n
+					break
+				}
+			}
+		}
+		if net == nil {
+			label := name
+			if label == "" {
+				label = "Pool-wide network associated with eth0"
+			}
+			net = &netRec{obj: &Object{Class: "network", Snapshot: defaultNetwork(label)}}
+			nets = append(nets, net)
+			newNets = append(newNets, net)
+		}
+		vifs = append(vifs, vif)
+		net.vifs = append(net.vifs, vif.ID)
+		vif.Snapshot.Set("network", Str("")) // set below once the network has an id
+		vifNet[vif] = net
+	}
+	for _, n := range newNets {
+		n.obj.ID = newID()
+	}
+	for _, vif := range vifs {
+		vif.Snapshot.Set("network", Str(vifNet[vif].obj.ID))
+	}
+	vifIDs := make([]string, len(vifs))
+	for i, v := range vifs {
+		vifIDs[i] = v.ID
+	}
+	reconcile(snap, []string{"VBDs", "vbds"}, vbdIDs, known)
+	reconcile(snap, []string{"VIFs", "vifs"}, vifIDs, known)
+
+	// Assemble: VM, kept records, new SR, drives, networks, VIFs.
+	doc.Objects = append(doc.Objects, vmRec)
+	for _, o := range others {
+		switch o.class {
+		case "network":
+			n := netByID[o.id]
+			reconcile(&n.obj.Snapshot, []string{"VIFs", "vifs"}, n.vifs, known)
+			doc.Objects = append(doc.Objects, *n.obj)
+		case "SR":
+			obj := Object{Class: o.class, ID: o.id, Snapshot: o.fields}
+			reconcile(&obj.Snapshot, []string{"VDIs"}, vdiOfSR[o.id], known)
+			doc.Objects = append(doc.Objects, obj)
+		default:
+			doc.Objects = append(doc.Objects, Object{Class: o.class, ID: o.id, Snapshot: o.fields})
+		}
+	}
+	if newSR != nil {
+		reconcile(&newSR.Snapshot, []string{"VDIs"}, vdiOfSR[newSR.ID], known)
+		doc.Objects = append(doc.Objects, *newSR)
+	}
+	for _, dr := range drives {
+		if dr.vdi != nil {
+			doc.Objects = append(doc.Objects, *dr.vdi)
+		}
+		doc.Objects = append(doc.Objects, *dr.vbd)
+	}
+	for _, n := range newNets {
+		reconcile(&n.obj.Snapshot, []string{"VIFs", "vifs"}, n.vifs, known)
+		doc.Objects = append(doc.Objects, *n.obj)
+	}
+	for _, v := range vifs {
+		doc.Objects = append(doc.Objects, *v)
+	}
+	sort.Slice(streamed, func(a, b int) bool { return streamed[a].ref < streamed[b].ref })
+	return doc, streamed, nil
+}
+
+func validInt(v *Value, lo, hi int64) bool {
+	if v.Kind != String && v.Kind != Int {
+		return false
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(v.Text), 10, 64)
+	return err == nil && n >= lo && n <= hi
+}
+
+func intOf(v *Value) int64 {
+	n, _ := strconv.ParseInt(strings.TrimSpace(v.Text), 10, 64)
+	return n
+}
+
+// setMemory writes memory_static_max from memory_mib (keeping an exact byte
+// count from the source when it rounds to the same MiB) and keeps the other
+// memory fields within xapi's invariant
+// static_min <= dynamic_min <= dynamic_max <= static_max.
+func setMemory(snap *Value, vm *neutral.VM, absent bool) error {
+	if vm.MemoryMiB < 0 || vm.MemoryMiB > maxMemory/mib {
+		return fmt.Errorf("memory_mib %d out of range", vm.MemoryMiB)
+	}
+	want := vm.MemoryMiB * mib
+	if absent && vm.MemoryMiB == 0 {
+		return nil
+	}
+	if v, ok := snap.Get("memory_static_max"); ok && validInt(v, 0, maxMemory) && (intOf(v)+mib-1)/mib == vm.MemoryMiB {
+		want = intOf(v)
+	} else {
+		snap.Set("memory_static_max", Str(strconv.FormatInt(want, 10)))
+	}
+	get := func(name string) (int64, bool) {
+		v, ok := snap.Get(name)
+		if !ok || !validInt(v, 0, maxMemory) {
+			return 0, false
+		}
+		return intOf(v), true
+	}
+	dmax, ok1 := get("memory_dynamic_max")
+	dmin, ok2 := get("memory_dynamic_min")
+	smin, ok3 := get("memory_static_min")
+	if ok1 && ok2 && ok3 && smin <= dmin && dmin <= dmax && dmax <= want {
+		return nil
+	}
+	w := Str(strconv.FormatInt(want, 10))
+	snap.Set("memory_dynamic_max", w)
+	snap.Set("memory_dynamic_min", w)
+	if !ok3 || smin > want {
+		snap.Set("memory_static_min", w)
+	}
+	return nil
+}
+
+// setMapMember sets key inside the struct field name, creating it.
+func setMapMember(snap *Value, name, key string, val Value) {
+	m, ok := snap.Get(name)
+	if !ok || m.Kind != Struct {
+		snap.Set(name, Value{Kind: Struct})
+		m, _ = snap.Get(name)
+	}
+	m.Set(key, val)
+}
+
+// reconcile brings a back-link list (VM.VBDs, network.VIFs, …) in line with
+// the records written: a list kept from the source keeps its order and
+// entries, loses those of drives or NICs no longer written (ids in known but
+// not in want), and gains new ones, unless the source left it empty (Xen
+// Orchestra's VM.VIFs), since xapi's importer links from the child side.
+func reconcile(snap *Value, keys []string, want []string, known map[string]bool) {
+	for _, k := range keys {
+		v, ok := snap.Get(k)
+		if !ok || v.Kind != Array {
+			continue
+		}
+		wanted := map[string]bool{}
+		for _, w := range want {
+			wanted[w] = true
+		}
+		wasEmpty := len(v.Items) == 0
+		have := map[string]bool{}
+		items := v.Items[:0:0]
+		for _, it := range v.Items {
+			if it.Kind == String && known[it.Text] && !wanted[it.Text] {
+				continue
+			}
+			have[it.Text] = true
+			items = append(items, it)
+		}
+		if !wasEmpty {
+			for _, w := range want {
+				if !have[w] {
+					items = append(items, Str(w))
+				}
+			}
+		}
+		v.Items = items
+		return
+	}
+	snap.Set(keys[0], arr(want...))
+}
