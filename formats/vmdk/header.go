@@ -172,7 +172,11 @@ type marker struct {
 
 func decodeMarker(b []byte) marker {
 	le := binary.LittleEndian
-	return marker{Val: le.Uint64(b[0:]), Size: le.Uint32(b[8:]), Type: le.Uint32(b[12:])}
+	m := marker{Val: le.Uint64(b[0:]), Size: le.Uint32(b[8:])}
+	if len(b) >= 16 {
+		m.Type = le.Uint32(b[12:])
+	}
+	return m
 }
 
 func markerName(t uint32) string {
