@@ -1,0 +1,441 @@
+// Package qemu is the second verification engine: it boots a kernel, initrd
+// and command line in qemu-system-x86_64 (-M microvm) for hosts whose KVM
+// cannot run the guest, with every disk served by vmconv's own NBD server
+// from a copy-on-write overlay, so QEMU never opens an image file and the
+// images are never changed. The console goes through the same verdict
+// watcher as the built-in VMM, and the result is the same Report.
+package qemu
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/vmconv/vmconv/disk"
+	"github.com/vmconv/vmconv/nbd"
+	"github.com/vmconv/vmconv/vmm/verdict"
+)
+
+// Disk is one guest disk, attached as virtio-blk in Config.Disks order
+// (the first is /dev/vda).
+type Disk struct {
+	ID     string
+	Format string // for the report
+	Digest string // for the report, when the caller has it
+	Image  disk.Image
+}
+
+// Config describes one verification run.
+type Config struct {
+	// Kernel and Initrd are file paths; KernelData and InitrdData, when set,
+	// are written to temporary files instead (a kernel found inside a guest
+	// disk). Initrd is optional.
+	Kernel     string
+	KernelData []byte
+	Initrd     string
+	InitrdData []byte
+	Cmdline    string
+	// CPUs defaults to 1, MemoryMiB to 512.
+	CPUs      int
+	MemoryMiB int64
+	Disks     []Disk
+	// Expect is the console marker of success; nil means
+	// verdict.DefaultExpect.
+	Expect *regexp.Regexp
+	// Timeout bounds the whole boot; zero means 5 minutes.
+	Timeout time.Duration
+	// Console, when set, receives the guest's console as it arrives.
+	Console io.Writer
+	// Accel is "auto" (the default: KVM where the host has hardware
+	// virtualization, TCG otherwise), "kvm" or "tcg".
+	Accel string
+	// QEMU is the emulator binary; empty means qemu-system-x86_64 from PATH.
+	QEMU string
+}
+
+const (
+	defaultTimeout   = 5 * time.Minute
+	defaultMemoryMiB = 512
+)
+
+// Binary is the QEMU program the engine runs unless Config.QEMU says otherwise.
+const Binary = "qemu-system-x86_64"
+
+// Available reports whether the engine can run here: the QEMU binary is
+// installed.
+func Available() bool {
+	_, err := exec.LookPath(Binary)
+	return err == nil
+}
+
+// Verify boots the guest and decides from its console whether it booted. A
+// guest that fails (panic, no root, timeout, QEMU dying) gives a report with
+// result "fail" and a nil error; an error means the run could not be set up
+// (no QEMU, no kernel, an unusable disk) or ctx ended it.
+func Verify(ctx context.Context, cfg Config) (*verdict.Report, error) {
+	if cfg.CPUs <= 0 {
+		cfg.CPUs = 1
+	}
+	if cfg.MemoryMiB <= 0 {
+		cfg.MemoryMiB = defaultMemoryMiB
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = defaultTimeout
+	}
+	bin := cfg.QEMU
+	if bin == "" {
+		bin = Binary
+	}
+	bin, err := exec.LookPath(bin)
+	if err != nil {
+		return nil, fmt.Errorf("qemu engine: %w", err)
+	}
+	host := HostKind()
+	accel, err := chooseAccel(cfg.Accel, host)
+	if err != nil {
+		return nil, err
+	}
+
+	dir, err := os.MkdirTemp("", "vmconv-qemu-")
+	if err != nil {
+		return nil, fmt.Errorf("qemu engine: %w", err)
+	}
+	defer os.RemoveAll(dir)
+
+	kernel, err := materialize(dir, "kernel", cfg.Kernel, cfg.KernelData)
+	if err != nil {
+		return nil, err
+	}
+	if kernel == "" {
+		return nil, errors.New("qemu engine: no kernel given")
+	}
+	initrd, err := materialize(dir, "initrd", cfg.Initrd, cfg.InitrdData)
+	if err != nil {
+		return nil, err
+	}
+
+	// Serve every disk through its own copy-on-write overlay.
+	exports := make(map[string]nbd.Export, len(cfg.Disks))
+	for i, d := range cfg.Disks {
+		if d.Image == nil {
+			return nil, fmt.Errorf("qemu engine: disk %d (%s) has no image", i, d.ID)
+		}
+		ov, err := disk.NewOverlay(d.Image)
+		if err != nil {
+			return nil, fmt.Errorf("qemu engine: disk %s: %w", d.ID, err)
+		}
+		defer ov.Close()
+		exports[exportName(i)] = nbd.Export{Image: ov, Writable: true, Description: d.ID}
+	}
+	sock := filepath.Join(dir, "nbd.sock")
+	l, err := nbd.Listen("unix:" + sock)
+	if err != nil {
+		return nil, fmt.Errorf("qemu engine: %w", err)
+	}
+	srvCtx, stopServer := context.WithCancel(context.Background())
+	srvDone := make(chan error, 1)
+	go func() { srvDone <- (&nbd.Server{Exports: exports}).Serve(srvCtx, l) }()
+	defer func() {
+		stopServer()
+		<-srvDone
+	}()
+
+	cmdline := cfg.Cmdline
+	if accel == "tcg" && !strings.Contains(cmdline, "tsc_early_khz=") {
+		// Without kvm-clock, TSC calibration against the emulated PIT can
+		// fail under host load and stall the boot.
+		if khz := hostTSCkHz(); khz > 0 {
+			cmdline = strings.TrimSpace(cmdline + " tsc_early_khz=" + strconv.FormatInt(khz, 10))
+		}
+	}
+	args := Args(accel, host, kernel, initrd, cmdline, cfg.CPUs, cfg.MemoryMiB, sock, len(cfg.Disks))
+
+	rep := &verdict.Report{
+		Engine:    "qemu",
+		Host:      host,
+		Kernel:    cfg.Kernel,
+		Cmdline:   cmdline,
+		CPUs:      cfg.CPUs,
+		MemoryMiB: cfg.MemoryMiB,
+		Disks:     []verdict.DiskReport{},
+	}
+	if rep.Kernel == "" {
+		rep.Kernel = "(in memory)"
+	}
+	for _, d := range cfg.Disks {
+		rep.Disks = append(rep.Disks, verdict.DiskReport{ID: d.ID, Format: d.Format, Digest: d.Digest})
+	}
+
+	w := verdict.New(cfg.Expect)
+	res, bootMS, err := run(ctx, bin, args, w, cfg.Console, cfg.Timeout)
+	rep.Apply(res)
+	rep.BootMS = bootMS
+	rep.Console = w.Tail()
+	return rep, err
+}
+
+func exportName(i int) string { return "d" + strconv.Itoa(i) }
+
+// Args returns QEMU's arguments for a microvm booting kernel with the disks
+// served as exports d0, d1, … on the NBD socket sock.
+func Args(accel, host, kernel, initrd, cmdline string, cpus int, memMiB int64, sock string, ndisks int) []string {
+	args := []string{"-M", "microvm"}
+	switch accel {
+	case "kvm":
+		cpu := "host"
+		if host != HostHardware {
+			cpu = "max,-arch-capabilities" // PVM advertises an MSR it cannot set
+		}
+		args = append(args, "-accel", "kvm", "-cpu", cpu)
+	default:
+		args = append(args, "-accel", "tcg", "-cpu", "max")
+	}
+	args = append(args,
+		"-m", strconv.FormatInt(memMiB, 10),
+		"-smp", strconv.Itoa(cpus),
+		"-nodefaults", "-no-user-config", "-nographic",
+		"-serial", "stdio", "-no-reboot",
+		"-kernel", kernel,
+		"-append", cmdline,
+	)
+	if initrd != "" {
+		args = append(args, "-initrd", initrd)
+	}
+	for i := range ndisks {
+		id := exportName(i)
+		args = append(args,
+			"-drive", "driver=nbd,server.type=unix,server.path="+qemuOptEscape(sock)+",export="+id+",if=none,id="+id,
+			"-device", "virtio-blk-device,drive="+id,
+		)
+	}
+	return args
+}
+
+// qemuOptEscape doubles commas, QEMU's way to quote them in an option value.
+func qemuOptEscape(s string) string { return strings.ReplaceAll(s, ",", ",,") }
+
+func materialize(dir, name, path string, data []byte) (string, error) {
+	if data != nil {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			return "", fmt.Errorf("qemu engine: %s: %w", name, err)
+		}
+		return p, nil
+	}
+	if path == "" {
+		return "", nil
+	}
+	if _, err := os.Stat(path); err != nil {
+		return "", fmt.Errorf("qemu engine: %s: %w", name, err)
+	}
+	return path, nil
+}
+
+func chooseAccel(want, host string) (string, error) {
+	switch want {
+	case "", "auto":
+		if host == HostHardware {
+			return "kvm", nil
+		}
+		return "tcg", nil
+	case "kvm":
+		if host == HostNone {
+			return "", errors.New("qemu engine: --accel kvm but this host has no usable /dev/kvm")
+		}
+		return "kvm", nil
+	case "tcg":
+		return "tcg", nil
+	}
+	return "", fmt.Errorf("qemu engine: unknown accelerator %q (want auto, kvm or tcg)", want)
+}
+
+// consoleSink feeds the watcher and the optional console log and signals the
+// first decision.
+type consoleSink struct {
+	w       *verdict.Watcher
+	log     io.Writer
+	start   time.Time
+	once    sync.Once
+	decided chan struct{}
+	at      time.Duration
+}
+
+func (s *consoleSink) Write(p []byte) (int, error) {
+	s.w.Write(p)
+	if s.log != nil {
+		s.log.Write(p) // a failing log must not stop the boot
+	}
+	if _, ok := s.w.Decided(); ok {
+		s.once.Do(func() {
+			s.at = time.Since(s.start)
+			close(s.decided)
+		})
+	}
+	return len(p), nil
+}
+
+// tailBuffer keeps the last bytes written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	if len(t.buf) > 8192 {
+		t.buf = append(t.buf[:0], t.buf[len(t.buf)-4096:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) lastLine() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	lines := strings.Split(strings.TrimSpace(string(t.buf)), "\n")
+	return strings.TrimSpace(lines[len(lines)-1])
+}
+
+// run starts QEMU in its own process group, watches the console until a
+// decision, the process ending, the timeout or ctx, and always kills the whole
+// group before it returns.
+func run(ctx context.Context, bin string, args []string, w *verdict.Watcher, console io.Writer, timeout time.Duration) (verdict.Result, int64, error) {
+	cmd := exec.Command(bin, args...)
+	stderr := &tailBuffer{}
+	sink := &consoleSink{w: w, log: console, decided: make(chan struct{})}
+	cmd.Stdin = nil
+	cmd.Stdout = sink
+	cmd.Stderr = stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	sink.start = time.Now()
+	if err := cmd.Start(); err != nil {
+		return verdict.Result{Reason: "qemu did not start"}, 0, fmt.Errorf("qemu engine: %w", err)
+	}
+	waited := make(chan error, 1)
+	go func() { waited <- cmd.Wait() }()
+	kill := func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	var (
+		res    verdict.Result
+		ctxErr error
+	)
+	select {
+	case <-sink.decided:
+		kill()
+		<-waited
+		res, _ = w.Decided()
+		return res, sink.at.Milliseconds(), nil
+	case err := <-waited:
+		kill() // anything it left behind
+		w.Flush()
+		if r, ok := w.Decided(); ok {
+			return r, sink.elapsed(), nil
+		}
+		reason := "the guest stopped before the marker appeared"
+		if err != nil {
+			reason = fmt.Sprintf("qemu exited (%v) before the marker appeared", err)
+			if l := stderr.lastLine(); l != "" {
+				reason += ": " + l
+			}
+		}
+		res = w.Decide(verdict.Result{Reason: reason})
+	case <-timer.C:
+		kill()
+		<-waited
+		res = w.Decide(verdict.Result{Reason: fmt.Sprintf("timeout: no marker within %v", timeout)})
+	case <-ctx.Done():
+		kill()
+		<-waited
+		ctxErr = ctx.Err()
+		res = w.Decide(verdict.Result{Reason: "verification interrupted: " + ctxErr.Error()})
+	}
+	return res, sink.elapsed(), ctxErr
+}
+
+func (s *consoleSink) elapsed() int64 {
+	select {
+	case <-s.decided:
+		return s.at.Milliseconds()
+	default:
+		return time.Since(s.start).Milliseconds()
+	}
+}
+
+// Host kinds, as the report names them.
+const (
+	HostHardware = "hardware" // VT-x/AMD-V and a usable /dev/kvm
+	HostPVM      = "pvm"      // /dev/kvm without hardware virtualization
+	HostNone     = "none"     // no usable /dev/kvm
+)
+
+// HostKind says what virtualization this host offers QEMU.
+func HostKind() string {
+	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
+	if err != nil {
+		return HostNone
+	}
+	f.Close()
+	if _, err := os.Stat("/sys/module/kvm_pvm"); err == nil {
+		return HostPVM
+	}
+	if cpuFlag("vmx") || cpuFlag("svm") {
+		return HostHardware
+	}
+	return HostPVM
+}
+
+func cpuFlag(flag string) bool {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return false
+	}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "flags") {
+			_, v, _ := strings.Cut(line, ":")
+			for _, f := range strings.Fields(v) {
+				if f == flag {
+					return true
+				}
+			}
+			return false
+		}
+	}
+	return false
+}
+
+// hostTSCkHz returns the host's CPU clock in kHz from /proc/cpuinfo, 0 when
+// unknown.
+func hostTSCkHz() int64 {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "cpu MHz" {
+			mhz, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil || mhz <= 0 {
+				return 0
+			}
+			return int64(mhz*1000 + 0.5)
+		}
+	}
+	return 0
+}

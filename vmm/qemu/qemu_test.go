@@ -1,0 +1,273 @@
+package qemu
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"debug/elf"
+	"encoding/hex"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/vmconv/vmconv/disk"
+	"github.com/vmconv/vmconv/internal/testutil"
+	"github.com/vmconv/vmconv/vmm/verdict"
+)
+
+// debianKernel fetches (once, into the shared cache) Debian's stock kernel
+// and returns the vmlinuz path and its modules directory.
+func debianKernel(t *testing.T) (vmlinuz, modules string) {
+	t.Helper()
+	testutil.RequireTool(t, "apt-get")
+	testutil.RequireTool(t, "dpkg-deb")
+	out, err := exec.Command("sh", "testdata/fetch-kernel.sh").Output()
+	if err != nil {
+		testutil.Unavailable(t, "Debian kernel not available (vmm/qemu/testdata/fetch-kernel.sh failed: "+err.Error()+")")
+	}
+	dir := strings.TrimSpace(string(out))
+	ks, _ := filepath.Glob(filepath.Join(dir, "boot", "vmlinuz-*"))
+	ms, _ := filepath.Glob(filepath.Join(dir, "lib", "modules", "*"))
+	if len(ks) != 1 || len(ms) != 1 {
+		testutil.Unavailable(t, "unexpected layout of the kernel package in "+dir)
+	}
+	return ks[0], ms[0]
+}
+
+// virtioModules are loaded in this order: virtio_ring before virtio, the
+// transport and the block driver after them.
+var virtioModules = []string{
+	"drivers/virtio/virtio_ring.ko",
+	"drivers/virtio/virtio.ko",
+	"drivers/virtio/virtio_mmio.ko",
+	"drivers/block/virtio_blk.ko",
+}
+
+// initramfs builds a busybox initramfs (newc cpio) whose /init is script,
+// with the virtio modules of the kernel under /lib/modules.
+func initramfs(t *testing.T, modules, script string) string {
+	t.Helper()
+	busybox := testutil.RequireTool(t, "busybox")
+	testutil.RequireTool(t, "cpio")
+	if f, err := elf.Open(busybox); err == nil {
+		for _, p := range f.Progs {
+			if p.Type == elf.PT_INTERP {
+				testutil.Unavailable(t, busybox+" is dynamically linked: install busybox-static")
+			}
+		}
+		f.Close()
+	}
+	root := filepath.Join(t.TempDir(), "root")
+	for _, d := range []string{"bin", "dev", "proc", "sys", "lib/modules"} {
+		require.NoError(t, os.MkdirAll(filepath.Join(root, d), 0o755))
+	}
+	bb, err := os.ReadFile(busybox)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(root, "bin", "busybox"), bb, 0o755))
+	require.NoError(t, os.Symlink("busybox", filepath.Join(root, "bin", "sh")))
+	for _, m := range virtioModules {
+		b, err := os.ReadFile(filepath.Join(modules, "kernel", m))
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(filepath.Join(root, "lib", "modules", filepath.Base(m)), b, 0o644))
+	}
+	require.NoError(t, os.WriteFile(filepath.Join(root, "init"), []byte(script), 0o755))
+	out := filepath.Join(t.TempDir(), "initrd.cpio")
+	cmd := exec.Command("sh", "-c", "find . | cpio -o -H newc --quiet > "+out)
+	cmd.Dir = root
+	b, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", b)
+	return out
+}
+
+const initHead = `#!/bin/sh
+export PATH=/bin
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+for m in virtio_ring virtio virtio_mmio virtio_blk; do insmod /lib/modules/$m.ko || echo "insmod $m failed"; done
+i=0
+while [ ! -b /dev/vdb ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+`
+
+const cmdline = "console=ttyS0 reboot=t panic=-1 quiet"
+
+func token(t *testing.T) string {
+	b := make([]byte, 8)
+	_, err := rand.Read(b)
+	require.NoError(t, err)
+	return "TOKEN" + hex.EncodeToString(b)
+}
+
+// TestVerifyBoots boots Debian's kernel with a busybox initramfs that reads a
+// token from each of two NBD-served disks (checking their order), writes to
+// the first one and reads the write back, then prints a login prompt.
+func TestVerifyBoots(t *testing.T) {
+	testutil.RequireTool(t, Binary)
+	kernel, modules := debianKernel(t)
+	tokA, tokB := token(t), token(t)
+	script := initHead + `
+a=$(dd if=/dev/vda bs=512 count=1 2>/dev/null | head -c 21)
+b=$(dd if=/dev/vdb bs=512 skip=2048 count=1 2>/dev/null | head -c 21)
+echo "disks: vda=$a vdb=$b"
+printf 'GUEST-WROTE-THIS' | dd of=/dev/vda bs=512 seek=8 conv=notrunc,fsync 2>/dev/null
+echo 3 > /proc/sys/vm/drop_caches
+w=$(dd if=/dev/vda bs=512 skip=8 count=1 iflag=direct 2>/dev/null | head -c 16)
+echo "readback: $w"
+echo
+printf 'vmconv-test login: '
+sleep 1000
+`
+	initrd := initramfs(t, modules, script)
+
+	baseA := make([]byte, 4<<20)
+	copy(baseA, tokA)
+	baseB := make([]byte, 2<<20)
+	copy(baseB[1<<20:], tokB)
+	origA := bytes.Clone(baseA)
+
+	var console bytes.Buffer
+	rep, err := Verify(context.Background(), Config{
+		Kernel: kernel, Initrd: initrd, Cmdline: cmdline,
+		CPUs: 1, MemoryMiB: 256,
+		Disks: []Disk{
+			{ID: "a", Format: "raw", Image: disk.FromReaderAt(bytes.NewReader(baseA), int64(len(baseA)))},
+			{ID: "b", Format: "raw", Image: disk.FromReaderAt(bytes.NewReader(baseB), int64(len(baseB)))},
+		},
+		Timeout: 120 * time.Second,
+		Console: &console,
+	})
+	require.NoError(t, err)
+	t.Logf("boot %d ms, host %s", rep.BootMS, rep.Host)
+	require.Equal(t, verdict.Pass, rep.Result, "reason %q, console:\n%s", rep.Reason, rep.Console)
+	assert.Contains(t, rep.Console, "disks: vda="+tokA+" vdb="+tokB)
+	assert.Contains(t, rep.Console, "readback: GUEST-WROTE-THIS")
+	assert.Equal(t, "login:", rep.Marker)
+	assert.Equal(t, "qemu", rep.Engine)
+	assert.Equal(t, HostKind(), rep.Host)
+	assert.Positive(t, rep.BootMS)
+	assert.Equal(t, []verdict.DiskReport{{ID: "a", Format: "raw"}, {ID: "b", Format: "raw"}}, rep.Disks)
+	assert.Equal(t, rep.Console, console.String(), "the console log and the report's tail differ")
+	if HostKind() != HostHardware {
+		assert.Contains(t, rep.Cmdline, "tsc_early_khz=")
+	}
+	assert.Equal(t, origA, baseA, "the guest's write reached the base image")
+}
+
+func TestVerifyFails(t *testing.T) {
+	testutil.RequireTool(t, Binary)
+	kernel, modules := debianKernel(t)
+	img := disk.FromReaderAt(bytes.NewReader(make([]byte, 1<<20)), 1<<20)
+	cases := []struct {
+		name    string
+		script  string
+		timeout time.Duration
+		accel   string
+		reason  *regexp.Regexp
+	}{
+		{"init exits: kernel panic", initHead + "echo bye\nexit 1\n", 120 * time.Second, "auto", regexp.MustCompile(`^kernel panic$`)},
+		{"timeout", initHead + "sleep 1000\n", 3 * time.Second, "tcg", regexp.MustCompile(`^timeout`)},
+		{"guest powers off", initHead + "echo still no prompt\npoweroff -f\n", 120 * time.Second, "tcg", regexp.MustCompile(`stopped before the marker`)},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			initrd := initramfs(t, modules, c.script)
+			start := time.Now()
+			rep, err := Verify(context.Background(), Config{
+				Kernel: kernel, Initrd: initrd, Cmdline: cmdline, MemoryMiB: 256,
+				Disks:   []Disk{{ID: "d", Image: img}, {ID: "e", Image: img}},
+				Timeout: c.timeout, Accel: c.accel,
+			})
+			require.NoError(t, err)
+			assert.Equal(t, verdict.Fail, rep.Result)
+			assert.Regexp(t, c.reason, rep.Reason, "console:\n%s", rep.Console)
+			assert.Less(t, time.Since(start), c.timeout+10*time.Second)
+			assertNoQEMULeft(t)
+		})
+	}
+}
+
+// assertNoQEMULeft checks that no QEMU started by this process survives.
+func assertNoQEMULeft(t *testing.T) {
+	t.Helper()
+	me := os.Getpid()
+	procs, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		if !strings.Contains(s, "("+Binary[:15]+")") { // comm is cut at 15 bytes
+			continue
+		}
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+		if len(f) > 1 && f[1] == strconv.Itoa(me) && f[0] != "Z" {
+			t.Errorf("a QEMU child is still running: %s", s)
+		}
+	}
+}
+
+func TestVerifySetupErrors(t *testing.T) {
+	testutil.RequireTool(t, Binary)
+	img := disk.FromReaderAt(bytes.NewReader(make([]byte, 4096)), 4096)
+	for _, c := range []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"no kernel", Config{}, "no kernel"},
+		{"missing kernel file", Config{Kernel: "/nonexistent/vmlinuz"}, "nonexistent"},
+		{"bad accel", Config{KernelData: []byte("x"), Accel: "hax"}, "unknown accelerator"},
+		{"disk without image", Config{KernelData: []byte("x"), Disks: []Disk{{ID: "x"}}}, "no image"},
+		{"no qemu", Config{KernelData: []byte("x"), QEMU: "/nonexistent/qemu"}, "nonexistent"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Verify(context.Background(), c.cfg)
+			assert.ErrorContains(t, err, c.want)
+		})
+	}
+	_ = img
+
+	// A kernel QEMU cannot load: a failure report naming QEMU's complaint.
+	rep, err := Verify(context.Background(), Config{KernelData: []byte("not a kernel"), Accel: "tcg", Timeout: 30 * time.Second,
+		Disks: []Disk{{ID: "d", Image: img}}})
+	require.NoError(t, err)
+	assert.Equal(t, verdict.Fail, rep.Result)
+	assert.Contains(t, rep.Reason, "qemu exited")
+}
+
+func TestArgs(t *testing.T) {
+	args := Args("tcg", HostPVM, "/k", "/i", "console=ttyS0", 2, 256, "/tmp/a,b/nbd.sock", 2)
+	s := strings.Join(args, " ")
+	for _, want := range []string{
+		"-M microvm", "-accel tcg -cpu max", "-m 256", "-smp 2", "-nodefaults", "-no-user-config",
+		"-nographic", "-serial stdio", "-no-reboot", "-kernel /k", "-initrd /i", "-append console=ttyS0",
+		"-drive driver=nbd,server.type=unix,server.path=/tmp/a,,b/nbd.sock,export=d0,if=none,id=d0 -device virtio-blk-device,drive=d0",
+		"export=d1,if=none,id=d1 -device virtio-blk-device,drive=d1",
+	} {
+		assert.Contains(t, s, want)
+	}
+	assert.NotContains(t, s, "file=", "QEMU must not open image files")
+	assert.Contains(t, strings.Join(Args("kvm", HostHardware, "/k", "", "", 1, 64, "/s", 0), " "), "-accel kvm -cpu host")
+	assert.Contains(t, strings.Join(Args("kvm", HostPVM, "/k", "", "", 1, 64, "/s", 0), " "), "-cpu max,-arch-capabilities")
+
+	for _, c := range []struct{ want, host, got string }{
+		{"auto", HostHardware, "kvm"}, {"auto", HostPVM, "tcg"}, {"", HostNone, "tcg"},
+		{"tcg", HostHardware, "tcg"}, {"kvm", HostPVM, "kvm"},
+	} {
+		a, err := chooseAccel(c.want, c.host)
+		require.NoError(t, err)
+		assert.Equal(t, c.got, a, "%s on %s", c.want, c.host)
+	}
+	_, err := chooseAccel("kvm", HostNone)
+	assert.Error(t, err)
+}
