@@ -21,6 +21,18 @@ func init() {
 			return vmdk.Create(out, path, size, o)
 		},
 		StreamsOut: true, // streamOptimized only; Create refuses the others
+		OpenStream: vmdk.OpenStream,
+		Check: func(path string) ([]string, error) {
+			res, err := vmdk.Check(path)
+			if err != nil {
+				return nil, err
+			}
+			var out []string
+			for _, p := range res.Problems {
+				out = append(out, p.String())
+			}
+			return out, nil
+		},
 		ImageInfo: func(img disk.Image) *ImageInfo {
 			vi := img.(*vmdk.Image).Info()
 			info := &ImageInfo{

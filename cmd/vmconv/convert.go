@@ -18,6 +18,7 @@ func newConvertCmd() *cobra.Command {
 		optList       []string
 		progress      bool
 		force         bool
+		store         string
 	)
 	cmd := &cobra.Command{
 		Use:   "convert SRC DST",
@@ -31,6 +32,9 @@ stdout where the format streams. A snapshot chain converts to one flat image.`,
 			opts, err := parseOpts(optList)
 			if err != nil {
 				return err
+			}
+			if store != "" {
+				opts["store"] = store
 			}
 			dstFmt, err := targetFormat(dst, outFmt)
 			if err != nil {
@@ -60,6 +64,7 @@ stdout where the format streams. A snapshot chain converts to one flat image.`,
 	cmd.Flags().StringArrayVarP(&optList, "options", "o", nil, "format options key=value[,key=value…] (e.g. subformat=streamOptimized)")
 	cmd.Flags().BoolVarP(&progress, "progress", "p", false, "show a progress bar on stderr")
 	cmd.Flags().BoolVar(&force, "force", false, "replace DST if it exists")
+	cmd.Flags().StringVar(&store, "store", "", "chunk store shared between bundles (vmb output): dedupes across VMs")
 	return cmd
 }
 
