@@ -1,0 +1,685 @@
+package vmx
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/vmconv/vmconv/disk"
+	"github.com/vmconv/vmconv/formats/neutral"
+)
+
+// WriteOptions tunes what FromVM and Write emit for a VM that did not come
+// from VMware (one that did keeps its own settings).
+type WriteOptions struct {
+	// HWVersion is virtualHW.version when the VM's extensions carry none;
+	// 0 means 14 (ESXi 6.7, Workstation 14 and every later product).
+	HWVersion int
+}
+
+// DefaultHWVersion is the virtual hardware version written for VMs that
+// carry none: the oldest that has every device we emit.
+const DefaultHWVersion = 14
+
+// The VM-level keys the neutral fields model, lower-case, with the value
+// VMware assumes when the key is absent.
+var modelledDefaults = map[string]string{
+	"displayname":          "",
+	"numvcpus":             "1",
+	"cpuid.corespersocket": "1",
+	"memsize":              "32",
+	"firmware":             "bios",
+	"guestos":              "",
+	"uuid.bios":            "",
+}
+
+// modelledValues renders the keys the neutral fields model, lower-case key
+// → entry with VMware's usual spelling; keys whose value is VMware's default
+// are left out. nics gives the ethernet index of each NIC; src supplies
+// each NIC's addressType.
+func modelledValues(vm *neutral.VM, nics []int, src *File) map[string]Entry {
+	m := map[string]Entry{}
+	put := func(k, v string) { m[strings.ToLower(k)] = Entry{Key: k, Value: v} }
+	if vm.Name != "" {
+		put("displayName", vm.Name)
+	}
+	if vm.CPUs > 1 {
+		put("numvcpus", strconv.Itoa(vm.CPUs))
+	}
+	if vm.CoresPerSocket > 1 && vm.CPUs%vm.CoresPerSocket == 0 {
+		put("cpuid.coresPerSocket", strconv.Itoa(vm.CoresPerSocket))
+	}
+	if mem := (vm.MemoryMiB + 3) &^ 3; mem > 0 && mem != 32 {
+		put("memsize", strconv.FormatInt(mem, 10))
+	}
+	if vm.Firmware == "uefi" {
+		put("firmware", "efi")
+	}
+	put("guestOS", GuestOSFor(vm.GuestOS))
+	if u, err := parseUUID(vm.UUID); err == nil && vm.UUID != "" {
+		put("uuid.bios", vmwareUUID(u))
+	}
+	for i, n := range nics {
+		if i >= len(vm.NICs) {
+			break
+		}
+		nic := vm.NICs[i]
+		ns := fmt.Sprintf("ethernet%d", n)
+		if dev := nicModel(nic.Model); dev != "" {
+			put(ns+".virtualDev", dev)
+		}
+		if nic.Network != "" {
+			put(ns+".networkName", nic.Network)
+		}
+		if nic.MAC != "" {
+			put(macKey(nicAddressType(src, n, nic), n), strings.ToLower(nic.MAC))
+		}
+	}
+	return m
+}
+
+// nicAddressType is the address type the NIC at ethernet index n is
+// written with: the one its extensions carry, else VMware's default
+// "generated" for a NIC that came from VMware, else "static" for a MAC from
+// elsewhere (the only way to keep it exactly).
+func nicAddressType(src *File, n int, nic neutral.NIC) string {
+	if _, ok := src.Get(fmt.Sprintf("ethernet%d.addressType", n)); ok {
+		return addressType(src, n)
+	}
+	if p, _ := src.Get(fmt.Sprintf("ethernet%d.present", n)); strings.EqualFold(strings.TrimSpace(p), "true") {
+		return "generated"
+	}
+	if nic.MAC == "" {
+		return "generated"
+	}
+	return "static"
+}
+
+var vmwareNICs = map[string]bool{"e1000": true, "e1000e": true, "vmxnet3": true, "vmxnet": true,
+	"vmxnet2": true, "vlance": true}
+
+// nicModel maps a neutral NIC model to ethernetN.virtualDev: VMware models
+// as they are, anything else (netfront, rtl8139, virtio) to e1000, which
+// every x86 guest has a driver for.
+func nicModel(model string) string {
+	switch {
+	case model == "":
+		return ""
+	case vmwareNICs[strings.ToLower(model)]:
+		return model
+	}
+	return "e1000"
+}
+
+// isModelled reports whether the lower-case key lk is one the neutral
+// fields decide, for a VM whose NICs sit at ethernet indices nics.
+func isModelled(lk string, nics []int, src *File) bool {
+	if _, ok := modelledDefaults[lk]; ok {
+		return true
+	}
+	ns := namespace(lk)
+	n, ok := ethernetIndex(ns)
+	if !ok || !slices.Contains(nics, n) {
+		return false
+	}
+	switch lk[len(ns)+1:] {
+	case "virtualdev", "networkname":
+		return true
+	case "address", "generatedaddress":
+		return strings.EqualFold(lk, macKey(nicAddressType(src, n, neutral.NIC{MAC: "x"}), n))
+	}
+	return false
+}
+
+// sameMeaning reports whether two values of a modelled key mean the same
+// to VMware, so the source's own spelling can be kept.
+func sameMeaning(lk, a, b string) bool {
+	if a == b {
+		return true
+	}
+	switch {
+	case lk == "numvcpus" || lk == "cpuid.corespersocket" || lk == "memsize":
+		x, e1 := strconv.ParseInt(strings.TrimSpace(a), 10, 64)
+		y, e2 := strconv.ParseInt(strings.TrimSpace(b), 10, 64)
+		return e1 == nil && e2 == nil && x == y
+	case lk == "firmware":
+		return strings.EqualFold(a, b)
+	case lk == "guestos":
+		return GuestOSFor(a) == GuestOSFor(b)
+	case lk == "uuid.bios":
+		x, e1 := parseVMwareUUID(a)
+		y, e2 := parseVMwareUUID(b)
+		return e1 == nil && e2 == nil && x == y
+	case strings.HasSuffix(lk, ".virtualdev"), strings.HasSuffix(lk, "address"):
+		return strings.EqualFold(a, b)
+	}
+	return false
+}
+
+// extFile turns the VM's VMware extensions into a File for case-insensitive
+// look-ups, in a stable order.
+func extFile(vm *neutral.VM) *File {
+	f := NewFile("extensions")
+	keys := make([]string, 0, len(vm.Extensions.VMware))
+	for k := range vm.Extensions.VMware {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, naturalCompare)
+	for _, k := range keys {
+		f.Set(k, vm.Extensions.VMware[k])
+	}
+	return f
+}
+
+// layout places the VM's devices and names its files.
+type layout struct {
+	slots []slot   // per vm.Disks
+	files []string // per vm.Disks: output file name, "" for none
+	nics  []int    // ethernet index per vm.NICs
+}
+
+var deltaName = regexp.MustCompile(`(?i)-\d{6}\.vmdk$`)
+
+func planLayout(vm *neutral.VM, ext *File, name string) (*layout, error) {
+	lay := &layout{slots: make([]slot, len(vm.Disks)), files: make([]string, len(vm.Disks))}
+	used := map[slot]bool{}
+	placed := make([]bool, len(vm.Disks))
+	// Disks that came from VMware go back where they were; others keep
+	// their bus and unit when VMware has that bus.
+	for pass := 0; pass < 2; pass++ {
+		for i, d := range vm.Disks {
+			if placed[i] {
+				continue
+			}
+			var s slot
+			var ok bool
+			if pass == 0 {
+				var err error
+				s, ok, err = parseSlot(d.ID)
+				ok = ok && err == nil && s.bus == strings.ToLower(d.Bus)
+			} else {
+				s, ok = slotFromUnit(strings.ToLower(d.Bus), d.Unit)
+			}
+			if ok && !used[s] {
+				used[s], placed[i], lay.slots[i] = true, true, s
+			}
+		}
+	}
+	// The rest: disks on the first SCSI controller, CD-ROMs on the first
+	// SATA controller.
+	for i, d := range vm.Disks {
+		if placed[i] {
+			continue
+		}
+		bus := "scsi"
+		if d.Device == "cdrom" {
+			bus = "sata"
+		}
+		s, ok := freeSlot(bus, used)
+		if !ok {
+			return nil, fmt.Errorf("vmx: disk %s: no free %s slot", d.ID, bus)
+		}
+		used[s], lay.slots[i] = true, s
+	}
+
+	// File names: the source's own when it is a plain name, else VMware's
+	// NAME.vmdk, NAME_1.vmdk, ….
+	taken := map[string]bool{strings.ToLower(name + ".vmx"): true}
+	for i, d := range vm.Disks {
+		if d.Device == "cdrom" && d.Image == nil {
+			continue
+		}
+		hint, _ := ext.Get(lay.slots[i].String() + ".fileName")
+		suffix := ".vmdk"
+		if d.Device == "cdrom" {
+			suffix = ".iso"
+		}
+		if hint != "" && hint == filepath.Base(hint) && !strings.ContainsAny(hint, `\/`) &&
+			hint != "." && hint != ".." && !strings.HasPrefix(hint, ".") &&
+			strings.HasSuffix(strings.ToLower(hint), suffix) && !deltaName.MatchString(hint) &&
+			!taken[strings.ToLower(hint)] {
+			lay.files[i] = hint
+			taken[strings.ToLower(hint)] = true
+		}
+	}
+	nDisk, nCD := 0, 0
+	for i, d := range vm.Disks {
+		if d.Device == "cdrom" && d.Image == nil {
+			continue
+		}
+		// The k-th disk is NAME_k.vmdk (the first NAME.vmdk) unless that
+		// name is taken; then the next free number.
+		k := &nDisk
+		if d.Device == "cdrom" {
+			k = &nCD
+		}
+		n := *k
+		*k++
+		if lay.files[i] != "" {
+			continue
+		}
+		for ; ; n++ {
+			var fn string
+			switch {
+			case d.Device == "cdrom" && n == 0:
+				fn = name + "_cdrom.iso"
+			case d.Device == "cdrom":
+				fn = fmt.Sprintf("%s_cdrom_%d.iso", name, n)
+			case n == 0:
+				fn = name + ".vmdk"
+			default:
+				fn = fmt.Sprintf("%s_%d.vmdk", name, n)
+			}
+			if !taken[strings.ToLower(fn)] {
+				lay.files[i] = fn
+				taken[strings.ToLower(fn)] = true
+				break
+			}
+		}
+	}
+
+	// NICs: back on the ethernet indices they came from, then the free ones.
+	src, err := sourceNICSlots(ext)
+	if err != nil {
+		return nil, err
+	}
+	busy := map[int]bool{}
+	for _, e := range ext.Entries() {
+		if n, ok := ethernetIndex(namespace(e.Key)); ok {
+			busy[n] = true
+		}
+	}
+	next := 0
+	for i := range vm.NICs {
+		if i < len(src) {
+			lay.nics = append(lay.nics, src[i])
+			continue
+		}
+		for next < maxNICs && busy[next] {
+			next++
+		}
+		if next >= maxNICs {
+			return nil, fmt.Errorf("vmx: %d NICs: VMware allows at most %d", len(vm.NICs), maxNICs)
+		}
+		lay.nics = append(lay.nics, next)
+		busy[next] = true
+	}
+	return lay, nil
+}
+
+func freeSlot(bus string, used map[slot]bool) (slot, bool) {
+	b := buses[bus]
+	for c := 0; c < b.ctrls; c++ {
+		for u := 0; u < b.units; u++ {
+			s := slot{bus: bus, ctrl: c, unit: u}
+			// Stay within the 16 units every hardware version has.
+			if s.valid() && !used[s] && (bus != "scsi" || u < 16) {
+				return s, true
+			}
+		}
+	}
+	return slot{}, false
+}
+
+// FromVM builds the .vmx for vm, whose files are named after name (the
+// .vmx's base name without extension): the modelled keys from the neutral
+// fields, every extension key verbatim, and what VMware needs for a VM that
+// comes from elsewhere.
+func FromVM(vm *neutral.VM, name string, opt WriteOptions) (*File, error) {
+	f, _, err := build(vm, name, opt)
+	return f, err
+}
+
+func build(vm *neutral.VM, name string, opt WriteOptions) (*File, *layout, error) {
+	switch {
+	case vm.CPUs < 1 || vm.CPUs > 4096:
+		return nil, nil, fmt.Errorf("vmx: vm %q: %d vCPUs: expected 1–4096", vm.Name, vm.CPUs)
+	case vm.MemoryMiB < 1 || vm.MemoryMiB > 1<<24:
+		return nil, nil, fmt.Errorf("vmx: vm %q: memory %d MiB out of range", vm.Name, vm.MemoryMiB)
+	case vm.Firmware != "" && vm.Firmware != "bios" && vm.Firmware != "uefi":
+		return nil, nil, fmt.Errorf("vmx: vm %q: firmware %q: expected \"bios\" or \"uefi\"", vm.Name, vm.Firmware)
+	}
+	if vm.UUID != "" {
+		if _, err := parseUUID(vm.UUID); err != nil {
+			return nil, nil, fmt.Errorf("vmx: vm %q: uuid: %w", vm.Name, err)
+		}
+	}
+	for i, n := range vm.NICs {
+		if n.MAC != "" {
+			if _, err := parseMAC(n.MAC); err != nil {
+				return nil, nil, fmt.Errorf("vmx: vm %q: nic %d: %w", vm.Name, i, err)
+			}
+		}
+	}
+	ext := extFile(vm)
+	lay, err := planLayout(vm, ext, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	out := NewFile(name + ".vmx")
+
+	// Header, as VMware writes it.
+	out.Set(".encoding", "UTF-8")
+	if v, ok := ext.Get("config.version"); ok {
+		out.Set(ext.items[ext.index["config.version"]].Key, v)
+	} else {
+		out.Set("config.version", "8")
+	}
+	hw := opt.HWVersion
+	if hw == 0 {
+		hw = DefaultHWVersion
+	}
+	if v, ok := ext.Get("virtualHW.version"); ok {
+		out.Set(ext.items[ext.index["virtualhw.version"]].Key, v)
+	} else {
+		for _, s := range lay.slots {
+			if hw < 13 && (s.bus == "nvme" || (s.bus == "scsi" && s.unit > 15)) {
+				return nil, nil, fmt.Errorf("vmx: vm %q: device %s needs virtualHW.version 13 or later, not %d", vm.Name, s, hw)
+			}
+		}
+		out.Set("virtualHW.version", strconv.Itoa(hw))
+	}
+
+	// Device namespaces the neutral VM still has.
+	live := map[string]bool{}
+	for _, s := range lay.slots {
+		live[s.String()] = true
+	}
+	for _, n := range lay.nics {
+		live[fmt.Sprintf("ethernet%d", n)] = true
+	}
+
+	// Modelled keys: the neutral value, in the source's spelling when it
+	// means the same.
+	gen := modelledValues(vm, lay.nics, ext)
+	if _, fromVMware := ext.Get("config.version"); fromVMware && vm.GuestOS == "" {
+		// VMware's own file had no guestOS: keep it that way.
+		delete(gen, "guestos")
+	}
+	var body []Entry
+	for _, e := range ext.Entries() {
+		lk := strings.ToLower(e.Key)
+		switch lk {
+		case ".encoding", "config.version", "virtualhw.version":
+			continue
+		}
+		if ns := namespace(e.Key); ns != "" && !live[strings.ToLower(ns)] && isDeviceNS(ns) {
+			// A device the VM no longer has: drop it, unless it was
+			// never switched on (VMware keeps those too).
+			if p, _ := ext.Get(ns + ".present"); strings.EqualFold(strings.TrimSpace(p), "true") {
+				continue
+			}
+		}
+		if isModelled(lk, lay.nics, ext) {
+			g, has := gen[lk]
+			want := modelledDefaults[lk]
+			if has {
+				want = g.Value
+			}
+			if !sameMeaning(lk, e.Value, want) {
+				continue
+			}
+			delete(gen, lk)
+		}
+		body = append(body, Entry{Key: e.Key, Value: e.Value})
+	}
+	for _, g := range gen {
+		body = append(body, g)
+	}
+	set := func(k, v string) {
+		lk := strings.ToLower(k)
+		for i := range body {
+			if strings.ToLower(body[i].Key) == lk {
+				body[i].Value = v
+				return
+			}
+		}
+		body = append(body, Entry{Key: k, Value: v})
+	}
+	has := func(k string) (string, bool) {
+		lk := strings.ToLower(k)
+		for _, e := range body {
+			if strings.ToLower(e.Key) == lk {
+				return e.Value, true
+			}
+		}
+		return "", false
+	}
+	isTrue := func(k string) bool {
+		v, ok := has(k)
+		b, err := parseBool(v)
+		return ok && err == nil && b
+	}
+
+	// Controllers and drives.
+	for i, d := range vm.Disks {
+		s := lay.slots[i]
+		ns := s.String()
+		fresh := !isTrue(ns + ".present")
+		if s.bus != "ide" {
+			ctrl := s.controller()
+			if !isTrue(ctrl + ".present") {
+				if _, ok := has(ctrl + ".virtualDev"); !ok && s.bus == "scsi" {
+					set(ctrl+".virtualDev", "lsilogic")
+				}
+				set(ctrl+".present", "TRUE")
+			}
+		}
+		if fresh {
+			set(ns+".present", "TRUE")
+		}
+		dt, hasDT := has(ns + ".deviceType")
+		dt = strings.ToLower(dt)
+		if d.Device == "cdrom" {
+			switch {
+			case d.Image != nil:
+				set(ns+".deviceType", "cdrom-image")
+				set(ns+".fileName", lay.files[i])
+			case hasDT && cdromTypes[dt]:
+				// The source's drive as it was.
+			default:
+				set(ns+".deviceType", "atapi-cdrom")
+				set(ns+".fileName", "auto detect")
+				if _, ok := has(ns + ".startConnected"); !ok {
+					set(ns+".startConnected", "FALSE")
+				}
+			}
+			continue
+		}
+		if hasDT && !diskTypes[dt] {
+			switch s.bus {
+			case "ide":
+				set(ns+".deviceType", "ata-hardDisk")
+			case "scsi":
+				set(ns+".deviceType", "scsi-hardDisk")
+			default:
+				set(ns+".deviceType", "disk")
+			}
+		} else if !hasDT && s.bus == "ide" && fresh {
+			set(ns+".deviceType", "ata-hardDisk")
+		}
+		set(ns+".fileName", lay.files[i])
+	}
+
+	// NICs from elsewhere: VMware keeps a foreign MAC only as a static
+	// address, and refuses a static address outside 00:50:56:00–3F unless
+	// told not to check.
+	for i, n := range lay.nics {
+		ns := fmt.Sprintf("ethernet%d", n)
+		if isTrue(ns + ".present") {
+			continue
+		}
+		set(ns+".present", "TRUE")
+		if _, ok := has(ns + ".addressType"); ok {
+			continue
+		}
+		atype := nicAddressType(ext, n, vm.NICs[i])
+		set(ns+".addressType", atype)
+		if atype == "static" && !staticMACRange(vm.NICs[i].MAC) {
+			if _, ok := has(ns + ".checkMACAddress"); !ok {
+				set(ns+".checkMACAddress", "FALSE")
+			}
+		}
+	}
+
+	if vm.Firmware == "uefi" {
+		if _, ok := has("nvram"); !ok {
+			set("nvram", name+".nvram")
+		}
+	}
+
+	slices.SortStableFunc(body, func(a, b Entry) int { return naturalCompare(a.Key, b.Key) })
+	for _, e := range body {
+		out.Set(e.Key, e.Value)
+	}
+
+	// The bootable disk must be the one VMware boots.
+	want := slot{bus: "none"}
+	for i, d := range vm.Disks {
+		if d.Bootable && d.Device != "cdrom" {
+			want = lay.slots[i]
+			break
+		}
+	}
+	if want.bus != "none" {
+		devs, err := findDevices(out)
+		if err != nil {
+			return nil, nil, fmt.Errorf("vmx: vm %q: %w", vm.Name, err)
+		}
+		if bootSlot(out, devs) != want {
+			out.Set("bios.hddOrder", want.String())
+		}
+	}
+	return out, lay, nil
+}
+
+func isDeviceNS(ns string) bool {
+	if _, ok := ethernetIndex(ns); ok {
+		return true
+	}
+	_, ok, err := parseSlot(ns)
+	return ok && err == nil
+}
+
+// naturalCompare orders keys case-insensitively with digit runs compared as
+// numbers, so scsi0:2 sorts before scsi0:10 and ethernet9 before ethernet10.
+func naturalCompare(a, b string) int {
+	a, b = strings.ToLower(a), strings.ToLower(b)
+	for a != "" && b != "" {
+		da, db := digitRun(a), digitRun(b)
+		if da > 0 && db > 0 {
+			x, y := strings.TrimLeft(a[:da], "0"), strings.TrimLeft(b[:db], "0")
+			if len(x) != len(y) {
+				return len(x) - len(y)
+			}
+			if c := strings.Compare(x, y); c != 0 {
+				return c
+			}
+			if da != db {
+				return da - db
+			}
+			a, b = a[da:], b[db:]
+			continue
+		}
+		if a[0] != b[0] {
+			return int(a[0]) - int(b[0])
+		}
+		a, b = a[1:], b[1:]
+	}
+	return len(a) - len(b)
+}
+
+func digitRun(s string) int {
+	i := 0
+	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+		i++
+	}
+	return i
+}
+
+// Write writes vm as a VMware VM: the .vmx at vmxPath and, beside it, one
+// disk per hard disk made by newDisk (normally a VMDK writer; names
+// NAME.vmdk, NAME_1.vmdk, … as VMware names them, or the source's own plain
+// names) and one ISO per CD-ROM with media. Empty drives get no file. Every
+// file goes through out, so nothing appears until the caller commits it; a
+// missing directory is created.
+func Write(ctx context.Context, out *disk.Output, vmxPath string, vm *neutral.VM,
+	newDisk func(out *disk.Output, path string, size int64) (disk.Writer, error), copyOpt disk.CopyOptions) error {
+	return WriteWith(ctx, out, vmxPath, vm, newDisk, copyOpt, WriteOptions{})
+}
+
+// WriteWith is Write with options.
+func WriteWith(ctx context.Context, out *disk.Output, vmxPath string, vm *neutral.VM,
+	newDisk func(out *disk.Output, path string, size int64) (disk.Writer, error), copyOpt disk.CopyOptions,
+	opt WriteOptions) error {
+	if vmxPath == disk.Stdout {
+		return errors.New("vmx: a VM is a directory of files and cannot be written to standard output")
+	}
+	name := strings.TrimSuffix(filepath.Base(vmxPath), filepath.Ext(vmxPath))
+	dir := filepath.Dir(vmxPath)
+	f, lay, err := build(vm, name, opt)
+	if err != nil {
+		return err
+	}
+	for _, d := range vm.Disks {
+		if d.Device != "cdrom" && d.Image == nil {
+			return fmt.Errorf("vmx %s: disk %s has no content to write", vmxPath, d.ID)
+		}
+	}
+	// Refuse existing targets before copying anything.
+	targets := []string{vmxPath}
+	for _, fn := range lay.files {
+		if fn != "" {
+			targets = append(targets, filepath.Join(dir, fn))
+		}
+	}
+	if !out.Force {
+		for _, t := range targets {
+			if _, err := os.Lstat(t); err == nil {
+				return fmt.Errorf("%s: already exists (use --force to replace it)", t)
+			}
+		}
+	}
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("vmx %s: %w", vmxPath, err)
+		}
+	}
+
+	fh, err := out.Create(vmxPath)
+	if err != nil {
+		return err
+	}
+	if _, err := fh.Write(f.Marshal()); err != nil {
+		return fmt.Errorf("vmx %s: %w", vmxPath, err)
+	}
+	for i, d := range vm.Disks {
+		if lay.files[i] == "" || d.Image == nil {
+			continue
+		}
+		path := filepath.Join(dir, lay.files[i])
+		var w disk.Writer
+		if d.Device == "cdrom" {
+			iso, err := out.Create(path)
+			if err != nil {
+				return err
+			}
+			w = disk.NewRawWriter(iso, d.Image.Size())
+		} else {
+			w, err = newDisk(out, path, d.Image.Size())
+			if err != nil {
+				return fmt.Errorf("vmx %s: disk %s: %w", vmxPath, d.ID, err)
+			}
+		}
+		if err := disk.Copy(ctx, d.Image, w, copyOpt); err != nil {
+			return fmt.Errorf("vmx %s: disk %s → %s: %w", vmxPath, d.ID, lay.files[i], err)
+		}
+	}
+	return nil
+}
