@@ -179,12 +179,11 @@ func resolvePath(dir, name string) (string, error) {
 	return "", fmt.Errorf("not found (looked for %s)", strings.Join(cands, ", "))
 }
 
-func openOne(path string) (img *Image, err error) {
-	img = &Image{path: path}
+func openOne(path string) (_ *Image, err error) {
+	img := &Image{path: path}
 	defer func() {
 		if err != nil {
 			img.Close()
-			img = nil
 		}
 	}()
 	f, err := os.Open(path)
@@ -237,7 +236,7 @@ func openOne(path string) (img *Image, err error) {
 // fromSparse sets up a monolithic sparse or streamOptimized file. The embedded
 // descriptor's extent line names the file as it was first called; the file
 // itself is the extent whatever its name now.
-func (img *Image) fromSparse(sp *sparseExtent, f *os.File) error {
+func (img *Image) fromSparse(sp *sparseExtent, f io.ReaderAt) error {
 	h := &sp.hdr
 	if h.DescriptorOffset != 0 && h.DescriptorSize != 0 {
 		text := make([]byte, h.DescriptorSize*sectorSize)
@@ -262,7 +261,7 @@ func (img *Image) fromSparse(sp *sparseExtent, f *os.File) error {
 	if len(img.desc.Extents) > 0 {
 		access = img.desc.Extents[0].Access
 	}
-	img.exts = []*vext{{start: 0, end: sp.capBytes, kind: extSparse, access: access, path: img.path, f: f, sp: sp}}
+	img.exts = []*vext{{start: 0, end: sp.capBytes, kind: extSparse, access: access, path: img.path, sp: sp}}
 	img.size = sp.capBytes
 	return nil
 }

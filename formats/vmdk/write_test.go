@@ -78,9 +78,9 @@ func TestWriteSparseSkipsZeroGrains(t *testing.T) {
 	for _, sf := range []string{MonolithicSparse, StreamOptimized, TwoGbMaxExtentSparse} {
 		t.Run(sf, func(t *testing.T) {
 			dir := t.TempDir()
-			size := int64(64 << 20)
+			size := int64(34 << 20)
 			b := make([]byte, size)
-			b[40<<20+5] = 1 // one grain of data
+			b[33<<20+5] = 1 // one grain of data, in the second grain table
 			vm := filepath.Join(dir, "z.vmdk")
 			convert(t, disk.FromReaderAt(bytesReaderAt(b), size), vm, Options{Subformat: sf})
 			img, err := Open(vm)
