@@ -173,9 +173,13 @@ func parseChunkList(r io.Reader) (*chunkList, error) {
 		seen[key] = true
 		switch key {
 		case "schema", "virtual_size", "chunk_size", "chunk_count":
-			var n json.Number
-			if err := dec.Decode(&n); err != nil {
-				return nil, listErr(key, "expected an integer: %v", jsonErrorText(nil, err))
+			tok, err := dec.Token()
+			if err != nil {
+				return nil, listSyntax(err, where())
+			}
+			n, ok := tok.(json.Number)
+			if !ok {
+				return nil, listErr(key, "expected an integer, found %v", tok)
 			}
 			v, err := strconv.ParseInt(string(n), 10, 64)
 			if err != nil || v < 0 {

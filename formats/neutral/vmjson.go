@@ -43,7 +43,7 @@ var Buses = []string{"scsi", "sata", "ide", "nvme", "xen", "virtio"}
 
 var (
 	// A disk id names disks/<id>.json: a portable file name, never a path.
-	diskIDRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+	diskIDRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$`) // ":" for VMX slots such as "scsi0:1"
 	macRe    = regexp.MustCompile(`^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$`)
 	uuidRe   = regexp.MustCompile(`^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$`)
 	digestRe = regexp.MustCompile(`^[0-9a-f]{64}$`)
@@ -109,7 +109,8 @@ func jsonErrorText(data []byte, err error) string {
 	var te *json.UnmarshalTypeError
 	switch {
 	case errors.As(err, &se):
-		line, col := lineCol(data, se.Offset)
+		// Offset counts the offending byte as read.
+		line, col := lineCol(data, se.Offset-1)
 		return fmt.Sprintf("line %d column %d: invalid JSON: %v", line, col, se)
 	case errors.As(err, &te):
 		line, col := lineCol(data, te.Offset)
@@ -240,7 +241,7 @@ func (vm *VM) Validate() error {
 
 func (d *Disk) validate(f string) error {
 	if !ValidDiskID(d.ID) {
-		return fmt.Errorf("%s.id: %q is not a valid disk id (1-64 letters, digits, '.', '_', '-', starting with a letter or digit)", f, d.ID)
+		return fmt.Errorf("%s.id: %q is not a valid disk id (1-64 letters, digits, '.', '_', ':', '-', starting with a letter or digit)", f, d.ID)
 	}
 	if err := oneOf(f+".device", d.Device, devices); err != nil {
 		return err
