@@ -402,6 +402,24 @@ func fromNeutral(vm *neutral.VM) (*Document, []streamedDisk, error) {
 	// Ids of records that described drives and NICs; those no longer emitted
 	// are dropped from back-link lists.
 	known := map[string]bool{}
+	for _, x := range diskExt {
+		if e, ok := x.(map[string]any); ok {
+			for _, k := range []string{"vbd", "vdi"} {
+				if o, ok := e[k].(map[string]any); ok {
+					if id, ok := o["id"].(string); ok {
+						known[id] = true
+					}
+				}
+			}
+		}
+	}
+	for _, x := range nicExt {
+		if o, ok := x.(map[string]any); ok {
+			if id, ok := o["id"].(string); ok {
+				known[id] = true
+			}
+		}
+	}
 
 	vmAbsent := map[string]bool{}
 	if a, ok := ext[extAbsent].([]any); ok {
