@@ -160,7 +160,7 @@ func Verify(ctx context.Context, cfg Config) (*verdict.Report, error) {
 			cmdline = strings.TrimSpace(cmdline + " tsc_early_khz=" + strconv.FormatInt(khz, 10))
 		}
 	}
-	args := Args(accel, host, kernel, initrd, cmdline, cfg.CPUs, cfg.MemoryMiB, sock, len(cfg.Disks))
+	args := qemuArgs(accel, host, kernel, initrd, cmdline, cfg.CPUs, cfg.MemoryMiB, nbdDrives(sock, len(cfg.Disks)))
 
 	rep := &verdict.Report{
 		Engine:    "qemu",
@@ -188,9 +188,19 @@ func Verify(ctx context.Context, cfg Config) (*verdict.Report, error) {
 
 func exportName(i int) string { return "d" + strconv.Itoa(i) }
 
-// Args returns QEMU's arguments for a microvm booting kernel with the disks
-// served as exports d0, d1, … on the NBD socket sock.
-func Args(accel, host, kernel, initrd, cmdline string, cpus int, memMiB int64, sock string, ndisks int) []string {
+// nbdDrives returns the -drive values for exports d0…d(n-1) on the NBD
+// socket sock.
+func nbdDrives(sock string, n int) []string {
+	drives := make([]string, n)
+	for i := range drives {
+		drives[i] = "driver=nbd,server.type=unix,server.path=" + qemuOptEscape(sock) + ",export=" + exportName(i)
+	}
+	return drives
+}
+
+// qemuArgs returns QEMU's arguments for a microvm booting kernel, with one
+// virtio-blk-device per drive in order (the first is /dev/vda).
+func qemuArgs(accel, host, kernel, initrd, cmdline string, cpus int, memMiB int64, drives []string) []string {
 	args := []string{"-M", "microvm"}
 	switch accel {
 	case "kvm":
@@ -213,10 +223,10 @@ func Args(accel, host, kernel, initrd, cmdline string, cpus int, memMiB int64, s
 	if initrd != "" {
 		args = append(args, "-initrd", initrd)
 	}
-	for i := range ndisks {
+	for i, d := range drives {
 		id := exportName(i)
 		args = append(args,
-			"-drive", "driver=nbd,server.type=unix,server.path="+qemuOptEscape(sock)+",export="+id+",if=none,id="+id,
+			"-drive", d+",if=none,id="+id,
 			"-device", "virtio-blk-device,drive="+id,
 		)
 	}

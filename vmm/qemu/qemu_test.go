@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"debug/elf"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -55,6 +56,12 @@ var virtioModules = []string{
 // with the virtio modules of the kernel under /lib/modules.
 func initramfs(t *testing.T, modules, script string) string {
 	t.Helper()
+	return initramfsWith(t, modules, script, virtioModules)
+}
+
+// initramfsWith is initramfs with the given modules (paths under kernel/).
+func initramfsWith(t *testing.T, modules, script string, mods []string) string {
+	t.Helper()
 	busybox := testutil.RequireTool(t, "busybox")
 	testutil.RequireTool(t, "cpio")
 	if f, err := elf.Open(busybox); err == nil {
@@ -73,7 +80,7 @@ func initramfs(t *testing.T, modules, script string) string {
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(filepath.Join(root, "bin", "busybox"), bb, 0o755))
 	require.NoError(t, os.Symlink("busybox", filepath.Join(root, "bin", "sh")))
-	for _, m := range virtioModules {
+	for _, m := range mods {
 		b, err := os.ReadFile(filepath.Join(modules, "kernel", m))
 		require.NoError(t, err)
 		require.NoError(t, os.WriteFile(filepath.Join(root, "lib", "modules", filepath.Base(m)), b, 0o644))
@@ -175,7 +182,6 @@ func TestVerifyFails(t *testing.T) {
 	}{
 		{"init exits: kernel panic", initHead + "echo bye\nexit 1\n", 120 * time.Second, "auto", regexp.MustCompile(`^kernel panic$`)},
 		{"timeout", initHead + "sleep 1000\n", 3 * time.Second, "tcg", regexp.MustCompile(`^timeout`)},
-		{"guest powers off", initHead + "echo still no prompt\npoweroff -f\n", 120 * time.Second, "tcg", regexp.MustCompile(`stopped before the marker`)},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -216,6 +222,70 @@ func assertNoQEMULeft(t *testing.T) {
 	}
 }
 
+// TestProcessHandling runs stand-in QEMU scripts to check how the engine
+// treats the process: a decision kills the whole process group (children
+// included), an exit without a marker fails with QEMU's complaint, the
+// timeout and the context end the run.
+func TestProcessHandling(t *testing.T) {
+	dir := t.TempDir()
+	script := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(p, []byte("#!/bin/sh\n"+body), 0o755))
+		return p
+	}
+	pidFile := filepath.Join(dir, "child.pid")
+	img := disk.FromReaderAt(bytes.NewReader(make([]byte, 4096)), 4096)
+	cases := []struct {
+		name    string
+		body    string
+		timeout time.Duration
+		cancel  bool
+		result  string
+		reason  string
+	}{
+		{"marker then hang", "sleep 300 & echo $! > " + pidFile + "\necho booting\nprintf 'host login: '\nwait\n", 20 * time.Second, false, verdict.Pass, "expected marker seen"},
+		{"clean exit without marker", "echo booting\nexit 0\n", 20 * time.Second, false, verdict.Fail, "the guest stopped before the marker appeared"},
+		{"qemu error", "echo 'qemu-system-x86_64: -drive driver=nbd: Failed to connect' >&2\nexit 1\n", 20 * time.Second, false, verdict.Fail, "qemu exited (exit status 1) before the marker appeared: qemu-system-x86_64: -drive driver=nbd: Failed to connect"},
+		{"panic on the console", "echo '[    1.0] Kernel panic - not syncing: VFS: Unable to mount root fs'\nsleep 300\n", 20 * time.Second, false, verdict.Fail, "kernel panic"},
+		{"timeout", "sleep 300\n", time.Second, false, verdict.Fail, "timeout: no marker within 1s"},
+		{"context ends", "sleep 300\n", 20 * time.Second, true, verdict.Fail, "verification interrupted: context canceled"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			if c.cancel {
+				time.AfterFunc(500*time.Millisecond, cancel)
+			}
+			start := time.Now()
+			rep, err := Verify(ctx, Config{
+				KernelData: []byte("kernel"), Cmdline: "console=ttyS0", Accel: "tcg",
+				Disks:   []Disk{{ID: "d", Image: img}},
+				Timeout: c.timeout, QEMU: script(strings.ReplaceAll(c.name, " ", "-"), c.body),
+			})
+			if c.cancel {
+				require.ErrorIs(t, err, context.Canceled)
+			} else {
+				require.NoError(t, err)
+			}
+			assert.Equal(t, c.result, rep.Result, "console: %q", rep.Console)
+			assert.Equal(t, c.reason, rep.Reason)
+			assert.Less(t, time.Since(start), 15*time.Second)
+		})
+	}
+	// The child of the "marker then hang" script died with its group.
+	b, err := os.ReadFile(pidFile)
+	require.NoError(t, err)
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	require.NoError(t, err)
+	time.Sleep(100 * time.Millisecond)
+	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err == nil {
+		f := strings.Fields(string(st)[strings.LastIndexByte(string(st), ')')+2:])
+		assert.Equal(t, "Z", f[0], "the QEMU stand-in's child survived the kill: %s", st)
+	}
+}
+
 func TestVerifySetupErrors(t *testing.T) {
 	testutil.RequireTool(t, Binary)
 	img := disk.FromReaderAt(bytes.NewReader(make([]byte, 4096)), 4096)
@@ -246,7 +316,7 @@ func TestVerifySetupErrors(t *testing.T) {
 }
 
 func TestArgs(t *testing.T) {
-	args := Args("tcg", HostPVM, "/k", "/i", "console=ttyS0", 2, 256, "/tmp/a,b/nbd.sock", 2)
+	args := qemuArgs("tcg", HostPVM, "/k", "/i", "console=ttyS0", 2, 256, nbdDrives("/tmp/a,b/nbd.sock", 2))
 	s := strings.Join(args, " ")
 	for _, want := range []string{
 		"-M microvm", "-accel tcg -cpu max", "-m 256", "-smp 2", "-nodefaults", "-no-user-config",
@@ -257,8 +327,8 @@ func TestArgs(t *testing.T) {
 		assert.Contains(t, s, want)
 	}
 	assert.NotContains(t, s, "file=", "QEMU must not open image files")
-	assert.Contains(t, strings.Join(Args("kvm", HostHardware, "/k", "", "", 1, 64, "/s", 0), " "), "-accel kvm -cpu host")
-	assert.Contains(t, strings.Join(Args("kvm", HostPVM, "/k", "", "", 1, 64, "/s", 0), " "), "-cpu max,-arch-capabilities")
+	assert.Contains(t, strings.Join(qemuArgs("kvm", HostHardware, "/k", "", "", 1, 64, nil), " "), "-accel kvm -cpu host")
+	assert.Contains(t, strings.Join(qemuArgs("kvm", HostPVM, "/k", "", "", 1, 64, nil), " "), "-cpu max,-arch-capabilities")
 
 	for _, c := range []struct{ want, host, got string }{
 		{"auto", HostHardware, "kvm"}, {"auto", HostPVM, "tcg"}, {"", HostNone, "tcg"},
