@@ -528,6 +528,12 @@ func build(vm *neutral.VM, name string, opt WriteOptions) (*File, *layout, error
 		}
 	}
 
+	if _, fromVMware := ext.Get("config.version"); !fromVMware {
+		// Workstation adds a floppy drive unless told not to.
+		if _, ok := has("floppy0.present"); !ok {
+			set("floppy0.present", "FALSE")
+		}
+	}
 	if vm.Firmware == "uefi" {
 		if _, ok := has("nvram"); !ok {
 			set("nvram", name+".nvram")
