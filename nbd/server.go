@@ -24,17 +24,17 @@ import (
 type Export struct {
 	// Image is the disk served.
 	Image disk.Image
-	// Writable serves WRITE and TRIM (and WRITE_ZEROES when Image is a
-	// Zeroer); Image must then implement io.WriterAt. Serve a copy-on-write
-	// overlay (disk.NewOverlay) so the image underneath never changes.
+	// Writable serves WRITE, TRIM and WRITE_ZEROES; Image must then
+	// implement io.WriterAt. Serve a copy-on-write overlay (disk.NewOverlay)
+	// so the image underneath never changes.
 	Writable bool
 	// Description is what NBD_OPT_LIST and NBD_INFO_DESCRIPTION show.
 	Description string
 }
 
 // Zeroer is implemented by writable images that can zero a range without
-// being handed the zeros; only then is NBD_CMD_WRITE_ZEROES offered (clients
-// fall back to writing zeros).
+// being written zeros; NBD_CMD_WRITE_ZEROES with NBD_CMD_FLAG_FAST_ZERO
+// succeeds only for them.
 type Zeroer interface {
 	ZeroAt(off, n int64) error
 }
@@ -532,10 +532,7 @@ func (c *conn) transmissionFlags(x *export) uint16 {
 	if x.w == nil {
 		f |= tflagReadOnly
 	} else {
-		f |= tflagSendTrim | tflagSendFUA
-		if _, ok := x.Image.(Zeroer); ok {
-			f |= tflagSendWriteZeroes
-		}
+		f |= tflagSendTrim | tflagSendFUA | tflagSendWriteZeroes
 	}
 	return f
 }

@@ -117,6 +117,8 @@ func TestQemuIOWritableOverlay(t *testing.T) {
 		"-c", "aio_flush",
 		"-c", "flush",
 		"-c", "discard 16M 1M",
+		"-c", "write -z 512k 64k",
+		"-c", "read -P 0 512k 64k",
 		"-c", "read -P 0x5a 0 64k",
 		"-c", "read -P 0x22 9M 1M",
 		nbdURI(sock, "vm"))
@@ -130,7 +132,9 @@ func TestQemuIOWritableOverlay(t *testing.T) {
 		want []byte
 	}{
 		{0, 64 << 10, bytes.Repeat([]byte{0x5a}, 64<<10)},
-		{64 << 10, 1<<20 + 100 - 64<<10, orig[64<<10:]},
+		{64 << 10, 512<<10 - 64<<10, orig[64<<10 : 512<<10]},
+		{512 << 10, 64 << 10, make([]byte, 64<<10)},
+		{576 << 10, 1<<20 + 100 - 576<<10, orig[576<<10:]},
 		{8 << 20, 1 << 20, bytes.Repeat([]byte{0x11}, 1<<20)},
 		{9 << 20, 1 << 20, bytes.Repeat([]byte{0x22}, 1<<20)},
 		{30 << 20, 4096, bytes.Repeat([]byte{0x33}, 4096)},
@@ -373,18 +377,29 @@ func TestBadRequests(t *testing.T) {
 		cl := connect(t, sock, "rw", clientOpts{structured: true, meta: []string{metaBaseAllocation}})
 		assert.Zero(t, cl.flags&tflagReadOnly)
 		assert.NotZero(t, cl.flags&tflagSendTrim)
-		assert.Zero(t, cl.flags&tflagSendWriteZeroes, "the overlay cannot zero without data")
+		assert.NotZero(t, cl.flags&tflagSendWriteZeroes)
 
 		errno, _ := cl.do(cmdWrite, 0, size-2, 4, []byte{1, 2, 3, 4})
 		assert.Equal(t, uint32(errNoSpc), errno, "write past end")
 		errno, _ = cl.do(cmdWrite, 0, 0, MaxRequest+1, make([]byte, MaxRequest+1))
 		assert.Equal(t, uint32(errInval), errno, "write larger than the maximum")
-		errno, _ = cl.do(cmdWriteZeroes, 0, 0, 4096, nil)
-		assert.Equal(t, uint32(errNotSup), errno)
+		errno, _ = cl.do(cmdWriteZeroes, cmdFlagFastZero, 0, 4096, nil)
+		assert.Equal(t, uint32(errNotSup), errno, "fast zero without a Zeroer")
+		errno, _ = cl.do(cmdWriteZeroes, 0, size-1, 2, nil)
+		assert.Equal(t, uint32(errNoSpc), errno, "write zeroes past end")
+		errno, _ = cl.do(cmdWriteZeroes, 0, 4096, 3<<20, nil)
+		assert.Equal(t, uint32(errNoSpc), errno, "write zeroes longer than the export")
+		errno, _ = cl.do(cmdWriteZeroes, 0, 1000, 5000, nil)
+		require.Zero(t, errno)
+		errno, data := cl.do(cmdRead, 0, 998, 5004, nil)
+		require.Zero(t, errno)
+		assert.Equal(t, content[998:1000], data[:2])
+		assert.Equal(t, make([]byte, 5000), data[2:5002])
+		assert.Equal(t, content[6000:6002], data[5002:])
 
 		errno, _ = cl.do(cmdWrite, cmdFlagFUA, 100, 5, []byte("hello"))
 		require.Zero(t, errno)
-		errno, data := cl.do(cmdRead, 0, 98, 9, nil)
+		errno, data = cl.do(cmdRead, 0, 98, 9, nil)
 		require.Zero(t, errno)
 		assert.Equal(t, append(append(content[98:100:100], "hello"...), content[105:107]...), data)
 		assert.Equal(t, pattern(size, 9), content, "the base content changed")

@@ -195,9 +195,11 @@ func (c *conn) serve(x *export, r *request) error {
 			}
 		} else if z, ok := x.Image.(Zeroer); ok {
 			err = z.ZeroAt(int64(r.off), int64(r.length))
-		} else {
+		} else if r.flags&cmdFlagFastZero != 0 {
 			x.mu.Unlock()
-			return c.replyError(r, errNotSup, "WRITE_ZEROES is not offered for this export")
+			return c.replyError(r, errNotSup, "no fast zeroing for this export")
+		} else {
+			err = writeZeroes(x.w, int64(r.off), int64(r.length))
 		}
 		if err == nil && r.flags&cmdFlagFUA != 0 {
 			err = flush(x)
@@ -225,6 +227,22 @@ func (c *conn) serve(x *export, r *request) error {
 		return c.replyBlockStatus(r, ext)
 	}
 	return c.replyError(r, errInval, fmt.Sprintf("command %d is not supported", r.typ))
+}
+
+// zeroBlock is written, never modified, for WRITE_ZEROES on images that
+// cannot zero a range themselves.
+var zeroBlock = make([]byte, 1<<20)
+
+func writeZeroes(w io.WriterAt, off, n int64) error {
+	for n > 0 {
+		k := min(n, int64(len(zeroBlock)))
+		if _, err := w.WriteAt(zeroBlock[:k], off); err != nil {
+			return err
+		}
+		off += k
+		n -= k
+	}
+	return nil
 }
 
 func flush(x *export) error {
