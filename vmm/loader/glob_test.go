@@ -1,0 +1,5 @@
+package loader
+
+import "path/filepath"
+
+var filepathGlob = filepath.Glob
