@@ -39,7 +39,7 @@ func Open(path string) (*neutral.VM, error) {
 		f.Close()
 		return nil, fmt.Errorf("xva %s: %w", path, ErrCompressed)
 	}
-	vm, _, err := openReaderAt(f, fi.Size(), &fileCloser{f: f})
+	vm, _, err := openReaderAt(f, fi.Size(), &fileCloser{f: f}, path)
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("xva %s: %w", path, err)
@@ -75,7 +75,7 @@ type chunkRef struct {
 
 // openReaderAt indexes an XVA held in r; closer (may be nil) is released
 // when the last image is closed.
-func openReaderAt(r io.ReaderAt, size int64, closer *fileCloser) (*neutral.VM, *Document, error) {
+func openReaderAt(r io.ReaderAt, size int64, closer *fileCloser, file string) (*neutral.VM, *Document, error) {
 	sr := io.NewSectionReader(r, 0, size)
 	tr := tar.NewReader(sr)
 	doc, L, err := readOvaXML(tr)
@@ -132,7 +132,7 @@ func openReaderAt(r io.ReaderAt, size int64, closer *fileCloser) (*neutral.VM, *
 				cs = append(cs, c)
 			}
 		}
-		img := &Image{r: r, size: s.size, chunks: cs, verified: make([]atomic.Bool, len(cs)), w: w, vdi: i, closer: closer}
+		img := &Image{file: file, r: r, size: s.size, chunks: cs, verified: make([]atomic.Bool, len(cs)), w: w, vdi: i, closer: closer}
 		if closer != nil {
 			closer.refs.Add(1)
 		}
@@ -149,6 +149,7 @@ func openReaderAt(r io.ReaderAt, size int64, closer *fileCloser) (*neutral.VM, *
 // Unallocated. ReadAt is safe for concurrent use; each chunk's checksum is
 // verified the first time any of its bytes is read.
 type Image struct {
+	file     string // for error messages
 	r        io.ReaderAt
 	size     int64
 	chunks   []chunkRef // sorted by off, non-overlapping
@@ -231,11 +232,11 @@ func (m *Image) ReadAt(p []byte, off int64) (int, error) {
 		dst := want[s-off : e-off]
 		if !m.verified[i].Load() {
 			if err := m.verify(i); err != nil {
-				return int(s - off), err
+				return int(s - off), fmt.Errorf("xva %s: %w", m.file, err)
 			}
 		}
 		if _, err := m.r.ReadAt(dst, c.fileOff+(s-c.off)); err != nil {
-			return int(s - off), fmt.Errorf("%s chunk %d: %w", m.w.vdiName(m.vdi), c.n, err)
+			return int(s - off), fmt.Errorf("xva %s: %s chunk %d: %w", m.file, m.w.vdiName(m.vdi), c.n, err)
 		}
 		pos = e
 	}

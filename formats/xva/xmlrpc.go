@@ -139,15 +139,15 @@ func (v *Value) Delete(name string) {
 const maxValues = 1 << 20
 
 func fromXML(x *xmlValue, path string, budget *int) (Value, error) {
+	var v Value
 	*budget--
 	if *budget < 0 {
-		return Value{}, fmt.Errorf("%s: more than %d values", path, maxValues)
+		return Value{}, fmt.Errorf("%s: more than %d values", where(path), maxValues)
 	}
 	if len(x.Unknown) > 0 {
-		return Value{}, fmt.Errorf("%s: unknown XML-RPC type <%s>", path, clip(x.Unknown[0].XMLName.Local))
+		return Value{}, fmt.Errorf("%s: unknown XML-RPC type <%s>", where(path), clip(x.Unknown[0].XMLName.Local))
 	}
 	typed := 0
-	var v Value
 	set := func(k Kind, s *string) {
 		if s != nil {
 			typed++
@@ -179,9 +179,9 @@ func fromXML(x *xmlValue, path string, budget *int) (Value, error) {
 		for i := range x.Struct.Members {
 			m := &x.Struct.Members[i]
 			if m.Value == nil {
-				return Value{}, fmt.Errorf("%s: member %q has no <value>", path, m.Name)
+				return Value{}, fmt.Errorf("%s: member %q has no <value>", where(path), m.Name)
 			}
-			mv, err := fromXML(m.Value, path+"."+m.Name, budget)
+			mv, err := fromXML(m.Value, joinPath(path, m.Name), budget)
 			if err != nil {
 				return Value{}, err
 			}
@@ -205,26 +205,41 @@ func fromXML(x *xmlValue, path string, budget *int) (Value, error) {
 		return Value{Kind: String, Text: x.Text}, nil
 	case 1:
 		if strings.TrimSpace(x.Text) != "" {
-			return Value{}, fmt.Errorf("%s: text %q beside a typed value", path, clip(x.Text))
+			return Value{}, fmt.Errorf("%s: text %q beside a typed value", where(path), clip(x.Text))
 		}
 	default:
-		return Value{}, fmt.Errorf("%s: <value> holds %d typed children, want one", path, typed)
+		return Value{}, fmt.Errorf("%s: <value> holds %d typed children, want one", where(path), typed)
 	}
 	switch v.Kind {
 	case Bool:
 		if v.Text != "0" && v.Text != "1" {
-			return Value{}, fmt.Errorf("%s: boolean %q, want 0 or 1", path, clip(v.Text))
+			return Value{}, fmt.Errorf("%s: boolean %q, want 0 or 1", where(path), clip(v.Text))
 		}
 	case Int:
 		if _, err := strconv.ParseInt(strings.TrimSpace(v.Text), 10, 64); err != nil {
-			return Value{}, fmt.Errorf("%s: <%s> %q is not an integer", path, v.IntTag, clip(v.Text))
+			return Value{}, fmt.Errorf("%s: <%s> %q is not an integer", where(path), v.IntTag, clip(v.Text))
 		}
 	case Double:
 		if _, err := strconv.ParseFloat(strings.TrimSpace(v.Text), 64); err != nil {
-			return Value{}, fmt.Errorf("%s: <double> %q is not a number", path, clip(v.Text))
+			return Value{}, fmt.Errorf("%s: <double> %q is not a number", where(path), clip(v.Text))
 		}
 	}
 	return v, nil
+}
+
+// where names a value for an error: its member path, or the root.
+func where(path string) string {
+	if path == "" {
+		return "root value"
+	}
+	return path
+}
+
+func joinPath(path, name string) string {
+	if path == "" {
+		return name
+	}
+	return path + "." + name
 }
 
 func clip(s string) string {
@@ -256,7 +271,7 @@ func parseValue(data []byte) (Value, error) {
 				return Value{}, err
 			}
 			budget := maxValues
-			v, err := fromXML(&x, "ova.xml", &budget)
+			v, err := fromXML(&x, "", &budget)
 			if err != nil {
 				return Value{}, err
 			}
