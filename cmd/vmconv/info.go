@@ -7,6 +7,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/vmconv/vmconv/boot"
+
 	"github.com/vmconv/vmconv/disk"
 	"github.com/vmconv/vmconv/formats"
 	"github.com/vmconv/vmconv/formats/neutral"
@@ -33,13 +35,21 @@ func newInfoCmd() *cobra.Command {
 					return err
 				}
 				defer vm.Close()
-				for _, hook := range vmInfoHooks {
-					hook(cmd, vm)
-				}
+				entry := findBootEntry(vm)
 				if output == "json" {
-					return writeJSON(cmd.OutOrStdout(), vm)
+					return writeJSON(cmd.OutOrStdout(), struct {
+						*neutral.VM
+						BootEntry *boot.Entry `json:"boot_entry,omitempty"`
+					}{vm, entry})
 				}
 				printVM(cmd.OutOrStdout(), vm)
+				if entry != nil {
+					fmt.Fprintf(cmd.OutOrStdout(), "boots: %s (from %s)\n", entry.KernelPath, entry.Config)
+					if entry.InitrdPath != "" {
+						fmt.Fprintf(cmd.OutOrStdout(), "initrd: %s\n", entry.InitrdPath)
+					}
+					fmt.Fprintf(cmd.OutOrStdout(), "cmdline: %s\n", entry.Cmdline)
+				}
 				return nil
 			}
 			img, err := f.OpenImage(path)
@@ -62,10 +72,6 @@ func newInfoCmd() *cobra.Command {
 	cmd.Flags().StringVarP(&fmtName, "format", "f", "", "format of the input (detected when not given)")
 	return cmd
 }
-
-// vmInfoHooks add to a VM's info before it is printed (the boot entry found
-// in its disk, for instance).
-var vmInfoHooks []func(cmd *cobra.Command, vm *neutral.VM)
 
 func imageInfo(path string, f *formats.Format, img disk.Image) (*formats.ImageInfo, error) {
 	info := &formats.ImageInfo{}
