@@ -57,17 +57,17 @@ var (
 
 // Capabilities (KVM_CAP_*).
 const (
-	CapIRQChip             = 0
-	CapUserMemory          = 3
-	CapSetTSSAddr          = 4
-	CapExtCPUID            = 7
-	CapPIT2                = 33
-	CapIRQFD               = 32
-	CapIOEventFD           = 36
-	CapSetIdentityMapAddr  = 37
-	CapTSCDeadlineTimer    = 72
-	CapImmediateExit       = 136
-	pitSpeakerDummy uint32 = 1
+	CapIRQChip                   = 0
+	CapUserMemory                = 3
+	CapSetTSSAddr                = 4
+	CapExtCPUID                  = 7
+	CapPIT2                      = 33
+	CapIRQFD                     = 32
+	CapIOEventFD                 = 36
+	CapSetIdentityMapAddr        = 37
+	CapTSCDeadlineTimer          = 72
+	CapImmediateExit             = 136
+	pitSpeakerDummy       uint32 = 1
 )
 
 // Exit reasons (KVM_EXIT_*).
@@ -125,8 +125,8 @@ type MemoryRegion struct {
 // Regs is struct kvm_regs.
 type Regs struct {
 	RAX, RBX, RCX, RDX, RSI, RDI, RSP, RBP uint64
-	R8, R9, R10, R11, R12, R13, R14, R15  uint64
-	RIP, RFLAGS                           uint64
+	R8, R9, R10, R11, R12, R13, R14, R15   uint64
+	RIP, RFLAGS                            uint64
 }
 
 // Segment is struct kvm_segment.

@@ -44,7 +44,7 @@ func TestABIAgainstHeaders(t *testing.T) {
 		"sizeof(struct kvm_cpuid_entry2)": uint64(unsafe.Sizeof(CPUIDEntry{})), "sizeof(struct kvm_msr_entry)": uint64(unsafe.Sizeof(MSR{})),
 		"sizeof(struct kvm_irqfd)": uint64(unsafe.Sizeof(irqfd{})), "sizeof(struct kvm_ioeventfd)": uint64(unsafe.Sizeof(ioeventfd{})),
 		"sizeof(struct kvm_pit_config)": uint64(unsafe.Sizeof(pitConfig{})),
-		"offsetof(struct kvm_run, io)":   runUnion, "offsetof(struct kvm_run, exit_reason)": 8,
+		"offsetof(struct kvm_run, io)":  runUnion, "offsetof(struct kvm_run, exit_reason)": 8,
 		"offsetof(struct kvm_run, immediate_exit)": 1,
 	}
 	var src strings.Builder
