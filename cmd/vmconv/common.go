@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/vbauerster/mpb/v8"
@@ -91,7 +92,7 @@ func progressBar(cmd *cobra.Command, show bool, label string) (func(done, total 
 	if !show {
 		return nil, func() {}
 	}
-	p := mpb.New(mpb.WithOutput(cmd.ErrOrStderr()), mpb.WithWidth(60))
+	p := mpb.New(mpb.WithOutput(cmd.ErrOrStderr()), mpb.WithWidth(72), mpb.WithAutoRefresh(), mpb.WithRefreshRate(200*time.Millisecond))
 	var bar *mpb.Bar
 	return func(done, total int64) {
 			if bar == nil {
