@@ -398,7 +398,10 @@ func build(vm *neutral.VM, name string, opt WriteOptions) (*File, *layout, error
 	// Modelled keys: the neutral value, in the source's spelling when it
 	// means the same.
 	gen := modelledValues(vm, lay.nics, ext)
-	if _, fromVMware := ext.Get("config.version"); fromVMware && vm.GuestOS == "" {
+	// A VM that came from VMware carries VMware extensions; it keeps its
+	// own settings where VMware's defaults apply.
+	fromVMware := len(vm.Extensions.VMware) > 0
+	if fromVMware && vm.GuestOS == "" {
 		// VMware's own file had no guestOS: keep it that way.
 		delete(gen, "guestos")
 	}
@@ -421,6 +424,11 @@ func build(vm *neutral.VM, name string, opt WriteOptions) (*File, *layout, error
 			want := modelledDefaults[lk]
 			if has {
 				want = g.Value
+			}
+			if lk == "memsize" {
+				// Compare with the VM's own size, not the one rounded to
+				// VMware's multiple of 4: a VMware value stays as it was.
+				want = strconv.FormatInt(vm.MemoryMiB, 10)
 			}
 			if !sameMeaning(lk, e.Value, want) {
 				continue
@@ -528,7 +536,7 @@ func build(vm *neutral.VM, name string, opt WriteOptions) (*File, *layout, error
 		}
 	}
 
-	if _, fromVMware := ext.Get("config.version"); !fromVMware {
+	if !fromVMware {
 		// Workstation adds a floppy drive unless told not to.
 		if _, ok := has("floppy0.present"); !ok {
 			set("floppy0.present", "FALSE")
