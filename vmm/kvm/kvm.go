@@ -474,6 +474,9 @@ func (c *VCPU) IO() (out bool, port uint16, data []byte, err error) {
 	return dir == 1, port, c.run[off : off+uint64(n)], nil
 }
 
+// IOSize is the access size of a KVM_EXIT_IO.
+func (c *VCPU) IOSize() int { return int(c.run[runUnion+1]) }
+
 // MMIO describes a KVM_EXIT_MMIO; data is the 8-byte buffer cut to len.
 func (c *VCPU) MMIO() (addr uint64, data []byte, write bool) {
 	u := c.run[runUnion:]
