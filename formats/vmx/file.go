@@ -12,7 +12,45 @@
 // Escape_Undo in open-vm-tools): one `name = "value"` per line, optional
 // unquoted values, `#` comments, values escaped with `|XX` (two hex digits)
 // for control characters, `"`, `|` and DEL. Keys are compared without regard
-// to case, as VMware does.
+// to case, as VMware does. Files are read as UTF-8 unless .encoding names
+// windows-1252, ISO-8859-1 or US-ASCII (converted); other charsets are
+// refused with ErrEncoding. Output is always UTF-8.
+//
+// Mapping to the neutral VM:
+//
+//   - displayName, numvcpus, cpuid.coresPerSocket, memsize, firmware
+//     (bios/efi → "bios"/"uefi"), guestOS (kept verbatim) and uuid.bios
+//     (VMware's "56 4d … 64 ea" byte string ⇄ the canonical UUID, same byte
+//     order) are the modelled VM keys.
+//   - Disks and CD-ROM drives are the present devices on present ide0–1,
+//     scsi0–3, sata0–3 and nvme0–3 controllers, in the order VMware's BIOS
+//     enumerates them: IDE, SCSI, SATA, NVMe, then controller and unit.
+//     A disk's ID is its VMware slot ("scsi0:1"), Bus the controller kind,
+//     Unit the controller index times the bus's unit count (ide 2, sata 30,
+//     scsi 65, nvme 64) plus the unit. The bootable disk is the first
+//     present disk bios.hddOrder names, else the first disk. CD-ROMs are
+//     read-only; an ISO that exists is opened, anything else is an empty
+//     drive.
+//   - NICs are the present ethernetN in index order. The MAC is `address`
+//     for addressType "static", `generatedAddress` for "generated"/"vpx",
+//     kept exactly (lower-case); virtualDev is the model, networkName the
+//     network.
+//   - Every other key goes verbatim into Extensions.VMware, as do modelled
+//     keys whose spelling the writer would not reproduce (memSize, an
+//     upper-case UUID or MAC); OrderKey records the source's key
+//     order. Writing uses an extension's spelling whenever it means what the
+//     neutral field says, so VMX → neutral → VMX gives back the same keys,
+//     values and order.
+//
+// Writing a VM that came from elsewhere adds what VMware needs: .encoding,
+// config.version "8", virtualHW.version (14 unless told), a controller per
+// bus used (disks from buses VMware lacks go to an LSI Logic scsi0, CD-ROMs
+// to sata0), guestOS from the hint ("other-64" when nothing fits), nvram for
+// UEFI, and NICs with addressType "static" — the only way to keep a foreign
+// MAC. VMware accepts static MACs only in 00:50:56:00:00:00–3F:FF:FF;
+// outside it we write checkMACAddress = "FALSE", which Workstation and
+// standalone ESXi honour, but a vCenter-managed host may still refuse or
+// replace such a MAC.
 package vmx
 
 import (

@@ -15,6 +15,11 @@ import (
 // Format is the neutral Source.Format of VMs read from a .vmx.
 const Format = "vmx"
 
+// OrderKey is the extension entry that records the source file's key order
+// (keys separated by spaces), so a VM written back to VMX keeps its keys
+// where they were. No VMX key can start with '#'.
+const OrderKey = "#order"
+
 // device is a disk or CD-ROM drive found in a file, with what Read needs to
 // open it.
 type device struct {
@@ -153,6 +158,11 @@ func toVM(f *File) (*neutral.VM, []device, error) {
 		}
 		vm.Extensions.VMware[e.Key] = e.Value
 	}
+	order := make([]string, 0, f.Len())
+	for _, e := range f.Entries() {
+		order = append(order, e.Key)
+	}
+	vm.Extensions.VMware[OrderKey] = strings.Join(order, " ")
 	return vm, devs, nil
 }
 

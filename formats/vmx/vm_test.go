@@ -147,6 +147,21 @@ func TestRoundTripRealFiles(t *testing.T) {
 			}
 			assert.Equal(t, want, entryMap(out))
 			assert.Equal(t, ".encoding", out.Entries()[0].Key, "written first")
+			// Keys stay in the source's order.
+			var srcKeys, outKeys []string
+			if _, ok := src.Get(".encoding"); !ok {
+				srcKeys = append(srcKeys, ".encoding")
+			}
+			for _, e := range src.Entries() {
+				srcKeys = append(srcKeys, e.Key)
+			}
+			for _, e := range out.Entries() {
+				outKeys = append(outKeys, e.Key)
+			}
+			assert.Equal(t, srcKeys, outKeys)
+			if _, ok := src.Get(".encoding"); ok && renamed[base] == nil {
+				assert.Equal(t, string(src.Marshal()), string(out.Marshal()), "comment-free VMware files come back byte for byte")
+			}
 
 			// And the neutral VM is a fixed point.
 			again, err := ToVM(out)

@@ -168,7 +168,9 @@ func extFile(vm *neutral.VM) *File {
 	f := NewFile("extensions")
 	keys := make([]string, 0, len(vm.Extensions.VMware))
 	for k := range vm.Extensions.VMware {
-		keys = append(keys, k)
+		if !strings.HasPrefix(k, "#") {
+			keys = append(keys, k)
+		}
 	}
 	slices.SortFunc(keys, naturalCompare)
 	for _, k := range keys {
@@ -548,7 +550,27 @@ func build(vm *neutral.VM, name string, opt WriteOptions) (*File, *layout, error
 		}
 	}
 
-	slices.SortStableFunc(body, func(a, b Entry) int { return naturalCompare(a.Key, b.Key) })
+	// Keys the source had stay in its order; new ones follow, grouped by
+	// device.
+	rank := map[string]int{}
+	for i, k := range strings.Fields(vm.Extensions.VMware[OrderKey]) {
+		if _, dup := rank[strings.ToLower(k)]; !dup {
+			rank[strings.ToLower(k)] = i
+		}
+	}
+	slices.SortStableFunc(body, func(a, b Entry) int {
+		ra, oka := rank[strings.ToLower(a.Key)]
+		rb, okb := rank[strings.ToLower(b.Key)]
+		switch {
+		case oka && okb:
+			return ra - rb
+		case oka:
+			return -1
+		case okb:
+			return 1
+		}
+		return naturalCompare(a.Key, b.Key)
+	})
 	for _, e := range body {
 		out.Set(e.Key, e.Value)
 	}
