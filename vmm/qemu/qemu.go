@@ -63,6 +63,11 @@ type Config struct {
 	Accel string
 	// QEMU is the emulator binary; empty means qemu-system-x86_64 from PATH.
 	QEMU string
+	// KeepBzImage boots a bzImage as it is, through QEMU's firmware and the
+	// kernel's own decompressor. By default its payload is unpacked on the
+	// host (once, cached under $XDG_CACHE_HOME/vmconv/vmlinux) and the ELF
+	// inside is entered at its PVH entry, which halves a TCG boot.
+	KeepBzImage bool
 }
 
 const (
@@ -124,6 +129,12 @@ func Verify(ctx context.Context, cfg Config) (*verdict.Report, error) {
 	initrd, err := materialize(dir, "initrd", cfg.Initrd, cfg.InitrdData)
 	if err != nil {
 		return nil, err
+	}
+	if !cfg.KeepBzImage {
+		// Any trouble unpacking leaves the kernel to boot as it is.
+		if p, err := pvhKernel(kernel, kernelCacheDir()); err == nil && p != "" {
+			kernel = p
+		}
 	}
 
 	// Serve every disk through its own copy-on-write overlay.

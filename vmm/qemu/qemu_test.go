@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"debug/elf"
 	"encoding/hex"
 	"fmt"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/vmconv/vmconv/disk"
 	"github.com/vmconv/vmconv/internal/testutil"
+	"github.com/vmconv/vmconv/vmm/loader"
 	"github.com/vmconv/vmconv/vmm/verdict"
 )
 
@@ -179,9 +181,11 @@ func TestVerifyFails(t *testing.T) {
 		timeout time.Duration
 		accel   string
 		reason  *regexp.Regexp
+		keepBz  bool
 	}{
-		{"init exits: kernel panic", initHead + "echo bye\nexit 1\n", 120 * time.Second, "auto", regexp.MustCompile(`^kernel panic$`)},
-		{"timeout", initHead + "sleep 1000\n", 3 * time.Second, "tcg", regexp.MustCompile(`^timeout`)},
+		// Also the bzImage path: QEMU's firmware and the kernel's decompressor.
+		{"init exits: kernel panic", initHead + "echo bye\nexit 1\n", 120 * time.Second, "auto", regexp.MustCompile(`^kernel panic$`), true},
+		{"timeout", initHead + "sleep 1000\n", 3 * time.Second, "tcg", regexp.MustCompile(`^timeout`), false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -190,7 +194,7 @@ func TestVerifyFails(t *testing.T) {
 			rep, err := Verify(context.Background(), Config{
 				Kernel: kernel, Initrd: initrd, Cmdline: cmdline, MemoryMiB: 256,
 				Disks:   []Disk{{ID: "d", Image: img}, {ID: "e", Image: img}},
-				Timeout: c.timeout, Accel: c.accel,
+				Timeout: c.timeout, Accel: c.accel, KeepBzImage: c.keepBz,
 			})
 			require.NoError(t, err)
 			assert.Equal(t, verdict.Fail, rep.Result)
@@ -313,6 +317,49 @@ func TestVerifySetupErrors(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, verdict.Fail, rep.Result)
 	assert.Contains(t, rep.Reason, "qemu exited")
+}
+
+func TestPVHKernel(t *testing.T) {
+	kernel, _ := debianKernel(t)
+	// The shared cache: the unpacking (seconds of xz) is paid once per kernel.
+	cache := kernelCacheDir()
+	if cache == "" {
+		testutil.Unavailable(t, "no user cache directory")
+	}
+	p, err := pvhKernel(kernel, cache)
+	require.NoError(t, err)
+	require.NotEmpty(t, p, "Debian's kernel has a PVH note")
+	orig, err := os.ReadFile(kernel)
+	require.NoError(t, err)
+	sum := sha256.Sum256(orig)
+	assert.Equal(t, filepath.Join(cache, hex.EncodeToString(sum[:])+".elf"), p)
+	k, err := os.ReadFile(p)
+	require.NoError(t, err)
+	require.True(t, bytes.HasPrefix(k, elfMagic))
+	lk, err := loader.LoadELF(bytes.NewReader(k), int64(len(k)))
+	require.NoError(t, err)
+	assert.NotZero(t, lk.PVHEntry)
+	// The ELF as it is.
+	p3, err := pvhKernel(p, "")
+	require.NoError(t, err)
+	assert.Equal(t, p, p3)
+
+	// Not a kernel, a truncated one, no cache: boot as given.
+	dir := t.TempDir()
+	for name, b := range map[string][]byte{
+		"junk":      bytes.Repeat([]byte{0x90}, 4096),
+		"truncated": orig[:len(orig)/2],
+		"tiny":      []byte("x"),
+	} {
+		f := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(f, b, 0o644))
+		got, err := pvhKernel(f, cache)
+		require.NoError(t, err, name)
+		assert.Empty(t, got, name)
+	}
+	got, err := pvhKernel(kernel, "")
+	require.NoError(t, err)
+	assert.Empty(t, got, "no cache directory")
 }
 
 func TestArgs(t *testing.T) {
