@@ -71,6 +71,7 @@ type machine struct {
 	mmio   devices.Bus
 	uart   *devices.UART
 	blocks []*devices.Block
+	ovls   []*disk.Overlay
 	e820   []loader.E820Entry
 	cmd    string
 
@@ -105,6 +106,9 @@ func (m *machine) close() {
 	if m.mem != nil {
 		m.mem.Close()
 	}
+	for _, o := range m.ovls {
+		o.Close()
+	}
 }
 
 // memoryLayout splits RAM around the 32-bit MMIO gap.
@@ -131,8 +135,8 @@ func e820Map(layout []guest.Layout) []loader.E820Entry {
 }
 
 // newMachine builds a VM ready to run; console receives serial output.
-func newMachine(cfg *Config, console io.Writer, host string) (m *machine, err error) {
-	m = &machine{cfg: cfg, host: host, stopCh: make(chan struct{})}
+func newMachine(cfg *Config, console io.Writer, host string) (_ *machine, err error) {
+	m := &machine{cfg: cfg, host: host, stopCh: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			m.close()
@@ -264,6 +268,7 @@ func newMachine(cfg *Config, console io.Writer, host string) (m *machine, err er
 		if err != nil {
 			return nil, fmt.Errorf("vmm: disk %s: %w", d.ID, err)
 		}
+		m.ovls = append(m.ovls, ov)
 		id := d.ID
 		b := devices.NewBlock(m.mem, ov, id, irq(virtioIRQs[i]), func(err error) {
 			m.stop(stopReason{reason: err.Error(), fault: true})

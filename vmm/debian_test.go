@@ -1,0 +1,129 @@
+package vmm
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/vmconv/vmconv/internal/testutil"
+	"github.com/vmconv/vmconv/vmm/verdict"
+)
+
+// debianKernel fetches Debian's linux-image-amd64 kernel package into the
+// shared cache (outside the checkout) and returns the unpacked package root.
+func debianKernel(t *testing.T) string {
+	t.Helper()
+	testutil.RequireTool(t, "apt-get")
+	testutil.RequireTool(t, "dpkg-deb")
+	out, err := exec.Command("sh", "qemu/testdata/fetch-kernel.sh").Output()
+	if err != nil {
+		testutil.Unavailable(t, "cannot fetch Debian's linux-image-amd64 with apt-get download: "+err.Error())
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// TestDebianKernel boots Debian's stock kernel (a bzImage with an xz payload,
+// unpacked by our loader) and checks from its console that it saw the machine
+// we built: the command line, our e820 map, KVM and kvm-clock, our ACPI
+// tables and the vCPU count from the MADT.
+func TestDebianKernel(t *testing.T) {
+	host := requireKVM(t)
+	root := debianKernel(t)
+	m, _ := filepath.Glob(filepath.Join(root, "boot", "vmlinuz-*"))
+	require.NotEmpty(t, m)
+	cpus := min(2, runtime.NumCPU())
+	var console bytes.Buffer
+	cmdline := "console=ttyS0 earlyprintk=ttyS0 noxsave panic=-1"
+	rep, err := Verify(context.Background(), Config{KernelPath: m[0], Cmdline: cmdline, CPUs: cpus, MemoryMiB: 256,
+		Console: &console, Expect: regexp.MustCompile(`smpboot: Allowing \d+ CPUs`), Timeout: 80 * time.Second})
+	require.NoError(t, err)
+	out := console.String()
+	require.Equal(t, verdict.Pass, rep.Result, "%s\n%s", rep.Reason, out)
+	assert.Regexp(t, `Linux version 6\.\d+\.\d+-\d+-amd64 .*Debian`, out)
+	assert.Contains(t, out, "Command line: "+rep.Cmdline+"\r\n")
+	for _, e := range e820Map(memoryLayout(256)) {
+		kind := map[uint32]string{1: "usable", 2: "reserved"}[e.Type]
+		assert.Contains(t, out, fmt.Sprintf("BIOS-e820: [mem %#018x-%#018x] %s", e.Addr, e.Addr+e.Size-1, kind))
+	}
+	assert.Contains(t, out, "Hypervisor detected: KVM")
+	assert.Contains(t, out, "kvm-clock: Using msrs 4b564d01 and 4b564d00")
+	assert.Regexp(t, `ACPI: RSDP 0x00000000000E0000 000024 \(v02 VMCONV\)`, out)
+	for _, sig := range []string{"XSDT", "FACP", "DSDT", "APIC"} {
+		assert.Regexp(t, `ACPI: `+sig+` 0x00000000000E[0-9A-F]{4} [0-9A-F]{6} \(v\d\d VMCONV VMCONVVM`, out)
+	}
+	assert.Contains(t, out, fmt.Sprintf("smpboot: Allowing %d CPUs", cpus))
+	if host != HostHardware {
+		// An ordinary kernel cannot finish booting on this host (see the
+		// emulation-failure test); the rest needs hardware virtualization.
+		t.Skipf("host kind %q has no hardware virtualization: the boot to a shell that mounts /dev/vda needs it", host)
+	}
+	bootToDisk(t, m[0], root)
+}
+
+// bootToDisk boots the kernel with a busybox initramfs that loads the virtio
+// and ext4 modules from the kernel package, mounts /dev/vda and prints a
+// token from it.
+func bootToDisk(t *testing.T, kernel, root string) {
+	busybox := testutil.RequireTool(t, "busybox")
+	testutil.RequireTool(t, "cpio")
+	mkfs := testutil.RequireTool(t, "mkfs.ext4")
+	dir := t.TempDir()
+	token := fmt.Sprintf("token-%d", time.Now().UnixNano())
+	src := filepath.Join(dir, "fs")
+	require.NoError(t, os.MkdirAll(src, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(src, "token"), []byte(token+"\n"), 0o644))
+	img := filepath.Join(dir, "disk.ext4")
+	testutil.Run(t, mkfs, "-q", "-F", "-d", src, img, "16M")
+
+	ir := filepath.Join(dir, "initrd")
+	for _, d := range []string{"bin", "dev", "proc", "sys", "mnt", "lib/modules"} {
+		require.NoError(t, os.MkdirAll(filepath.Join(ir, d), 0o755))
+	}
+	testutil.Run(t, "cp", busybox, filepath.Join(ir, "bin", "busybox"))
+	mods := []string{"virtio_ring", "virtio", "virtio_mmio", "virtio_blk", "crc16", "mbcache", "crc32c_generic", "jbd2", "ext4"}
+	var load []string
+	for _, name := range mods {
+		found, _ := exec.Command("sh", "-c", fmt.Sprintf("find %s/lib/modules -name '%s.ko*' | head -1", root, name)).Output()
+		p := strings.TrimSpace(string(found))
+		if p == "" {
+			continue // built in
+		}
+		dst := filepath.Join(ir, "lib", "modules", filepath.Base(p))
+		testutil.Run(t, "cp", p, dst)
+		if strings.HasSuffix(p, ".xz") {
+			testutil.Run(t, "xz", "-d", dst)
+			dst = strings.TrimSuffix(dst, ".xz")
+		}
+		load = append(load, "/bin/busybox insmod /lib/modules/"+filepath.Base(dst))
+	}
+	init := "#!/bin/busybox sh\n/bin/busybox mount -t proc proc /proc\n/bin/busybox mount -t devtmpfs dev /dev\n" +
+		strings.Join(load, "\n") + "\n/bin/busybox sleep 1\n/bin/busybox mount -t ext4 /dev/vda /mnt && echo \"disk says $(/bin/busybox cat /mnt/token)\"\n" +
+		"echo o > /proc/sysrq-trigger\n"
+	require.NoError(t, os.WriteFile(filepath.Join(ir, "init"), []byte(init), 0o755))
+	cpioOut, err := exec.Command("sh", "-c", "cd "+ir+" && find . | cpio -o -H newc 2>/dev/null").Output()
+	require.NoError(t, err)
+
+	raw, err := os.ReadFile(img)
+	require.NoError(t, err)
+	var console bytes.Buffer
+	d := diskCases[0]
+	image, _ := d.open(t, t.TempDir(), raw)
+	defer image.Close()
+	rep, err := Verify(context.Background(), Config{KernelPath: kernel, Initrd: cpioOut, Cmdline: "console=ttyS0 panic=-1 quiet",
+		MemoryMiB: 512, Disks: []Disk{{ID: "root", Format: "raw", Image: image}}, Console: &console,
+		Expect: regexp.MustCompile(`disk says \S+`), Timeout: 80 * time.Second})
+	require.NoError(t, err)
+	require.Equal(t, verdict.Pass, rep.Result, "%s\n%s", rep.Reason, console.String())
+	assert.Equal(t, "disk says "+token, rep.Marker)
+}
