@@ -442,3 +442,57 @@ func TestChunksDecodeWithZstdTool(t *testing.T) {
 	require.NoError(t, loadChunk(src+".zst", &s, dst))
 	assert.True(t, bytes.Equal(content[:ChunkSize], dst))
 }
+
+// Chunks already in a shared store are left alone (same inode, same mtime);
+// leftovers of an interrupted writer are ignored; two writers filling one
+// store at the same time both succeed.
+func TestSharedStoreConcurrentAndNoRewrite(t *testing.T) {
+	dir := t.TempDir()
+	store := filepath.Join(dir, "store")
+	content := testContent(77, 20*ChunkSize+5)
+	img := func() disk.Image { return disk.FromReaderAt(bytes.NewReader(content), int64(len(content))) }
+
+	// A stale temporary file, as an interrupted writer leaves it.
+	first := sha256.Sum256(content[:ChunkSize])
+	stale := chunkPath(store, &first)
+	require.NoError(t, os.MkdirAll(filepath.Dir(stale), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(filepath.Dir(stale), "."+filepath.Base(stale)+".tmp-123"), []byte("partial"), 0o644))
+
+	var wg sync.WaitGroup
+	for _, name := range []string{"a", "b", "c"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			vm := testVM(Disk{ID: "d", Device: "disk", Bus: "virtio", Image: img()})
+			out := disk.NewOutput(false)
+			err := WriteBundle(context.Background(), out, filepath.Join(dir, name+".vmb"), vm, BundleOptions{Store: store, Copy: disk.CopyOptions{Workers: 2}})
+			if assert.NoError(t, err) {
+				assert.NoError(t, out.Commit())
+			} else {
+				out.Abort()
+			}
+		}()
+	}
+	wg.Wait()
+	for _, name := range []string{"a", "b", "c"} {
+		checkContent(t, filepath.Join(dir, name+".vmb"), content)
+	}
+
+	before := map[string]os.FileInfo{}
+	filepath.WalkDir(store, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && !strings.HasPrefix(d.Name(), ".") {
+			fi, _ := d.Info()
+			before[p] = fi
+		}
+		return err
+	})
+	require.NotEmpty(t, before)
+	vm := testVM(Disk{ID: "d", Device: "disk", Bus: "virtio", Image: img()})
+	writeTestBundle(t, filepath.Join(dir, "d.vmb"), vm, BundleOptions{Store: store})
+	for p, fi := range before {
+		now, err := os.Stat(p)
+		require.NoError(t, err)
+		assert.True(t, os.SameFile(fi, now), "%s was rewritten", p)
+		assert.Equal(t, fi.ModTime(), now.ModTime())
+	}
+}
