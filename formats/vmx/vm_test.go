@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"math/rand"
 	"os"
 	"path/filepath"
@@ -583,4 +584,34 @@ func keyOf(m map[string]string, lower string) string {
 		}
 	}
 	return ""
+}
+
+type failingReader struct{ after int64 }
+
+func (r failingReader) ReadAt(p []byte, off int64) (int, error) {
+	if off >= r.after {
+		return 0, errors.New("medium error")
+	}
+	clear(p)
+	p[0] = 1
+	return len(p), nil
+}
+
+// A copy that fails leaves nothing behind once the output is aborted.
+func TestWriteFailureLeavesNothing(t *testing.T) {
+	d := randomBytes(1<<20, 7)
+	vm := xenVM(d, d, nil)
+	vm.Disks[1].Image = disk.FromReaderAt(failingReader{after: 2 << 20}, 4<<20)
+	dir := filepath.Join(t.TempDir(), "vm")
+	require.NoError(t, os.Mkdir(dir, 0o755))
+	out := disk.NewOutput(false)
+	err := Write(context.Background(), out, filepath.Join(dir, "web01.vmx"), vm, rawDisk, disk.CopyOptions{})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "disk xvdb")
+	assert.Contains(t, err.Error(), "medium error")
+	out.Abort()
+	names, _ := filepath.Glob(filepath.Join(dir, "*"))
+	assert.Empty(t, names)
+	hidden, _ := filepath.Glob(filepath.Join(dir, ".*"))
+	assert.Empty(t, hidden)
 }
