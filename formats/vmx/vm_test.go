@@ -615,3 +615,20 @@ func TestWriteFailureLeavesNothing(t *testing.T) {
 	hidden, _ := filepath.Glob(filepath.Join(dir, ".*"))
 	assert.Empty(t, hidden)
 }
+
+func TestWriteAdapterTypes(t *testing.T) {
+	d := randomBytes(1<<20, 8)
+	vm, err := ToVM(parseFile(t, "testdata/fusion-winxp.vmx")) // BusLogic scsi0
+	require.NoError(t, err)
+	vm.Disks[1].Image = memImage(d)
+	vm.Disks = append(vm.Disks, neutral.Disk{ID: "ide0:1", Device: "disk", Bus: "ide", Unit: 1, Image: memImage(d)})
+	got := map[string]string{}
+	opt := WriteOptions{NewDiskAdapter: func(out *disk.Output, path string, size int64, adapter string) (disk.Writer, error) {
+		got[filepath.Base(path)] = adapter
+		return rawDisk(out, path, size)
+	}}
+	out := disk.NewOutput(false)
+	defer out.Abort()
+	require.NoError(t, WriteWith(context.Background(), out, filepath.Join(t.TempDir(), "ATTM_VM.vmx"), vm, nil, disk.CopyOptions{}, opt))
+	assert.Equal(t, map[string]string{"ATTM_VM.vmdk": "buslogic", "ATTM_VM_1.vmdk": "ide"}, got)
+}

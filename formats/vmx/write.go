@@ -21,6 +21,23 @@ type WriteOptions struct {
 	// HWVersion is virtualHW.version when the VM's extensions carry none;
 	// 0 means 14 (ESXi 6.7, Workstation 14 and every later product).
 	HWVersion int
+	// NewDiskAdapter, when set, replaces Write's newDisk and is also told
+	// the VMDK adapter type that matches the disk's controller ("ide",
+	// "buslogic" or "lsilogic", VMDK's ddb.adapterType values).
+	NewDiskAdapter func(out *disk.Output, path string, size int64, adapterType string) (disk.Writer, error)
+}
+
+// adapterType is the VMDK ddb.adapterType for a disk in slot s of file f.
+func adapterType(f *File, s slot) string {
+	switch s.bus {
+	case "ide":
+		return "ide"
+	case "scsi":
+		if v, _ := f.Get(s.controller() + ".virtualDev"); strings.EqualFold(v, "buslogic") {
+			return "buslogic"
+		}
+	}
+	return "lsilogic"
 }
 
 // DefaultHWVersion is the virtual hardware version written for VMs that
@@ -708,7 +725,11 @@ func WriteWith(ctx context.Context, out *disk.Output, vmxPath string, vm *neutra
 			}
 			w = disk.NewRawWriter(iso, d.Image.Size())
 		} else {
-			w, err = newDisk(out, path, d.Image.Size())
+			if opt.NewDiskAdapter != nil {
+				w, err = opt.NewDiskAdapter(out, path, d.Image.Size(), adapterType(f, lay.slots[i]))
+			} else {
+				w, err = newDisk(out, path, d.Image.Size())
+			}
 			if err != nil {
 				return fmt.Errorf("vmx %s: disk %s: %w", vmxPath, d.ID, err)
 			}
