@@ -1,0 +1,58 @@
+// Command bootbench boots a kernel with raw disks in vmconv's VMM and exits
+// when the expected marker appears: the vmconv side of bench/boot.sh.
+//
+//	bootbench -kernel K -disk D.raw [-disk ...] -append A -expect RE -memory M -cpus N
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/vmconv/vmconv/disk"
+	"github.com/vmconv/vmconv/vmm"
+)
+
+type list []string
+
+func (l *list) String() string     { return strings.Join(*l, ",") }
+func (l *list) Set(s string) error { *l = append(*l, s); return nil }
+
+func main() {
+	var disks list
+	kernel := flag.String("kernel", "", "kernel (ELF or bzImage)")
+	appendLine := flag.String("append", "console=ttyS0", "command line")
+	expect := flag.String("expect", "probe: all done", "success marker")
+	mem := flag.Int64("memory", 64, "MiB")
+	cpus := flag.Int("cpus", 1, "vCPUs")
+	timeout := flag.Duration("timeout", time.Minute, "timeout")
+	quiet := flag.Bool("q", false, "do not copy the console to stdout")
+	flag.Var(&disks, "disk", "raw disk image (repeatable)")
+	flag.Parse()
+	cfg := vmm.Config{KernelPath: *kernel, Cmdline: *appendLine, MemoryMiB: *mem, CPUs: *cpus,
+		Expect: regexp.MustCompile(*expect), Timeout: *timeout}
+	if !*quiet {
+		cfg.Console = os.Stdout
+	}
+	for i, p := range disks {
+		img, err := disk.OpenRaw(p)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		cfg.Disks = append(cfg.Disks, vmm.Disk{ID: fmt.Sprintf("d%d", i), Format: "raw", Image: img})
+	}
+	rep, err := vmm.Verify(context.Background(), cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	fmt.Fprintf(os.Stderr, "bootbench: %s: %s (%d ms, host %s)\n", rep.Result, rep.Reason, rep.BootMS, rep.Host)
+	if rep.Result != "pass" {
+		os.Exit(1)
+	}
+}
