@@ -90,7 +90,11 @@ func WriteBundle(ctx context.Context, out *disk.Output, path string, vm *VM, opt
 			return err
 		}
 	}
-	store, err := newChunkStore(storeDir, opt.Level)
+	store, err := newChunkStore(storeDir)
+	if err != nil {
+		return fmt.Errorf("bundle %s: %w", path, err)
+	}
+	comp, err := newCompressor(opt.Level)
 	if err != nil {
 		return fmt.Errorf("bundle %s: %w", path, err)
 	}
@@ -102,7 +106,10 @@ func WriteBundle(ctx context.Context, out *disk.Output, path string, vm *VM, opt
 		if d.Image == nil {
 			continue
 		}
-		w, err := newChunkWriter(store, filepath.Join(dir, "disks", d.ID+".json"), d.ID, storeRef, d.Image.Size())
+		listPath := filepath.Join(dir, "disks", d.ID+".json")
+		w, err := newChunkWriter(comp, store, d.ID, storeRef, d.Image.Size(), func(l *chunkList) error {
+			return writeListFile(listPath, l)
+		})
 		if err != nil {
 			return fmt.Errorf("bundle %s: disk %s: %w", path, d.ID, err)
 		}
@@ -162,8 +169,9 @@ func syncFS(path string) error {
 // chunks on the copy engine's workers (Prepare), then stores them and builds
 // the chunk list in order (WriteChunk), and writes disks/<id>.json on Close.
 type chunkWriter struct {
-	store *chunkStore
-	path  string
+	comp  *compressor
+	store chunkSink
+	done  func(*chunkList) error // writes the finished list
 	list  chunkList
 	dig   *disk.DigestHasher
 	next  int64 // next chunk index that may be written
@@ -177,13 +185,14 @@ type prepared struct {
 	payload *[]byte // nil when the chunk is already in the store
 }
 
-func newChunkWriter(store *chunkStore, path, id, storeRef string, size int64) (*chunkWriter, error) {
+func newChunkWriter(comp *compressor, store chunkSink, id, storeRef string, size int64, done func(*chunkList) error) (*chunkWriter, error) {
 	if size < 0 || size > MaxDiskSize {
 		return nil, fmt.Errorf("size %d is outside 0..%d", size, int64(MaxDiskSize))
 	}
 	return &chunkWriter{
+		comp:  comp,
 		store: store,
-		path:  path,
+		done:  done,
 		list:  chunkList{ID: id, VirtualSize: size, Store: storeRef},
 		dig:   disk.NewDigestHasher(size),
 	}, nil
@@ -201,7 +210,7 @@ func (w *chunkWriter) Prepare(c *disk.Chunk) error {
 		return nil
 	}
 	var err error
-	p.payload, err = w.store.compress(c.Data)
+	p.payload, err = w.comp.compress(c.Data)
 	return err
 }
 
@@ -219,7 +228,7 @@ func (w *chunkWriter) WriteChunk(c *disk.Chunk) error {
 		p = c.Prepared.(*prepared)
 		c.Prepared = nil
 	}
-	defer func() { w.store.putBuffer(p.payload) }()
+	defer func() { w.comp.putBuffer(p.payload) }()
 	idx := c.Offset / ChunkSize
 	switch {
 	case c.Offset%ChunkSize != 0 || idx < w.next:
@@ -237,7 +246,7 @@ func (w *chunkWriter) WriteChunk(c *disk.Chunk) error {
 	var err error
 	if p.payload == nil && !w.store.has(&p.sum) {
 		// Prepare saw it in the store, but it is gone now.
-		p.payload, err = w.store.compress(c.Data)
+		p.payload, err = w.comp.compress(c.Data)
 	}
 	if err == nil {
 		if p.payload == nil {
@@ -260,20 +269,26 @@ func (w *chunkWriter) Close() error {
 		return w.err
 	}
 	w.list.Digest = w.dig.Sum()
-	f, err := os.OpenFile(w.path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
+	if err := w.done(&w.list); err != nil {
 		w.err = err
 		return err
 	}
-	err = w.list.encode(f)
+	w.err = errors.New("chunk list already closed")
+	return nil
+}
+
+func writeListFile(path string, l *chunkList) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	err = l.encode(f)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		w.err = fmt.Errorf("write %s: %w", w.path, err)
-		return w.err
+		return fmt.Errorf("write %s: %w", path, err)
 	}
-	w.err = errors.New("chunk list already closed")
 	return nil
 }
 

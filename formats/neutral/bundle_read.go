@@ -72,7 +72,7 @@ func openBundleDisk(bundle string, d *Disk) (disk.Image, error) {
 	if !filepath.IsAbs(store) {
 		store = filepath.Join(bundle, store)
 	}
-	return &bundleImage{bundle: bundle, id: d.ID, store: store, list: l, cache: map[int64]*cachedChunk{}}, nil
+	return newBundleImage(bundle, d.ID, l, dirSource(store)), nil
 }
 
 // cacheChunks is how many decoded chunks an open disk keeps: enough for
@@ -82,7 +82,7 @@ const cacheChunks = 8
 // bundleImage is a disk of a bundle read at random through its chunk list.
 type bundleImage struct {
 	bundle, id string
-	store      string
+	src        chunkSource
 	list       *chunkList
 
 	mu    sync.Mutex
@@ -97,8 +97,22 @@ type cachedChunk struct {
 	used uint64
 }
 
-func (b *bundleImage) Size() int64  { return b.list.VirtualSize }
-func (b *bundleImage) Close() error { return nil }
+func newBundleImage(bundle, id string, l *chunkList, src chunkSource) *bundleImage {
+	return &bundleImage{bundle: bundle, id: id, src: src, list: l, cache: map[int64]*cachedChunk{}}
+}
+
+func (b *bundleImage) Size() int64 { return b.list.VirtualSize }
+
+func (b *bundleImage) Close() error {
+	b.mu.Lock()
+	src := b.src
+	b.src = nil
+	b.mu.Unlock()
+	if src == nil {
+		return nil
+	}
+	return src.release()
+}
 
 // Extents reports chunks with content as Data and the rest as Unallocated.
 func (b *bundleImage) Extents(off, length int64) ([]disk.Extent, error) {
@@ -202,9 +216,14 @@ func (b *bundleImage) ReadAt(p []byte, off int64) (int, error) {
 
 // load reads chunk idx into dst (its full length), verified.
 func (b *bundleImage) load(idx int64, d *dataChunk, dst []byte) error {
-	path := chunkPath(b.store, &d.sum)
-	if err := loadChunk(path, &d.sum, dst); err != nil {
-		return fmt.Errorf("bundle %s: disk %s: chunk %d (%s): %w", b.bundle, b.id, idx, path, err)
+	b.mu.Lock()
+	src := b.src
+	b.mu.Unlock()
+	if src == nil {
+		return fmt.Errorf("bundle %s: disk %s: read after close", b.bundle, b.id)
+	}
+	if err := loadChunk(src, &d.sum, dst); err != nil {
+		return fmt.Errorf("bundle %s: disk %s: chunk %d (%s): %w", b.bundle, b.id, idx, src.name(&d.sum), err)
 	}
 	return nil
 }

@@ -79,7 +79,7 @@ func FuzzChunkList(f *testing.F) {
 			t.Fatalf("round trip changed the list")
 		}
 		// Reading through the list never goes outside it.
-		img := &bundleImage{bundle: "b", id: l.ID, store: t.TempDir(), list: l, cache: map[int64]*cachedChunk{}}
+		img := newBundleImage("b", l.ID, l, dirSource(t.TempDir()))
 		exts, err := img.Extents(0, l.VirtualSize)
 		if err != nil {
 			t.Fatal(err)

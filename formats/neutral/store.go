@@ -29,43 +29,42 @@ func chunkPath(store string, sum *[32]byte) string {
 	return filepath.Join(store, h[:2], h)
 }
 
-// chunkStore writes chunks into one store directory.
-type chunkStore struct {
-	dir   string
-	level zstd.EncoderLevel
-
-	encoders sync.Pool // *zstd.Encoder, one per concurrent worker
-	buffers  sync.Pool // *[]byte compressed payloads
-
-	mu      sync.Mutex
-	subdirs map[string]bool
-	present map[[32]byte]bool // chunks known to be in the store
-
-	// Statistics: chunk files written, and chunks found already present.
-	written, reused int64
-	writtenBytes    int64
+// chunkSink receives the compressed chunks of a bundle being written: a
+// store directory, or a tar stream.
+type chunkSink interface {
+	// has reports whether the chunk is already stored (any goroutine).
+	has(sum *[32]byte) bool
+	// put stores a chunk unless it is already present (writer's goroutine).
+	put(sum *[32]byte, payload []byte) error
+	// noteReused counts a chunk found already stored.
+	noteReused()
 }
 
-func newChunkStore(dir string, level zstd.EncoderLevel) (*chunkStore, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("chunk store: %w", err)
-	}
+// compressor compresses chunks on many goroutines, reusing one encoder per
+// concurrent caller and the output buffers.
+type compressor struct {
+	level    zstd.EncoderLevel
+	encoders sync.Pool // *zstd.Encoder
+	buffers  sync.Pool // *[]byte compressed payloads
+}
+
+func newCompressor(level zstd.EncoderLevel) (*compressor, error) {
 	if level == 0 {
 		level = zstd.SpeedFastest
 	}
-	s := &chunkStore{dir: dir, level: level, subdirs: map[string]bool{}, present: map[[32]byte]bool{}}
+	c := &compressor{level: level}
 	// Check the level once so workers cannot fail on it.
-	enc, err := s.newEncoder()
+	enc, err := c.newEncoder()
 	if err != nil {
 		return nil, err
 	}
-	s.encoders.Put(enc)
-	return s, nil
+	c.encoders.Put(enc)
+	return c, nil
 }
 
-func (s *chunkStore) newEncoder() (*zstd.Encoder, error) {
+func (c *compressor) newEncoder() (*zstd.Encoder, error) {
 	enc, err := zstd.NewWriter(nil,
-		zstd.WithEncoderLevel(s.level),
+		zstd.WithEncoderLevel(c.level),
 		zstd.WithEncoderConcurrency(1),
 		zstd.WithWindowSize(ChunkSize),
 		zstd.WithLowerEncoderMem(true))
@@ -77,28 +76,48 @@ func (s *chunkStore) newEncoder() (*zstd.Encoder, error) {
 
 // compress returns p compressed into a pooled buffer; release it with
 // putBuffer.
-func (s *chunkStore) compress(p []byte) (*[]byte, error) {
-	enc, _ := s.encoders.Get().(*zstd.Encoder)
+func (c *compressor) compress(p []byte) (*[]byte, error) {
+	enc, _ := c.encoders.Get().(*zstd.Encoder)
 	if enc == nil {
 		var err error
-		if enc, err = s.newEncoder(); err != nil {
+		if enc, err = c.newEncoder(); err != nil {
 			return nil, err
 		}
 	}
-	bp, _ := s.buffers.Get().(*[]byte)
+	bp, _ := c.buffers.Get().(*[]byte)
 	if bp == nil {
 		b := make([]byte, 0, len(p)+len(p)/128+1024)
 		bp = &b
 	}
 	*bp = enc.EncodeAll(p, (*bp)[:0])
-	s.encoders.Put(enc)
+	c.encoders.Put(enc)
 	return bp, nil
 }
 
-func (s *chunkStore) putBuffer(bp *[]byte) {
+func (c *compressor) putBuffer(bp *[]byte) {
 	if bp != nil && cap(*bp) <= maxChunkFile {
-		s.buffers.Put(bp)
+		c.buffers.Put(bp)
 	}
+}
+
+// chunkStore writes chunks into one store directory.
+type chunkStore struct {
+	dir string
+
+	mu      sync.Mutex
+	subdirs map[string]bool
+	present map[[32]byte]bool // chunks known to be in the store
+
+	// Statistics: chunk files written, and chunks found already present.
+	written, reused int64
+	writtenBytes    int64
+}
+
+func newChunkStore(dir string) (*chunkStore, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("chunk store: %w", err)
+	}
+	return &chunkStore{dir: dir, subdirs: map[string]bool{}, present: map[[32]byte]bool{}}, nil
 }
 
 // has reports whether the chunk is already in the store (safe on any
@@ -200,33 +219,60 @@ var readBuffers = sync.Pool{New: func() any { b := make([]byte, 0, maxChunkFile)
 // errChunkCorrupt marks chunks whose content does not match their name.
 var errChunkCorrupt = errors.New("chunk is corrupt")
 
-// loadChunk reads the chunk file for sum, decodes it into dst (whose length
-// is the chunk's expected length) and verifies the result against sum.
-func loadChunk(path string, sum *[32]byte, dst []byte) error {
-	f, err := os.Open(path)
+// chunkSource is where an open bundle's compressed chunks come from: a store
+// directory, or the members of a bundle tar file.
+type chunkSource interface {
+	// fetch reads the chunk's payload into buf (capacity maxChunkFile).
+	fetch(sum *[32]byte, buf []byte) ([]byte, error)
+	// name is the chunk's file, for errors.
+	name(sum *[32]byte) string
+	// release drops one user of the source.
+	release() error
+}
+
+// dirSource reads chunks from a store directory.
+type dirSource string
+
+func (d dirSource) name(sum *[32]byte) string { return chunkPath(string(d), sum) }
+func (d dirSource) release() error            { return nil }
+
+func (d dirSource) fetch(sum *[32]byte, buf []byte) ([]byte, error) {
+	f, err := os.Open(d.name(sum))
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("chunk file is missing")
+			return nil, errors.New("chunk file is missing")
 		}
-		return err
+		return nil, err
 	}
 	defer f.Close()
-	bp := readBuffers.Get().(*[]byte)
-	defer readBuffers.Put(bp)
-	buf := (*bp)[:maxChunkFile]
-	n, err := io.ReadFull(f, buf)
+	n, err := io.ReadFull(f, buf[:maxChunkFile])
 	switch {
 	case err == nil:
-		return fmt.Errorf("%w: chunk file is larger than %d bytes", errChunkCorrupt, maxChunkFile)
+		return nil, fmt.Errorf("%w: chunk file is larger than %d bytes", errChunkCorrupt, maxChunkFile)
 	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
-	default:
+		return buf[:n], nil
+	}
+	return nil, err
+}
+
+// loadChunk fetches the chunk for sum, decodes it into dst (whose length is
+// the chunk's expected length) and verifies the result against sum.
+func loadChunk(src chunkSource, sum *[32]byte, dst []byte) error {
+	bp := readBuffers.Get().(*[]byte)
+	defer readBuffers.Put(bp)
+	payload, err := src.fetch(sum, (*bp)[:maxChunkFile])
+	if err != nil {
 		return err
 	}
+	return decodeChunk(payload, sum, dst)
+}
+
+func decodeChunk(payload []byte, sum *[32]byte, dst []byte) error {
 	dec, err := chunkDecoder()
 	if err != nil {
 		return err
 	}
-	out, err := dec.DecodeAll(buf[:n], dst[:0:len(dst)])
+	out, err := dec.DecodeAll(payload, dst[:0:len(dst)])
 	if err != nil {
 		return fmt.Errorf("%w: zstd: %v", errChunkCorrupt, err)
 	}
