@@ -632,3 +632,14 @@ func TestWriteAdapterTypes(t *testing.T) {
 	require.NoError(t, WriteWith(context.Background(), out, filepath.Join(t.TempDir(), "ATTM_VM.vmx"), vm, nil, disk.CopyOptions{}, opt))
 	assert.Equal(t, map[string]string{"ATTM_VM.vmdk": "buslogic", "ATTM_VM_1.vmdk": "ide"}, got)
 }
+
+func TestWriteRejectsBadExtensionKeys(t *testing.T) {
+	for _, k := range []string{"with space", "a=b", "x#y", "", "ünï"} {
+		vm := xenVM(nil, nil, nil)
+		vm.Disks = nil
+		vm.Extensions.VMware = map[string]string{k: "1"}
+		_, err := FromVM(vm, "x", WriteOptions{})
+		require.Error(t, err, "%q", k)
+		assert.Contains(t, err.Error(), "not a VMX key")
+	}
+}

@@ -376,6 +376,11 @@ func build(vm *neutral.VM, name string, opt WriteOptions) (*File, *layout, error
 			}
 		}
 	}
+	for k := range vm.Extensions.VMware {
+		if !strings.HasPrefix(k, "#") && !validKey(k) {
+			return nil, nil, fmt.Errorf("vmx: vm %q: extension key %q is not a VMX key (printable ASCII without blanks, '=' or '#')", vm.Name, k)
+		}
+	}
 	ext := extFile(vm)
 	lay, err := planLayout(vm, ext, name)
 	if err != nil {
@@ -610,6 +615,18 @@ func build(vm *neutral.VM, name string, opt WriteOptions) (*File, *layout, error
 		}
 	}
 	return out, lay, nil
+}
+
+func validKey(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		if c := k[i]; c < 0x21 || c > 0x7e || c == '=' || c == '#' {
+			return false
+		}
+	}
+	return true
 }
 
 func isDeviceNS(ns string) bool {
