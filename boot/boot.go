@@ -1,0 +1,335 @@
+// Package boot finds how a guest boots from its own disks, read-only, as a
+// Xen PV bootloader does: partition table, filesystem, boot loader
+// configuration, kernel and initrd.
+//
+// Partition tables are read by boot/part (MBR with extended partitions, GPT),
+// filesystems by boot/ext4 and boot/fat (our own small read-only readers; see
+// their package comments for why not go-diskfs). Configurations are tried in
+// the order a real boot uses them: GRUB 2 grub.cfg, BLS entries, extlinux and
+// syslinux, GRUB legacy menu.lst, and the /vmlinuz links last.
+package boot
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"sort"
+	"strings"
+
+	"github.com/vmconv/vmconv/boot/ext4"
+	"github.com/vmconv/vmconv/boot/fat"
+	"github.com/vmconv/vmconv/boot/part"
+	"github.com/vmconv/vmconv/disk"
+)
+
+// Limits on what is read from a guest.
+const (
+	MaxKernelSize = 256 << 20
+	MaxInitrdSize = 512 << 20
+	maxConfigSize = 1 << 20
+)
+
+// Entry is how a guest boots: what its boot loader would load.
+type Entry struct {
+	Kernel []byte `json:"-"`
+	Initrd []byte `json:"-"`
+
+	KernelPath string `json:"kernel_path"`
+	InitrdPath string `json:"initrd_path,omitempty"` // several initrds are joined by spaces and concatenated in Initrd
+	// Cmdline is the command line as the configuration gives it;
+	// AdjustedCmdline is it made ready for the VMM (see AdjustCmdline).
+	Cmdline         string `json:"cmdline"`
+	AdjustedCmdline string `json:"adjusted_cmdline"`
+	Config          string `json:"config"` // the file that decided, e.g. "disk 0 partition 1: /boot/grub/grub.cfg"
+	Title           string `json:"title,omitempty"`
+	Disk            int    `json:"disk"`      // index into the disks given to Find
+	Partition       int    `json:"partition"` // the kernel's partition (Linux numbering); 0 = whole disk
+	FS              string `json:"fs"`        // "ext4", "fat16", ...
+}
+
+// filesystem is what the configuration readers need from a volume.
+type filesystem interface {
+	ReadFile(name string, max int64) ([]byte, error)
+	readDir(name string) ([]string, error)
+	Stat(name string) (size int64, dir bool, err error)
+}
+
+func exists(f filesystem, name string) bool { _, _, err := f.Stat(name); return err == nil }
+
+type extFS struct{ *ext4.FS }
+
+func (e extFS) readDir(name string) ([]string, error) {
+	ents, err := e.FS.ReadDir(name)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, len(ents))
+	for i, d := range ents {
+		out[i] = d.Name
+	}
+	return out, nil
+}
+
+type fatFS struct{ *fat.FS }
+
+func (f fatFS) readDir(name string) ([]string, error) {
+	ents, err := f.FS.ReadDir(name)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, len(ents))
+	for i, d := range ents {
+		out[i] = d.Name
+	}
+	return out, nil
+}
+
+// volume is one filesystem on one of the VM's disks.
+type volume struct {
+	disk, part int // part 0: whole disk
+	partType   string
+	fsType     string
+	uuid       string
+	label      string
+	partUUID   string
+	tableKind  string // "mbr", "gpt" or ""
+	fs         filesystem
+}
+
+func (v *volume) String() string {
+	if v.part == 0 {
+		return fmt.Sprintf("disk %d", v.disk)
+	}
+	return fmt.Sprintf("disk %d partition %d", v.disk, v.part)
+}
+
+// grubName is the GRUB device name of the volume: "hd0,msdos1", "hd1,gpt2", "hd0".
+func (v *volume) grubName() string {
+	switch {
+	case v.part == 0:
+		return fmt.Sprintf("hd%d", v.disk)
+	case v.tableKind == "gpt":
+		return fmt.Sprintf("hd%d,gpt%d", v.disk, v.part)
+	}
+	return fmt.Sprintf("hd%d,msdos%d", v.disk, v.part)
+}
+
+// section is a region of a disk read as its own device.
+type section struct {
+	r        io.ReaderAt
+	off, len int64
+}
+
+func (s section) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 || off >= s.len {
+		return 0, io.EOF
+	}
+	if rem := s.len - off; int64(len(p)) > rem {
+		n, err := s.r.ReadAt(p[:rem], s.off+off)
+		if err == nil {
+			err = io.EOF
+		}
+		return n, err
+	}
+	return s.r.ReadAt(p, s.off+off)
+}
+
+// openFS recognises the filesystem in r.
+func openFS(r io.ReaderAt, size int64) (filesystem, string, string, string, error) {
+	e, errExt := ext4.Open(r, size)
+	if errExt == nil {
+		t := "ext2"
+		sb := e.Superblock()
+		switch {
+		case sb.FeatureIncompat&0x2c0 != 0: // extents, 64bit, flex_bg
+			t = "ext4"
+		case sb.FeatureCompat&0x4 != 0: // has_journal
+			t = "ext3"
+		}
+		return extFS{e}, t, e.UUID(), e.Label(), nil
+	}
+	f, errFat := fat.Open(r, size)
+	if errFat == nil {
+		return fatFS{f}, fmt.Sprintf("fat%d", f.Type), f.UUID(), f.Label(), nil
+	}
+	return nil, "", "", "", fmt.Errorf("no ext2/3/4 or FAT filesystem (%v; %v)", errExt, errFat)
+}
+
+// scanDisk lists the filesystems of a disk; notes say what was not usable.
+func scanDisk(i int, img disk.Image) (vols []*volume, notes []string) {
+	size := img.Size()
+	t, err := part.Read(img, size)
+	if err != nil {
+		if !errors.Is(err, part.ErrNoTable) {
+			notes = append(notes, fmt.Sprintf("disk %d: %v", i, err))
+		}
+		fsys, typ, uuid, label, ferr := openFS(img, size)
+		if ferr != nil {
+			notes = append(notes, fmt.Sprintf("disk %d: no partition table, and %v", i, ferr))
+			return nil, notes
+		}
+		return []*volume{{disk: i, fsType: typ, uuid: uuid, label: label, fs: fsys}}, notes
+	}
+	if len(t.Partitions) == 0 {
+		notes = append(notes, fmt.Sprintf("disk %d: %s partition table with no partitions", i, t.Kind))
+	}
+	ps := append([]part.Partition(nil), t.Partitions...)
+	// The active (MBR) partition first, as a BIOS boots it; otherwise in order.
+	sort.SliceStable(ps, func(a, b int) bool { return ps[a].Bootable && !ps[b].Bootable && t.Kind == "mbr" })
+	for _, p := range ps {
+		if p.Type == part.GPTTypeBIOSBoot || p.Type == "0x82" || p.Type == "0x8e" {
+			continue // BIOS boot, swap, LVM: nothing GRUB's configuration lives in that we read
+		}
+		fsys, typ, uuid, label, ferr := openFS(section{img, p.Start, p.Size}, p.Size)
+		if ferr != nil {
+			notes = append(notes, fmt.Sprintf("disk %d partition %d (type %s): %v", i, p.Index, p.Type, ferr))
+			continue
+		}
+		vols = append(vols, &volume{disk: i, part: p.Index, partType: p.Type, fsType: typ, uuid: uuid,
+			label: label, partUUID: p.UUID, tableKind: t.Kind, fs: fsys})
+	}
+	return vols, notes
+}
+
+// Find returns how the VM boots from its disks: the first disk with a boot
+// configuration (or kernel) that loads wins. The error of a VM with no kernel
+// says what was searched.
+func Find(disks []disk.Image) (*Entry, error) {
+	if len(disks) == 0 {
+		return nil, errors.New("boot: no disks")
+	}
+	var all []*volume
+	perDisk := make([][]*volume, len(disks))
+	var searched []string
+	for i, d := range disks {
+		vols, notes := scanDisk(i, d)
+		perDisk[i] = vols
+		all = append(all, vols...)
+		searched = append(searched, notes...)
+	}
+	for i := range disks {
+		for _, src := range sources {
+			for _, v := range perDisk[i] {
+				e, tried, err := src(v, all)
+				if e != nil {
+					e.AdjustedCmdline = AdjustCmdline(e.Cmdline, len(disks))
+					return e, nil
+				}
+				if err != nil {
+					searched = append(searched, fmt.Sprintf("%s (%s): %v", v, v.fsType, err))
+				} else if tried != "" {
+					searched = append(searched, fmt.Sprintf("%s (%s): %s", v, v.fsType, tried))
+				}
+			}
+		}
+	}
+	return nil, fmt.Errorf("boot: no kernel found on %d disk(s): %s", len(disks), strings.Join(searched, "; "))
+}
+
+// A source looks for one kind of configuration on a volume. It returns the
+// entry, or what it looked for (when nothing was there), or why what it found
+// did not load.
+type source func(v *volume, all []*volume) (*Entry, string, error)
+
+var sources = []source{findGrub2, findBLS, findExtlinux, findGrubLegacy, findLinks}
+
+// loaded is what a configuration chose, before the files are read.
+type loaded struct {
+	kernelVol  *volume
+	kernel     string
+	initrdVols []*volume
+	initrds    []string
+	cmdline    string
+	title      string
+	config     string
+	multiboot  bool  // a multiboot kernel (Xen): Linux comes as its first module
+	chain      bool  // chain-loads another boot loader
+	err        error // a path the entry named did not resolve
+}
+
+// load reads the kernel and initrds a configuration named.
+func (l *loaded) load() (*Entry, error) {
+	k, err := l.kernelVol.fs.ReadFile(l.kernel, MaxKernelSize)
+	if err != nil {
+		return nil, fmt.Errorf("%s: kernel %s on %s: %w", l.config, l.kernel, l.kernelVol, err)
+	}
+	e := &Entry{Kernel: k, KernelPath: l.kernel, Cmdline: strings.TrimSpace(l.cmdline), Config: l.config,
+		Title: l.title, Disk: l.kernelVol.disk, Partition: l.kernelVol.part, FS: l.kernelVol.fsType}
+	var names []string
+	for i, p := range l.initrds {
+		v := l.initrdVols[i]
+		b, err := v.fs.ReadFile(p, MaxInitrdSize-int64(len(e.Initrd)))
+		if err != nil {
+			return nil, fmt.Errorf("%s: initrd %s on %s: %w", l.config, p, v, err)
+		}
+		e.Initrd = append(e.Initrd, b...)
+		names = append(names, p)
+	}
+	e.InitrdPath = strings.Join(names, " ")
+	return e, nil
+}
+
+func readConfig(v *volume, name string) ([]byte, bool) {
+	b, err := v.fs.ReadFile(name, maxConfigSize)
+	if err != nil {
+		return nil, false
+	}
+	return b, true
+}
+
+// findLinks is the last resort: the /vmlinuz and /boot/vmlinuz links Debian
+// keeps (or the newest /boot/vmlinuz-VERSION), with the initrd beside them and
+// a command line that mounts this filesystem as root.
+func findLinks(v *volume, all []*volume) (*Entry, string, error) {
+	type pair struct{ k, i string }
+	cands := []pair{{"/vmlinuz", "/initrd.img"}, {"/boot/vmlinuz", "/boot/initrd.img"}}
+	for _, dir := range []string{"/boot", "/"} {
+		names, err := v.fs.readDir(dir)
+		if err != nil {
+			continue
+		}
+		var vers []string
+		for _, n := range names {
+			if strings.HasPrefix(n, "vmlinuz-") {
+				vers = append(vers, strings.TrimPrefix(n, "vmlinuz-"))
+			}
+		}
+		sort.Slice(vers, func(a, b int) bool { return vercmp(vers[a], vers[b]) > 0 })
+		for _, ver := range vers {
+			cands = append(cands, pair{path.Join(dir, "vmlinuz-"+ver), path.Join(dir, "initrd.img-"+ver)},
+				pair{path.Join(dir, "vmlinuz-"+ver), path.Join(dir, "initramfs-"+ver+".img")})
+		}
+	}
+	for _, c := range cands {
+		if !exists(v.fs, c.k) {
+			continue
+		}
+		l := &loaded{kernelVol: v, kernel: c.k, config: fmt.Sprintf("%s: %s (no boot loader configuration)", v, c.k)}
+		if exists(v.fs, c.i) {
+			l.initrdVols, l.initrds = []*volume{v}, []string{c.i}
+		}
+		root := rootFor(v, all)
+		if root != nil {
+			l.cmdline = "root=UUID=" + root.uuid + " ro"
+		}
+		e, err := l.load()
+		return e, "", err
+	}
+	return nil, "no /vmlinuz, /boot/vmlinuz or /boot/vmlinuz-*", nil
+}
+
+// rootFor guesses the root filesystem of a kernel found without a
+// configuration: the volume itself when it holds /etc/fstab, else the first
+// one that does.
+func rootFor(v *volume, all []*volume) *volume {
+	if exists(v.fs, "/etc/fstab") {
+		return v
+	}
+	for _, o := range all {
+		if exists(o.fs, "/etc/fstab") && strings.HasPrefix(o.fsType, "ext") {
+			return o
+		}
+	}
+	return nil
+}
