@@ -3,9 +3,10 @@
 # that mounts an ext4 disk and hashes a 16 MiB file) to its login marker, with
 # the disk — a monolithicSparse VMDK written by qemu-img — served by vmconv's
 # NBD server from a copy-on-write overlay (the QEMU verification engine)
-# against QEMU opening the same VMDK with its own driver. Same kernel, initrd,
-# command line and machine (-M microvm, KVM with hardware virtualization,
-# TCG otherwise); rounds alternate after one warm-up of each.
+# against QEMU opening the same VMDK with its own driver. Same kernel file (the
+# ELF unpacked from the bzImage, entered at its PVH entry, as the engine does),
+# initrd, command line and machine (-M microvm, KVM with hardware
+# virtualization, TCG otherwise); rounds alternate after one warm-up of each.
 # Prints medians of the time from QEMU's start to the marker and their ratio
 # (nbd / qemu-vmdk; target <= 1.1).
 # Usage: bench/boot-nbd.sh   (env: ROUNDS=5)

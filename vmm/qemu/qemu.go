@@ -63,10 +63,11 @@ type Config struct {
 	Accel string
 	// QEMU is the emulator binary; empty means qemu-system-x86_64 from PATH.
 	QEMU string
-	// KeepBzImage boots a bzImage as it is, through QEMU's firmware and the
-	// kernel's own decompressor. By default its payload is unpacked on the
-	// host (once, cached under $XDG_CACHE_HOME/vmconv/vmlinux) and the ELF
-	// inside is entered at its PVH entry, which halves a TCG boot.
+	// KeepBzImage boots the kernel file as it is (a bzImage through QEMU's
+	// firmware and the kernel's own decompressor). By default a bzImage's
+	// payload is unpacked on the host (once, cached under
+	// $XDG_CACHE_HOME/vmconv/vmlinux) and the ELF inside is entered at its
+	// PVH entry, which halves a TCG boot.
 	KeepBzImage bool
 }
 
