@@ -28,9 +28,9 @@ import (
 const BundleExt = ".vmb"
 
 // Detect reports whether path is a bundle: a directory holding vm.json, or a
-// name ending in .vmb (an output yet to be written).
+// name ending in .vmb or .vmb.tar (an output yet to be written).
 func Detect(path string) bool {
-	if strings.HasSuffix(filepath.Clean(path), BundleExt) {
+	if strings.HasSuffix(filepath.Clean(path), BundleExt) || strings.HasSuffix(path, TarExt) {
 		return true
 	}
 	fi, err := os.Stat(path)
@@ -56,29 +56,21 @@ type BundleOptions struct {
 }
 
 // WriteBundle writes vm and the contents of its disks' Images as the bundle
-// path, through out: the directory appears when the caller commits out. It
+// path, through out: the directory appears when the caller commits out. A
+// path ending in .vmb.tar, or "-" for standard output, gets a bundle tar. It
 // sets each disk's Digest (and a zero CapacityBytes) from its image. Chunks
 // written to a shared store stay there if the output is aborted: they are
 // complete, named by their content, and may serve the next run.
 func WriteBundle(ctx context.Context, out *disk.Output, path string, vm *VM, opt BundleOptions) error {
-	for i := range vm.Disks {
-		d := &vm.Disks[i]
-		if d.Image == nil {
-			if d.Device == "disk" {
-				return fmt.Errorf("bundle %s: disks[%d] (%s): no content to write", path, i, d.ID)
-			}
-			continue
-		}
-		size := d.Image.Size()
-		if d.CapacityBytes == 0 {
-			d.CapacityBytes = size
-		}
-		if d.CapacityBytes != size {
-			return fmt.Errorf("bundle %s: disks[%d] (%s): capacity_bytes %d differs from the image size %d", path, i, d.ID, d.CapacityBytes, size)
-		}
+	if err := prepareVM(path, vm); err != nil {
+		return err
 	}
-	if err := vm.Validate(); err != nil {
-		return fmt.Errorf("bundle %s: vm.json: %w", path, err)
+	if IsTar(path) {
+		f, err := out.Create(path)
+		if err != nil {
+			return err
+		}
+		return writeBundleTar(ctx, f, path, vm, opt)
 	}
 	dir, err := out.Mkdir(path)
 	if err != nil {
@@ -132,6 +124,31 @@ func WriteBundle(ctx context.Context, out *disk.Output, path string, vm *VM, opt
 		if err := syncFS(p); err != nil {
 			return fmt.Errorf("bundle %s: sync %s: %w", path, p, err)
 		}
+	}
+	return nil
+}
+
+// prepareVM checks vm before writing it and fills in disk capacities from
+// the images.
+func prepareVM(path string, vm *VM) error {
+	for i := range vm.Disks {
+		d := &vm.Disks[i]
+		if d.Image == nil {
+			if d.Device == "disk" {
+				return fmt.Errorf("bundle %s: disks[%d] (%s): no content to write", path, i, d.ID)
+			}
+			continue
+		}
+		size := d.Image.Size()
+		if d.CapacityBytes == 0 {
+			d.CapacityBytes = size
+		}
+		if d.CapacityBytes != size {
+			return fmt.Errorf("bundle %s: disks[%d] (%s): capacity_bytes %d differs from the image size %d", path, i, d.ID, d.CapacityBytes, size)
+		}
+	}
+	if err := vm.Validate(); err != nil {
+		return fmt.Errorf("bundle %s: vm.json: %w", path, err)
 	}
 	return nil
 }

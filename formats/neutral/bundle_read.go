@@ -11,10 +11,14 @@ import (
 	"github.com/vmconv/vmconv/disk"
 )
 
-// OpenBundle reads the bundle at path: vm.json, and for every disk its chunk
-// list, checked against vm.json (id, capacity, digest). Each Disk.Image reads
-// the chunks on demand; close them with VM.Close.
+// OpenBundle reads the bundle at path, a directory or a bundle tar file:
+// vm.json, and for every disk its chunk list, checked against vm.json (id,
+// capacity, digest). Each Disk.Image reads and verifies chunks on demand;
+// close them with VM.Close.
 func OpenBundle(path string) (*VM, error) {
+	if fi, err := os.Stat(path); err == nil && fi.Mode().IsRegular() {
+		return openBundleTar(path)
+	}
 	vm, err := ReadVMFile(filepath.Join(path, "vm.json"))
 	if err != nil {
 		return nil, fmt.Errorf("bundle %s: %w", path, err)
@@ -59,20 +63,29 @@ func openBundleDisk(bundle string, d *Disk) (disk.Image, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	switch {
-	case l.ID != d.ID:
-		return nil, fmt.Errorf("%s: id %q does not match vm.json's %q", name, l.ID, d.ID)
-	case l.VirtualSize != d.CapacityBytes:
-		return nil, fmt.Errorf("%s: virtual_size %d does not match vm.json's capacity_bytes %d", name, l.VirtualSize, d.CapacityBytes)
-	case d.Digest != "" && d.Digest != l.Digest:
-		return nil, fmt.Errorf("%s: digest %s does not match vm.json's %s", name, l.Digest, d.Digest)
+	if err := checkList(name, l, d); err != nil {
+		return nil, err
 	}
-	d.Digest = l.Digest
 	store := filepath.FromSlash(l.Store)
 	if !filepath.IsAbs(store) {
 		store = filepath.Join(bundle, store)
 	}
 	return newBundleImage(bundle, d.ID, l, dirSource(store)), nil
+}
+
+// checkList checks a chunk list against its disk in vm.json and records the
+// digest there.
+func checkList(name string, l *chunkList, d *Disk) error {
+	switch {
+	case l.ID != d.ID:
+		return fmt.Errorf("%s: id %q does not match vm.json's %q", name, l.ID, d.ID)
+	case l.VirtualSize != d.CapacityBytes:
+		return fmt.Errorf("%s: virtual_size %d does not match vm.json's capacity_bytes %d", name, l.VirtualSize, d.CapacityBytes)
+	case d.Digest != "" && d.Digest != l.Digest:
+		return fmt.Errorf("%s: digest %s does not match vm.json's %s", name, l.Digest, d.Digest)
+	}
+	d.Digest = l.Digest
+	return nil
 }
 
 // cacheChunks is how many decoded chunks an open disk keeps: enough for
