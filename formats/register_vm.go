@@ -65,13 +65,17 @@ func init() {
 			if err != nil {
 				return err
 			}
-			if _, ok := opts["adapter_type"]; !ok {
-				vo.AdapterType = "lsilogic"
+			_, forced := opts["adapter_type"]
+			// Each disk's ddb.adapterType follows its controller unless
+			// -o adapter_type= forces one.
+			wo.NewDiskAdapter = func(out *disk.Output, path string, size int64, adapter string) (disk.Writer, error) {
+				o := vo
+				if !forced {
+					o.AdapterType = adapter
+				}
+				return vmdk.Create(out, path, size, o)
 			}
-			newDisk := func(out *disk.Output, path string, size int64) (disk.Writer, error) {
-				return vmdk.Create(out, path, size, vo)
-			}
-			return vmx.WriteWith(ctx, out, path, vm, newDisk, copyOpt, wo)
+			return vmx.WriteWith(ctx, out, path, vm, nil, copyOpt, wo)
 		},
 	})
 	Register(&Format{
