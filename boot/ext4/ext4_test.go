@@ -202,7 +202,7 @@ func TestOpenRejects(t *testing.T) {
 // FuzzExt4 opens, looks up and reads files of mutated small images: no
 // panic, no hang, no unbounded allocation.
 func FuzzExt4(f *testing.F) {
-	for _, name := range []string{"ext4-small.img", "ext2-small.img"} {
+	for _, name := range []string{"ext4-small.img", "ext2-small.img", "ext4-csum.img"} {
 		b, err := os.ReadFile(filepath.Join("testdata", name))
 		if err == nil {
 			f.Add(b)
@@ -219,4 +219,17 @@ func FuzzExt4(f *testing.F) {
 		}
 		_, _ = fsys.ReadDir("/")
 	})
+}
+
+// The fuzz seeds are real mke2fs images that read correctly.
+func TestFuzzSeedsRead(t *testing.T) {
+	for _, name := range []string{"ext4-small.img", "ext2-small.img", "ext4-csum.img"} {
+		f := open(t, filepath.Join("testdata", name))
+		b, err := f.ReadFile("/vmlinuz", 100)
+		require.NoError(t, err, name)
+		assert.Equal(t, "kernel\n", string(b), name)
+		b, err = f.ReadFile("/a/slow", 100)
+		require.NoError(t, err, name)
+		assert.Equal(t, "kernel\n", string(b), name)
+	}
 }
