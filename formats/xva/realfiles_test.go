@@ -186,9 +186,9 @@ func writeXapi(t *testing.T, dir string, desc map[string]any) string {
 }
 
 var xoDisks = []rawSpec{
-	{name: "full", size: 3_000_000, random: true},                                                  // random, not a MiB multiple
+	{name: "full", size: 3_000_000, random: true},                                                      // random, not a MiB multiple
 	{name: "sparse", size: 5<<20 + 4321, writes: map[int64]string{2_000_000: "hello", 5 << 20: "end"}}, // sparse, data in the short tail
-	{name: "empty", size: 2<<20 + 17},                                                                // all zeros
+	{name: "empty", size: 2<<20 + 17},                                                                  // all zeros
 }
 
 func makeXOFile(t *testing.T) (string, []string) {

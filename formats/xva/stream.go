@@ -297,8 +297,8 @@ func (s *StreamReader) readChunk() (*chunkPlan, error) {
 		if err != nil {
 			return nil, s.fail(err)
 		}
-		if s.buf == nil {
-			s.buf = make([]byte, ChunkSize)
+		if int64(cap(s.buf)) < p.entryLen {
+			s.buf = make([]byte, p.entryLen) // at most ChunkSize, checked by chunk
 		}
 		data := s.buf[:p.entryLen]
 		if _, err := io.ReadFull(s.tr, data); err != nil {
