@@ -207,6 +207,7 @@ func (c *checker) sparse(name string, r io.ReaderAt, size int64) (SparseHeader, 
 	}
 	var uses []use
 	gts := make(map[uint32][]byte)
+	gtSeen := make(map[uint32]int)
 	grainBytes := int64(h.GrainSize) * sectorSize
 	capBytes := int64(h.Capacity) * sectorSize
 	for i := 0; i < int(gdEntries); i++ {
@@ -214,6 +215,11 @@ func (c *checker) sparse(name string, r io.ReaderAt, size int64) (SparseHeader, 
 		if e == 0 {
 			continue
 		}
+		if j, ok := gtSeen[e]; ok {
+			c.add(name, int64(h.GDOffset)*sectorSize+int64(i)*4, "grain directory entries %d and %d both point at the grain table at sector %d", j, i, e)
+			continue
+		}
+		gtSeen[e] = i
 		gtOff := int64(e) * sectorSize
 		gt := read(uint64(gtOff), gtesPerGT*4, fmt.Sprintf("grain table %d", i))
 		if gt == nil {

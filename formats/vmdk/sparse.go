@@ -118,7 +118,7 @@ func (s *sparseExtent) loadTables() error {
 	}
 	s.gd = make([]uint32, n)
 	s.gts = make([][]uint32, n)
-	seen := map[uint32][]uint32{}
+	seen := map[uint32]int{} // GT sector → GD entry
 	var gtb [gtesPerGT * 4]byte
 	for i := range s.gd {
 		e := binary.LittleEndian.Uint32(buf[i*4:])
@@ -126,10 +126,11 @@ func (s *sparseExtent) loadTables() error {
 		if e == 0 {
 			continue
 		}
-		if gt, ok := seen[e]; ok {
-			s.gts[i] = gt
-			continue
+		if j, ok := seen[e]; ok {
+			return fmt.Errorf("vmdk %s: grain directory entries %d and %d at %#x both point at the grain table at sector %d",
+				s.name, j, i, gdOff, e)
 		}
+		seen[e] = i
 		off := int64(e) * sectorSize
 		if off+int64(len(gtb)) > s.fileSize {
 			return fmt.Errorf("vmdk %s: grain directory entry %d at %#x: grain table at sector %d lies past the end of the file (%#x)",
@@ -164,7 +165,6 @@ func (s *sparseExtent) loadTables() error {
 			}
 			gt[j] = v
 		}
-		seen[e] = gt
 		s.gts[i] = gt
 	}
 	return nil
