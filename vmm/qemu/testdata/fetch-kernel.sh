@@ -5,12 +5,20 @@
 #   ${XDG_CACHE_HOME:-$HOME/.cache}/vmconv/kernel/<package>/  (the unpacked .deb)
 #   ${XDG_CACHE_HOME:-$HOME/.cache}/vmconv/kernel/current     -> <package>
 #
-# Idempotent: a package already unpacked is not fetched again. Prints the
-# directory of the unpacked package (vmlinuz in boot/, modules in lib/modules/).
+# Idempotent: a package already unpacked is not fetched again, and once one is
+# cached apt is not even asked (set VMCONV_KERNEL_REFRESH=1 to follow a newer
+# linux-image-amd64). Prints the directory of the unpacked package (vmlinuz in
+# boot/, modules in lib/modules/). VMCONV_KERNEL_PACKAGE names another package.
 set -eu
 
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/vmconv/kernel"
 mkdir -p "$cache"
+
+if [ -z "${VMCONV_KERNEL_PACKAGE:-}" ] && [ -z "${VMCONV_KERNEL_REFRESH:-}" ] &&
+	[ -f "$cache/current/.complete" ]; then
+	echo "$cache/$(readlink "$cache/current")"
+	exit 0
+fi
 
 # Which versioned package does the meta package point at?
 pkg="${VMCONV_KERNEL_PACKAGE:-}"
