@@ -416,3 +416,28 @@ func TestOutput(t *testing.T) {
 	_, err = os.Stat(filepath.Join(dir, "vm.vmb", "vm.json"))
 	require.NoError(t, err)
 }
+
+func TestOutputMissingDirectory(t *testing.T) {
+	dir := t.TempDir()
+	sub := filepath.Join(dir, "vm")
+	for _, commit := range []bool{false, true} {
+		o := NewOutput(false)
+		require.NoError(t, o.MkdirAll(sub))
+		require.NoError(t, o.MkdirAll(sub), "twice is fine")
+		f, err := o.Create(filepath.Join(sub, "vm.vmx"))
+		require.NoError(t, err)
+		f.WriteString("x")
+		_, err = os.Stat(sub)
+		require.True(t, os.IsNotExist(err), "the directory appears only on Commit")
+		if !commit {
+			o.Abort()
+			entries, _ := os.ReadDir(dir)
+			require.Empty(t, entries, "Abort leaves nothing, not even the directory")
+			continue
+		}
+		require.NoError(t, o.Commit())
+		got, err := os.ReadFile(filepath.Join(sub, "vm.vmx"))
+		require.NoError(t, err)
+		require.Equal(t, "x", string(got))
+	}
+}

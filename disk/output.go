@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 )
@@ -26,7 +27,56 @@ type Output struct {
 type outEntry struct {
 	target, temp string
 	dir          bool
+	nested       bool // inside a pending directory: placed by its rename
 	file         *os.File
+}
+
+// insidePendingDir maps a target inside a directory this output creates to
+// its path inside that directory's temporary name.
+func (o *Output) insidePendingDir(target string) (string, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	clean := filepath.Clean(target)
+	for _, e := range o.entries {
+		if !e.dir {
+			continue
+		}
+		rel, err := filepath.Rel(filepath.Clean(e.target), clean)
+		if err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
+			return filepath.Join(e.temp, rel), true
+		}
+	}
+	return "", false
+}
+
+// MkdirAll makes sure dir exists when the output is committed: the topmost
+// missing directory is created atomically, like Mkdir, with the rest of the
+// path inside it; files created inside it later appear with it.
+func (o *Output) MkdirAll(dir string) error {
+	dir = filepath.Clean(dir)
+	if fi, err := os.Stat(dir); err == nil {
+		if !fi.IsDir() {
+			return fmt.Errorf("%s: not a directory", dir)
+		}
+		return nil
+	}
+	if inside, ok := o.insidePendingDir(dir); ok {
+		return os.MkdirAll(inside, 0o755)
+	}
+	top := dir
+	for {
+		parent := filepath.Dir(top)
+		if _, err := os.Stat(parent); err == nil || parent == top {
+			break
+		}
+		top = parent
+	}
+	tmp, err := o.Mkdir(top)
+	if err != nil {
+		return err
+	}
+	rel, _ := filepath.Rel(top, dir)
+	return os.MkdirAll(filepath.Join(tmp, rel), 0o755)
 }
 
 // Stdout is the path that means standard output.
@@ -55,6 +105,18 @@ func (o *Output) Create(target string) (*os.File, error) {
 	}
 	if err := o.checkTarget(target); err != nil {
 		return nil, err
+	}
+	// A file inside a directory this output creates is made there under its
+	// final name: renaming the directory places it.
+	if inside, ok := o.insidePendingDir(target); ok {
+		f, err := os.OpenFile(inside, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+		if err != nil {
+			return nil, fmt.Errorf("create %s: %w", target, err)
+		}
+		o.mu.Lock()
+		o.entries = append(o.entries, outEntry{target: target, temp: inside, file: f, nested: true})
+		o.mu.Unlock()
+		return f, nil
 	}
 	dir, base := filepath.Split(target)
 	if dir == "" {
@@ -110,6 +172,9 @@ func (o *Output) Commit() error {
 		}
 	}
 	for _, e := range o.entries {
+		if e.nested {
+			continue
+		}
 		if o.Force {
 			if fi, err := os.Lstat(e.target); err == nil && fi.IsDir() && e.dir {
 				if err := os.RemoveAll(e.target); err != nil {
@@ -144,7 +209,9 @@ func (o *Output) abortLocked() {
 		if e.file != nil {
 			e.file.Close()
 		}
-		os.RemoveAll(e.temp)
+		if !e.nested {
+			os.RemoveAll(e.temp)
+		}
 	}
 	o.done = true
 	unregisterOutput(o)

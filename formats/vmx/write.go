@@ -716,10 +716,8 @@ func WriteWith(ctx context.Context, out *disk.Output, vmxPath string, vm *neutra
 			}
 		}
 	}
-	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return fmt.Errorf("vmx %s: %w", vmxPath, err)
-		}
+	if err := out.MkdirAll(dir); err != nil {
+		return fmt.Errorf("vmx %s: %w", vmxPath, err)
 	}
 
 	fh, err := out.Create(vmxPath)
