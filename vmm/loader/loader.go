@@ -48,7 +48,7 @@ const (
 	MinProtocol = 0x020c
 
 	// MaxKernel bounds an unpacked kernel: Debian's is 66 MB.
-	MaxKernel = 512 << 20
+	MaxKernel = 256 << 20
 )
 
 // Segment is one piece of the kernel image to place in guest memory.
@@ -290,7 +290,8 @@ func Unpack(p []byte) ([]byte, string, error) {
 		name = "zstd"
 		var d *zstd.Decoder
 		// The kernel's zstd payload uses a window as large as the kernel.
-		if d, err = zstd.NewReader(bytes.NewReader(stream), zstd.WithDecoderMaxWindow(1<<31),
+		// zstd -22 --ultra, the kernel's setting, uses a 128 MiB window.
+		if d, err = zstd.NewReader(bytes.NewReader(stream), zstd.WithDecoderMaxWindow(128<<20),
 			zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(MaxKernel)); err == nil {
 			defer d.Close()
 			r = d

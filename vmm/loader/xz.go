@@ -17,6 +17,7 @@ import (
 // decoded with ulikunitz's raw LZMA2 reader, then the x86 filter undone.
 
 const (
+	maxXZDict     = 64 << 20
 	xzFilterX86   = 0x04
 	xzFilterLZMA2 = 0x21
 )
@@ -104,7 +105,10 @@ func unxz(s []byte, limit int64) ([]byte, error) {
 		}
 		pos += hsz
 		br := bytes.NewReader(s[pos:])
-		r, err := lzma.Reader2Config{DictCap: int(min(dict, 1<<30))}.NewReader2(br)
+		// A dictionary never needs to exceed the output, and kernels use
+		// 32 MiB; the cap keeps a forged header from sizing an allocation.
+		dc := min(int64(dict), limit, maxXZDict)
+		r, err := lzma.Reader2Config{DictCap: int(max(dc, 4096))}.NewReader2(br)
 		if err != nil {
 			return nil, fmt.Errorf("block %d: %w", blk, err)
 		}
