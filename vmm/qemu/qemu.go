@@ -152,6 +152,14 @@ func Verify(ctx context.Context, cfg Config) (*verdict.Report, error) {
 		exports[exportName(i)] = nbd.Export{Image: ov, Writable: true, Description: d.ID}
 	}
 	sock := filepath.Join(dir, "nbd.sock")
+	if len(sock) >= 100 { // sun_path holds 108 bytes
+		sdir, err := os.MkdirTemp("/tmp", "vmconv-nbd-")
+		if err != nil {
+			return nil, fmt.Errorf("qemu engine: %w", err)
+		}
+		defer os.RemoveAll(sdir)
+		sock = filepath.Join(sdir, "nbd.sock")
+	}
 	l, err := nbd.Listen("unix:" + sock)
 	if err != nil {
 		return nil, fmt.Errorf("qemu engine: %w", err)

@@ -388,3 +388,19 @@ func TestArgs(t *testing.T) {
 	_, err := chooseAccel("kvm", HostNone)
 	assert.Error(t, err)
 }
+
+// TestLongTempDir: a TMPDIR too long for a Unix socket path still works.
+func TestLongTempDir(t *testing.T) {
+	long := filepath.Join(t.TempDir(), strings.Repeat("d", 60), strings.Repeat("e", 60))
+	require.NoError(t, os.MkdirAll(long, 0o755))
+	t.Setenv("TMPDIR", long)
+	dir := t.TempDir()
+	fake := filepath.Join(dir, "qemu")
+	// The stand-in connects to the NBD socket named on its command line.
+	require.NoError(t, os.WriteFile(fake, []byte("#!/bin/sh\nfor a; do case $a in *server.path=*) p=${a#*server.path=}; p=${p%%,export=*};; esac; done\n[ -S \"$p\" ] && echo \"socket ok login:\"\nsleep 5\n"), 0o755))
+	img := disk.FromReaderAt(bytes.NewReader(make([]byte, 4096)), 4096)
+	rep, err := Verify(context.Background(), Config{KernelData: []byte("k"), Accel: "tcg", QEMU: fake,
+		Disks: []Disk{{ID: "d", Image: img}}, Timeout: 20 * time.Second})
+	require.NoError(t, err)
+	assert.Equal(t, verdict.Pass, rep.Result, "%s: %s", rep.Reason, rep.Console)
+}
