@@ -498,3 +498,105 @@ func TestSharedStoreConcurrentAndNoRewrite(t *testing.T) {
 		assert.Equal(t, fi.ModTime(), now.ModTime())
 	}
 }
+
+// sparseImage is a large image holding data only in a few chunks.
+type sparseImage struct {
+	size int64
+	data map[int64][]byte // chunk index → content
+}
+
+func (s *sparseImage) Size() int64  { return s.size }
+func (s *sparseImage) Close() error { return nil }
+func (s *sparseImage) ReadAt(p []byte, off int64) (int, error) {
+	for i := range p {
+		pos := off + int64(i)
+		if c, ok := s.data[pos/ChunkSize]; ok {
+			p[i] = c[pos%ChunkSize]
+		} else {
+			p[i] = 0
+		}
+	}
+	return len(p), nil
+}
+func (s *sparseImage) Extents(off, length int64) ([]disk.Extent, error) {
+	end := min(s.size, off+length)
+	var out []disk.Extent
+	for pos := off; pos < end; {
+		idx := pos / ChunkSize
+		next := min(end, (idx+1)*ChunkSize)
+		kind := disk.Unallocated
+		if _, ok := s.data[idx]; ok {
+			kind = disk.Data
+		} else {
+			// Jump to the next data chunk.
+			nextData := end
+			for i := range s.data {
+				if i*ChunkSize > pos && i*ChunkSize < nextData {
+					nextData = i * ChunkSize
+				}
+			}
+			next = nextData
+		}
+		out = append(out, disk.Extent{Offset: pos, Length: next - pos, Kind: kind})
+		pos = next
+	}
+	return out, nil
+}
+
+// A 1 TiB disk with three chunks of data: the chunk list stays a few
+// hundred bytes, the digest matches disk's definition, reads are right.
+func TestBundleHugeSparseDisk(t *testing.T) {
+	const size = 1 << 40
+	img := &sparseImage{size: size, data: map[int64][]byte{}}
+	r := rand.New(rand.NewPCG(3, 3))
+	for _, idx := range []int64{0, 500000, size/ChunkSize - 1} {
+		c := make([]byte, ChunkSize)
+		for i := range c {
+			c[i] = byte(r.Uint32())
+		}
+		img.data[idx] = c
+	}
+	want := disk.NewDigestHasher(size)
+	for _, idx := range []int64{0, 500000, size/ChunkSize - 1} {
+		want.Add(idx*ChunkSize, sha256.Sum256(img.data[idx]))
+	}
+	path := filepath.Join(t.TempDir(), "big.vmb")
+	vm := testVM(Disk{ID: "big", Device: "disk", Bus: "virtio", Image: img})
+	writeTestBundle(t, path, vm, BundleOptions{})
+	assert.Equal(t, want.Sum(), vm.Disks[0].Digest)
+	fi, err := os.Stat(filepath.Join(path, "disks", "big.json"))
+	require.NoError(t, err)
+	assert.Less(t, fi.Size(), int64(1024))
+
+	got, err := OpenBundle(path)
+	require.NoError(t, err)
+	defer got.Close()
+	im := got.Disks[0].Image
+	assert.Equal(t, int64(size), im.Size())
+	exts, err := im.Extents(0, size)
+	require.NoError(t, err)
+	assert.Equal(t, []disk.Extent{
+		{Offset: 0, Length: ChunkSize, Kind: disk.Data},
+		{Offset: ChunkSize, Length: 499999 * ChunkSize, Kind: disk.Unallocated},
+		{Offset: 500000 * ChunkSize, Length: ChunkSize, Kind: disk.Data},
+		{Offset: 500001 * ChunkSize, Length: size - 500002*ChunkSize, Kind: disk.Unallocated},
+		{Offset: size - ChunkSize, Length: ChunkSize, Kind: disk.Data},
+	}, exts)
+	buf := make([]byte, 3*ChunkSize)
+	_, err = im.ReadAt(buf, 500000*ChunkSize-ChunkSize)
+	require.NoError(t, err)
+	assert.True(t, disk.IsZero(buf[:ChunkSize]))
+	assert.Equal(t, img.data[500000], buf[ChunkSize:2*ChunkSize])
+	n, err := im.ReadAt(buf, size-ChunkSize)
+	assert.Equal(t, ChunkSize, n)
+	assert.ErrorIs(t, err, io.EOF)
+	assert.Equal(t, img.data[size/ChunkSize-1], buf[:ChunkSize])
+	_, err = im.ReadAt(buf, size)
+	assert.ErrorIs(t, err, io.EOF)
+	_, err = im.ReadAt(buf, -1)
+	assert.ErrorIs(t, err, disk.ErrOutOfRange)
+
+	require.NoError(t, got.Close())
+	_, err = im.ReadAt(buf, 0)
+	assert.ErrorContains(t, err, "read after close")
+}

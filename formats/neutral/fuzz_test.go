@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/vmconv/vmconv/disk"
 )
 
 func addSeeds(f *testing.F, pattern string) {
@@ -93,6 +95,42 @@ func FuzzChunkList(f *testing.F) {
 		}
 		if pos != l.VirtualSize {
 			t.Fatalf("extents end at %d, size %d", pos, l.VirtualSize)
+		}
+	})
+}
+
+// FuzzBundleTar opens arbitrary bytes as a bundle tar and reads every disk:
+// errors are fine, panics, hangs and unbounded allocations are not.
+func FuzzBundleTar(f *testing.F) {
+	addSeeds(f, "*.vmb.tar")
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p := filepath.Join(t.TempDir(), "f.vmb.tar")
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		vm, err := OpenBundle(p)
+		if err != nil {
+			return
+		}
+		defer vm.Close()
+		buf := make([]byte, 64<<10)
+		for _, d := range vm.Disks {
+			if d.Image == nil {
+				continue
+			}
+			exts, err := d.Image.Extents(0, d.Image.Size())
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Read the start of each data extent, at most a few.
+			for i, e := range exts {
+				if i > 8 {
+					break
+				}
+				if e.Kind == disk.Data {
+					d.Image.ReadAt(buf[:min(int64(len(buf)), e.Length)], e.Offset)
+				}
+			}
 		}
 	})
 }
