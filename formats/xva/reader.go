@@ -230,12 +230,30 @@ func (m *Image) ReadAt(p []byte, off int64) (int, error) {
 		}
 		s, e := max(c.off, pos), min(c.off+c.length, end)
 		dst := want[s-off : e-off]
-		if !m.verified[i].Load() {
-			if err := m.verify(i); err != nil {
-				return int(s - off), fmt.Errorf("xva %s: %w", m.file, err)
+		var err error
+		switch {
+		case m.verified[i].Load():
+			_, err = m.r.ReadAt(dst, c.fileOff+(s-c.off))
+		case s == c.off && e-s == c.entryLen:
+			// The read covers the whole entry: verify it in place.
+			if _, err = m.r.ReadAt(dst, c.fileOff); err == nil {
+				err = m.check(i, dst)
 			}
+		default:
+			// Read the whole entry once, verify it, copy the part wanted.
+			bp := chunkPool.Get().(*[]byte)
+			buf := (*bp)[:c.entryLen]
+			if _, err = m.r.ReadAt(buf, c.fileOff); err == nil {
+				if err = m.check(i, buf); err == nil {
+					copy(dst, buf[s-c.off:])
+				}
+			}
+			chunkPool.Put(bp)
 		}
-		if _, err := m.r.ReadAt(dst, c.fileOff+(s-c.off)); err != nil {
+		if errors.Is(err, ErrChecksum) {
+			return int(s - off), fmt.Errorf("xva %s: %w", m.file, err)
+		}
+		if err != nil {
 			return int(s - off), fmt.Errorf("xva %s: %s chunk %d: %w", m.file, m.w.vdiName(m.vdi), c.n, err)
 		}
 		pos = e
@@ -246,18 +264,12 @@ func (m *Image) ReadAt(p []byte, off int64) (int, error) {
 	return len(p), nil
 }
 
-// verify reads a whole chunk entry and checks it against its checksum file.
-// Two readers may verify the same chunk at once; both get the same answer.
-func (m *Image) verify(i int) error {
+// check verifies a whole chunk entry's bytes against its checksum file.
+// Two readers may check the same chunk at once; both get the same answer.
+func (m *Image) check(i int, data []byte) error {
 	c := &m.chunks[i]
-	bp := chunkPool.Get().(*[]byte)
-	defer chunkPool.Put(bp)
-	buf := (*bp)[:c.entryLen]
-	if _, err := m.r.ReadAt(buf, c.fileOff); err != nil {
-		return fmt.Errorf("%s chunk %d: %w", m.w.vdiName(m.vdi), c.n, err)
-	}
 	p := &chunkPlan{vdi: m.vdi, name: c.name, n: c.n}
-	if err := m.w.verify(p, c.kind, []byte(c.sum), buf); err != nil {
+	if err := m.w.verify(p, c.kind, []byte(c.sum), data); err != nil {
 		return err
 	}
 	m.verified[i].Store(true)
