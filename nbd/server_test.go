@@ -487,3 +487,38 @@ func TestListenAddresses(t *testing.T) {
 	err = (&Server{Exports: map[string]Export{"x": {Image: disk.FromReaderAt(bytes.NewReader(nil), 0), Writable: true}}}).Serve(context.Background(), l)
 	assert.ErrorContains(t, err, "no WriteAt")
 }
+
+// TestPipelinedRequests sends many requests before reading any reply: every
+// reply arrives whole, once, with its own cookie and data.
+func TestPipelinedRequests(t *testing.T) {
+	const size = 8 << 20
+	content := pattern(size, 11)
+	img := disk.FromReaderAt(bytes.NewReader(content), size)
+	sock := startServer(t, &Server{Exports: map[string]Export{"vm": {Image: img}}, Workers: 4})
+	cl := connect(t, sock, "vm", clientOpts{})
+	const n = 64
+	want := map[uint64][]byte{}
+	// 64 headers fit in the socket buffer: all are sent before any reply is read.
+	for i := range n {
+		off := uint64(i) * 100_003 % (size - 65536)
+		length := uint32(512 + i*997)
+		cl.send(cmdRead, 0, off, length, nil)
+		want[cl.cookie] = content[off : off+uint64(length)]
+	}
+	for range n {
+		var h [16]byte
+		_, err := readFull(cl.c, h[:])
+		require.NoError(t, err)
+		require.Equal(t, uint32(magicSimpleReply), be.Uint32(h[0:]))
+		require.Zero(t, be.Uint32(h[4:]))
+		cookie := be.Uint64(h[8:])
+		w, ok := want[cookie]
+		require.True(t, ok, "unexpected or repeated cookie %d", cookie)
+		delete(want, cookie)
+		got := make([]byte, len(w))
+		_, err = readFull(cl.c, got)
+		require.NoError(t, err)
+		require.True(t, bytes.Equal(w, got), "data of request %d", cookie)
+	}
+	assert.Empty(t, want)
+}
