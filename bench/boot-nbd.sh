@@ -8,7 +8,8 @@
 # initrd, command line and machine (-M microvm, KVM with hardware
 # virtualization, TCG otherwise); rounds alternate after one warm-up of each.
 # Prints medians of the time from QEMU's start to the marker and their ratio
-# (nbd / qemu-vmdk; target <= 1.1).
+# (nbd / qemu-vmdk; target <= 1.1), and the time the guest takes to read the
+# whole disk with dd (O_DIRECT), which isolates the disk path.
 # Usage: bench/boot-nbd.sh   (env: ROUNDS=5)
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -66,6 +66,9 @@ for m in crc32c_generic crc16 mbcache jbd2 ext4; do insmod /lib/modules/$m.ko ||
 mkdir -p /mnt
 mount -t ext4 -o ro /dev/vda /mnt || echo "mount failed"
 echo "payload md5 $(md5sum /mnt/payload | cut -d' ' -f1)"
+echo "read start $(cut -d' ' -f1 /proc/uptime)"
+dd if=/dev/vda of=/dev/null bs=1M iflag=direct 2>/dev/null || echo "dd failed"
+echo "read end $(cut -d' ' -f1 /proc/uptime)"
 printf 'bench login: '
 sleep 1000
 `
@@ -85,7 +88,15 @@ sleep 1000
 		kernel = p
 	}
 
-	ours := func() (int64, time.Duration) {
+	readRe := regexp.MustCompile(`read start ([0-9.]+)\s+read end ([0-9.]+)`)
+	readMS := func(console string) float64 {
+		m := readRe.FindStringSubmatch(console)
+		require.NotNil(t, m, "no read timing on the console:\n%s", console)
+		a, _ := strconv.ParseFloat(m[1], 64)
+		b, _ := strconv.ParseFloat(m[2], 64)
+		return (b - a) * 1000
+	}
+	ours := func() (int64, time.Duration, float64) {
 		img, err := vmdk.Open(vmdkPath)
 		require.NoError(t, err)
 		defer img.Close()
@@ -98,9 +109,9 @@ sleep 1000
 		require.NoError(t, err)
 		require.Equal(t, verdict.Pass, rep.Result, "%s\n%s", rep.Reason, rep.Console)
 		require.Contains(t, rep.Console, "payload md5 "+want)
-		return rep.BootMS, time.Since(start)
+		return rep.BootMS, time.Since(start), readMS(rep.Console)
 	}
-	theirs := func() (int64, time.Duration) {
+	theirs := func() (int64, time.Duration, float64) {
 		args := qemuArgs(accel, host, kernel, initrd, cmdline, 1, 256,
 			[]string{"file=" + qemuOptEscape(vmdkPath) + ",format=vmdk,readonly=on"})
 		w := verdict.New(expect)
@@ -109,22 +120,25 @@ sleep 1000
 		require.NoError(t, err)
 		require.True(t, res.Pass, "%s\n%s", res.Reason, w.Tail())
 		require.Contains(t, w.Tail(), "payload md5 "+want)
-		return ms, time.Since(start)
+		return ms, time.Since(start), readMS(w.Tail())
 	}
 
 	ours()
 	theirs()
-	var a, b, aw, bw []float64
+	var a, b, aw, bw, ar, br []float64
 	for i := range rounds {
-		ms, wall := ours()
-		a, aw = append(a, float64(ms)), append(aw, float64(wall.Milliseconds()))
-		ms2, wall2 := theirs()
-		b, bw = append(b, float64(ms2)), append(bw, float64(wall2.Milliseconds()))
-		t.Logf("round %d: nbd %d ms (wall %d), qemu-vmdk %d ms (wall %d)", i+1, ms, wall.Milliseconds(), ms2, wall2.Milliseconds())
+		ms, wall, rd := ours()
+		a, aw, ar = append(a, float64(ms)), append(aw, float64(wall.Milliseconds())), append(ar, rd)
+		ms2, wall2, rd2 := theirs()
+		b, bw, br = append(b, float64(ms2)), append(bw, float64(wall2.Milliseconds())), append(br, rd2)
+		t.Logf("round %d: nbd %d ms (wall %d, disk read %.0f ms), qemu-vmdk %d ms (wall %d, disk read %.0f ms)",
+			i+1, ms, wall.Milliseconds(), rd, ms2, wall2.Milliseconds(), rd2)
 	}
 	ma, mb := median(a), median(b)
 	fmt.Printf("boot-nbd: kernel=%s accel=%s host=%s rounds=%d nbd_median_ms=%.0f qemu_vmdk_median_ms=%.0f ratio=%.3f (wall medians %.0f / %.0f ms; min %.0f / %.0f ms)\n",
 		filepath.Base(kernel), accel, host, rounds, ma, mb, ma/mb, median(aw), median(bw), minOf(a), minOf(b))
+	fmt.Printf("boot-nbd: guest dd of the whole 64 MiB disk (O_DIRECT, 1 MiB): nbd_median_ms=%.0f qemu_vmdk_median_ms=%.0f ratio=%.3f\n",
+		median(ar), median(br), median(ar)/median(br))
 }
 
 func median(v []float64) float64 {
