@@ -69,8 +69,9 @@ type grub struct {
 }
 
 const (
-	maxGrubSteps = 100000
-	maxGrubDepth = 16
+	maxGrubSteps  = 100000
+	maxGrubDepth  = 16
+	maxGrubVarLen = 64 << 10
 )
 
 var errStop = errors.New("stop")
@@ -322,15 +323,16 @@ func (g *grub) command(c *cmdNode, pos []string) (bool, error) {
 	}
 	name := args[0]
 	if k, v, ok := assignName(name); ok && len(args) == 1 {
-		g.vars[k] = v
-		return true, nil
+		return true, g.set(k, v, c.line)
 	}
 	args = args[1:]
 	switch name {
 	case "set":
 		for _, a := range args {
 			if k, v, ok := assignName(a); ok {
-				g.vars[k] = v
+				if err := g.set(k, v, c.line); err != nil {
+					return false, err
+				}
 			} else if a != "" && !strings.HasPrefix(a, "-") {
 				g.vars[a] = ""
 			}
@@ -422,6 +424,16 @@ func (g *grub) command(c *cmdNode, pos []string) (bool, error) {
 		return g.call(body, args)
 	}
 	return true, nil
+}
+
+// set assigns a variable; values are bounded so that "set a=$a$a" in a loop
+// of calls cannot grow without limit.
+func (g *grub) set(k, v string, line int) error {
+	if len(v) > maxGrubVarLen {
+		return fmt.Errorf("%s: line %d: value of %s longer than %d bytes", g.file, line, k, maxGrubVarLen)
+	}
+	g.vars[k] = v
+	return nil
 }
 
 func (g *grub) call(body []node, args []string) (bool, error) {

@@ -25,6 +25,8 @@ const (
 	maxExtentDep  = 5
 	maxSymlinks   = 40
 	maxExtents    = 1 << 20
+	maxTreeNodes  = 1 << 16 // extent tree blocks read for one file
+	maxLookupStep = 4096    // path components walked in one lookup, symlinks included
 	superblockOff = 1024
 )
 
@@ -273,7 +275,8 @@ type mapping struct {
 func (f *FS) blockMap(in *Inode, nblocks int64) ([]mapping, error) {
 	if in.Flags&flagExtents != 0 {
 		var out []mapping
-		if err := f.walkExtents(in, in.Block[:], maxExtentDep+1, &out); err != nil {
+		nodes := 0
+		if err := f.walkExtents(in, in.Block[:], maxExtentDep+1, &out, &nodes); err != nil {
 			return nil, err
 		}
 		return out, nil
@@ -281,7 +284,7 @@ func (f *FS) blockMap(in *Inode, nblocks int64) ([]mapping, error) {
 	return f.indirectMap(in, nblocks)
 }
 
-func (f *FS) walkExtents(in *Inode, node []byte, depthLeft int, out *[]mapping) error {
+func (f *FS) walkExtents(in *Inode, node []byte, depthLeft int, out *[]mapping, nodes *int) error {
 	le := binary.LittleEndian
 	if len(node) < 12 || le.Uint16(node) != 0xf30a {
 		return fmt.Errorf("ext4: inode %d: extent node without magic 0xf30a", in.Num)
@@ -317,11 +320,14 @@ func (f *FS) walkExtents(in *Inode, node []byte, depthLeft int, out *[]mapping) 
 		if leaf == 0 || leaf >= int64(f.sb.BlocksCount) {
 			return fmt.Errorf("ext4: inode %d: extent index points to block %d outside %d blocks", in.Num, leaf, f.sb.BlocksCount)
 		}
+		if *nodes++; *nodes > maxTreeNodes {
+			return fmt.Errorf("ext4: inode %d: more than %d extent tree blocks", in.Num, maxTreeNodes)
+		}
 		child := make([]byte, f.blockSize)
 		if err := f.readAt(child, leaf*f.blockSize); err != nil {
 			return fmt.Errorf("ext4: inode %d: extent block %d: %w", in.Num, leaf, err)
 		}
-		if err := f.walkExtents(in, child, depth, out); err != nil {
+		if err := f.walkExtents(in, child, depth, out, nodes); err != nil {
 			return err
 		}
 	}
@@ -561,7 +567,11 @@ func (f *FS) lookup(name string, follow bool, hops *int) (*Inode, error) {
 	cur := root
 	var stack []*Inode // ancestors, for ".."
 	parts := splitPath(name)
+	steps := 0
 	for i := 0; i < len(parts); i++ {
+		if steps++; steps > maxLookupStep {
+			return nil, fmt.Errorf("ext4: %s: more than %d path components to walk", name, maxLookupStep)
+		}
 		p := parts[i]
 		if p == "." {
 			continue
