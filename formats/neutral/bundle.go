@@ -76,13 +76,14 @@ func WriteBundle(ctx context.Context, out *disk.Output, path string, vm *VM, opt
 	if err != nil {
 		return err
 	}
-	storeDir, storeRef := filepath.Join(dir, "chunks"), "chunks"
+	storeDir, storeRef, fresh := filepath.Join(dir, "chunks"), "chunks", true
 	if opt.Store != "" {
+		fresh = false
 		if storeDir, storeRef, err = storeLocation(path, opt.Store); err != nil {
 			return err
 		}
 	}
-	store, err := newChunkStore(storeDir)
+	store, err := newChunkStore(storeDir, fresh)
 	if err != nil {
 		return fmt.Errorf("bundle %s: %w", path, err)
 	}

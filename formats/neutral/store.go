@@ -67,7 +67,10 @@ func (c *compressor) newEncoder() (*zstd.Encoder, error) {
 		zstd.WithEncoderLevel(c.level),
 		zstd.WithEncoderConcurrency(1),
 		zstd.WithWindowSize(ChunkSize),
-		zstd.WithLowerEncoderMem(true))
+		zstd.WithLowerEncoderMem(true),
+		// Readers check the SHA-256 of every chunk; a frame checksum
+		// would only cost time.
+		zstd.WithEncoderCRC(false))
 	if err != nil {
 		return nil, fmt.Errorf("zstd encoder: %w", err)
 	}
@@ -102,7 +105,8 @@ func (c *compressor) putBuffer(bp *[]byte) {
 
 // chunkStore writes chunks into one store directory.
 type chunkStore struct {
-	dir string
+	dir   string
+	fresh bool // created by this writer: only what it wrote is there
 
 	mu      sync.Mutex
 	subdirs map[string]bool
@@ -113,11 +117,11 @@ type chunkStore struct {
 	writtenBytes    int64
 }
 
-func newChunkStore(dir string) (*chunkStore, error) {
+func newChunkStore(dir string, fresh bool) (*chunkStore, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("chunk store: %w", err)
 	}
-	return &chunkStore{dir: dir, subdirs: map[string]bool{}, present: map[[32]byte]bool{}}, nil
+	return &chunkStore{dir: dir, fresh: fresh, subdirs: map[string]bool{}, present: map[[32]byte]bool{}}, nil
 }
 
 // has reports whether the chunk is already in the store (safe on any
@@ -126,8 +130,8 @@ func (s *chunkStore) has(sum *[32]byte) bool {
 	s.mu.Lock()
 	ok := s.present[*sum]
 	s.mu.Unlock()
-	if ok {
-		return true
+	if ok || s.fresh {
+		return ok
 	}
 	if fi, err := os.Lstat(chunkPath(s.dir, sum)); err == nil && fi.Mode().IsRegular() {
 		s.mu.Lock()
@@ -144,9 +148,14 @@ func (s *chunkStore) noteReused() {
 	s.mu.Unlock()
 }
 
-// put stores a compressed chunk unless it is already present.
+// put stores a compressed chunk unless this writer already did. (Prepare
+// has looked in the store; should another writer add the same chunk in
+// between, the rename replaces it with identical bytes.)
 func (s *chunkStore) put(sum *[32]byte, payload []byte) error {
-	if s.has(sum) {
+	s.mu.Lock()
+	ok := s.present[*sum]
+	s.mu.Unlock()
+	if ok {
 		s.noteReused()
 		return nil
 	}
