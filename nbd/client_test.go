@@ -75,6 +75,7 @@ type client struct {
 	flags      uint16
 	structured bool
 	cookie     uint64
+	holes      int // OFFSET_HOLE chunks received
 }
 
 type clientOpts struct {
@@ -238,6 +239,11 @@ func (cl *client) do(typ, flags uint16, off uint64, length uint32, payload []byt
 			case replyTypeOffsetData:
 				require.Equal(t, off+uint64(len(data)), be.Uint64(p))
 				data = append(data, p[8:]...)
+			case replyTypeOffsetHole:
+				require.Len(t, p, 12)
+				require.Equal(t, off+uint64(len(data)), be.Uint64(p))
+				cl.holes++
+				data = append(data, make([]byte, be.Uint32(p[8:]))...)
 			case replyTypeBlockStatus:
 				data = p
 			case replyTypeError:

@@ -95,6 +95,7 @@ const (
 
 	replyTypeNone        = 0
 	replyTypeOffsetData  = 1
+	replyTypeOffsetHole  = 2
 	replyTypeBlockStatus = 5
 	replyTypeError       = 1<<15 + 1
 )

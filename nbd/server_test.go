@@ -452,6 +452,36 @@ func TestBlockStatusHoles(t *testing.T) {
 	}
 }
 
+// TestReadHoles: structured reads of ranges without data come back as hole
+// chunks, reads touching data as data; both read as the image does.
+func TestReadHoles(t *testing.T) {
+	path, img := sparseRaw(t, testSize, testRegions())
+	want, err := os.ReadFile(path)
+	require.NoError(t, err)
+	sock := startServer(t, &Server{Exports: map[string]Export{"vm": {Image: img}}})
+	cl := connect(t, sock, "vm", clientOpts{structured: true})
+	for _, c := range []struct {
+		off   uint64
+		n     uint32
+		holes int
+		flags uint16
+	}{
+		{2 << 20, 1 << 20, 1, 0},          // inside a hole
+		{2 << 20, 1 << 20, 0, cmdFlagDF},  // DF: one data chunk
+		{2 << 20, 4096, 0, 0},             // small: data
+		{1 << 20, 1 << 20, 0, 0},          // data then hole
+		{20 << 20, 1 << 20, 0, 0},         // hole then data
+		{testSize - 65536, 65536, 0, 0},   // data at the end
+		{testSize - 4<<20, 1 << 20, 1, 0}, // hole near the end
+	} {
+		before := cl.holes
+		errno, data := cl.do(cmdRead, c.flags, c.off, c.n, nil)
+		require.Zero(t, errno)
+		assert.Equal(t, c.holes, cl.holes-before, "hole chunks for %#x+%#x", c.off, c.n)
+		assert.True(t, bytes.Equal(want[c.off:c.off+uint64(c.n)], data), "data at %#x+%#x", c.off, c.n)
+	}
+}
+
 func TestServeStopsOnCancel(t *testing.T) {
 	img := disk.FromReaderAt(bytes.NewReader(make([]byte, 4096)), 4096)
 	sock := filepath.Join(t.TempDir(), "s")
