@@ -55,6 +55,9 @@ func (m *machine) feedStdin(r io.Reader) {
 		for _, b := range buf[:n] {
 			switch {
 			case esc && (b == 'x' || b == 'X'):
+				if len(out) > 0 {
+					m.uart.Input(out)
+				}
 				m.stop(stopReason{reason: "quit from the console (Ctrl-A X)"})
 				return
 			case esc:

@@ -354,8 +354,31 @@ func (m *machine) setBSP(c *kvm.VCPU, entry uint64) error {
 	return c.SetFPU(kvm.FPU{FCW: 0x37f, MXCSR: 0x1f80})
 }
 
-// vcpuCPUID adapts the supported CPUID table for vCPU id of n.
+// KVM paravirtual features (leaf 0x40000001 EAX) a kernel looks for.
+const (
+	kvmFeatureClocksource2    = 1 << 3
+	kvmFeatureAsyncPF         = 1 << 4
+	kvmFeaturePVEOI           = 1 << 6
+	kvmFeatureClocksourceStab = 1 << 24
+)
+
+// vcpuCPUID adapts the supported CPUID table for vCPU id of n. The KVM
+// leaves (0x40000000 signature, 0x40000001 features: kvm-clock, PV EOI…)
+// come from KVM_GET_SUPPORTED_CPUID; a host that leaves them out gets the
+// basic set added, since kvm-clock spares the kernel its PIT calibration.
 func vcpuCPUID(sup []kvm.CPUIDEntry, id, n int) []kvm.CPUIDEntry {
+	var sig, feat bool
+	for _, e := range sup {
+		sig = sig || e.Function == 0x40000000
+		feat = feat || e.Function == 0x40000001
+	}
+	if !sig {
+		sup = append(sup, kvm.CPUIDEntry{Function: 0x40000000, EAX: 0x40000001})
+	}
+	if !feat {
+		sup = append(sup, kvm.CPUIDEntry{Function: 0x40000001,
+			EAX: kvmFeatureClocksource2 | kvmFeaturePVEOI | kvmFeatureClocksourceStab})
+	}
 	out := make([]kvm.CPUIDEntry, 0, len(sup))
 	for _, e := range sup {
 		switch e.Function {
@@ -373,6 +396,7 @@ func vcpuCPUID(sup []kvm.CPUIDEntry, id, n int) []kvm.CPUIDEntry {
 			e.EDX = uint32(id) // x2APIC ID
 		case 0x40000000:
 			e.EBX, e.ECX, e.EDX = 0x4b4d564b, 0x564b4d56, 0x4d // "KVMKVMKVM\0\0\0"
+			e.EAX = max(e.EAX, 0x40000001)
 		}
 		out = append(out, e)
 	}
