@@ -1,7 +1,6 @@
 package vmm
 
 import (
-	"bytes"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -142,7 +141,7 @@ func newMachine(cfg *Config, console io.Writer, host string) (_ *machine, err er
 			m.close()
 		}
 	}()
-	k, err := loader.Load(bytes.NewReader(cfg.Kernel), int64(len(cfg.Kernel)))
+	k, err := loadKernel(cfg.Kernel)
 	if err != nil {
 		return nil, err
 	}

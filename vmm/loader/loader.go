@@ -196,6 +196,11 @@ func LoadBzImage(r io.ReaderAt, size int64) (*Kernel, error) {
 	return k, nil
 }
 
+// ReadSetup checks a bzImage's setup header and reads its compressed payload
+// without unpacking it: the Kernel has Setup, Protocol, limits and Payload
+// but no segments yet (see Unpack and LoadELF).
+func ReadSetup(r io.ReaderAt, size int64) (*Kernel, error) { return readSetup(r, size) }
+
 // readSetup checks the setup header and reads the compressed payload.
 func readSetup(r io.ReaderAt, size int64) (*Kernel, error) {
 	if size < 0x270 {
