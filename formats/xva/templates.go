@@ -126,20 +126,42 @@ func defaultVM() Value {
 }
 
 func defaultSR() Value {
+	// Xen Orchestra passes the target SR's own record here; this is the
+	// full field set such a record has.
 	return st(
 		"uuid", newUUID(),
 		"name_label", "Local storage",
 		"name_description", "",
+		"allowed_operations", arr(),
+		"current_operations", st(),
+		"PBDs", arr(),
+		"virtual_allocation", "0",
+		"physical_utilisation", "0",
+		"physical_size", "0",
 		"type", "ext",
 		"content_type", "user",
 		"shared", false,
 		"other_config", st(),
+		"tags", arr(),
 		"sm_config", st(),
+		"blobs", st(),
+		"local_cache_enabled", false,
+		"introduced_by", NullRef,
+		"clustered", false,
+		"is_tools_sr", false,
 	)
 }
 
 func defaultVDI(name string) Value {
 	return st(
+		"allowed_operations", arr(),
+		"current_operations", st(),
+		"crash_dumps", arr(),
+		"location", "",
+		"is_tools_iso", false,
+		"metadata_of_pool", NullRef,
+		"metadata_latest", false,
+		"snapshot_time", Value{Kind: DateTime, Text: "19700101T00:00:00Z"},
 		"allow_caching", false,
 		"cbt_enabled", false,
 		"is_a_snapshot", false,
@@ -213,13 +235,24 @@ func defaultVIF() Value {
 }
 
 func defaultNetwork(name string) Value {
+	// xapi maps a network by name_label (then bridge) to one of the pool's,
+	// and creates it from this record when none matches.
 	return st(
 		"uuid", newUUID(),
 		"name_label", name,
 		"name_description", "",
+		"allowed_operations", arr(),
+		"current_operations", st(),
+		"PIFs", arr(),
 		"MTU", "1500",
 		"other_config", st(),
+		"bridge", "",
+		"managed", true,
+		"blobs", st(),
 		"tags", arr(),
+		"default_locking_mode", "unlocked",
+		"assigned_ips", st(),
+		"purpose", arr(),
 	)
 }
 
