@@ -33,9 +33,10 @@ type Options struct {
 	CompressionLevel int
 }
 
-// DefaultCompressionLevel gives streamOptimized files within a few percent of
-// zlib's default level at several times its speed.
-const DefaultCompressionLevel = 5
+// DefaultCompressionLevel is klauspost's level 6: on an ext4 image of /usr it
+// gives streamOptimized files about 4% larger than zlib's default level (what
+// qemu-img writes) for a third of the CPU time, spread over every core.
+const DefaultCompressionLevel = 6
 
 // ParseOptions parses -o key=value options: subformat, adapter_type,
 // hwversion, compat6, toolsversion, zeroed_grain, compression_level.
