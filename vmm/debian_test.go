@@ -107,7 +107,10 @@ func bootToDisk(t *testing.T, kernel, root string) {
 		}
 		load = append(load, "/bin/busybox insmod /lib/modules/"+filepath.Base(dst))
 	}
+	// The initramfs has no /dev/console node, so the init reopens its
+	// output on the devtmpfs one.
 	init := "#!/bin/busybox sh\n/bin/busybox mount -t proc proc /proc\n/bin/busybox mount -t devtmpfs dev /dev\n" +
+		"exec </dev/console >/dev/console 2>&1\n" +
 		strings.Join(load, "\n") + "\n/bin/busybox sleep 1\n/bin/busybox mount -t ext4 /dev/vda /mnt && echo \"disk says $(/bin/busybox cat /mnt/token)\"\n" +
 		"echo o > /proc/sysrq-trigger\n"
 	require.NoError(t, os.WriteFile(filepath.Join(ir, "init"), []byte(init), 0o755))
