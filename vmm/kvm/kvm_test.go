@@ -46,6 +46,18 @@ func TestABIAgainstHeaders(t *testing.T) {
 		"sizeof(struct kvm_pit_config)": uint64(unsafe.Sizeof(pitConfig{})),
 		"offsetof(struct kvm_run, io)":  runUnion, "offsetof(struct kvm_run, exit_reason)": 8,
 		"offsetof(struct kvm_run, immediate_exit)": 1,
+		"offsetof(struct kvm_run, io.direction)":   runUnion, "offsetof(struct kvm_run, io.size)": runUnion + 1,
+		"offsetof(struct kvm_run, io.port)": runUnion + 2, "offsetof(struct kvm_run, io.count)": runUnion + 4,
+		"offsetof(struct kvm_run, io.data_offset)": runUnion + 8, "offsetof(struct kvm_run, mmio.phys_addr)": runUnion,
+		"offsetof(struct kvm_run, mmio.data)": runUnion + 8, "offsetof(struct kvm_run, mmio.len)": runUnion + 16,
+		"offsetof(struct kvm_run, mmio.is_write)": runUnion + 20, "offsetof(struct kvm_run, internal.suberror)": runUnion,
+		"offsetof(struct kvm_run, internal.ndata)": runUnion + 4, "offsetof(struct kvm_run, internal.data)": runUnion + 8,
+		"offsetof(struct kvm_run, system_event.type)": runUnion, "offsetof(struct kvm_run, fail_entry.hardware_entry_failure_reason)": runUnion,
+		"KVM_EXIT_IO_OUT": 1, "KVM_SYSTEM_EVENT_RESET": 2, "KVM_SYSTEM_EVENT_SHUTDOWN": 1, "KVM_SYSTEM_EVENT_CRASH": 3,
+		"sizeof(struct kvm_lapic_state)": uint64(unsafe.Sizeof(LAPICState{})), "sizeof(struct kvm_userspace_memory_region)": uint64(unsafe.Sizeof(MemoryRegion{})),
+		"sizeof(struct kvm_dtable)": uint64(unsafe.Sizeof(DTable{})), "offsetof(struct kvm_sregs, efer)": uint64(unsafe.Offsetof(Sregs{}.EFER)),
+		"offsetof(struct kvm_sregs, gdt)": uint64(unsafe.Offsetof(Sregs{}.GDT)), "offsetof(struct kvm_fpu, mxcsr)": uint64(unsafe.Offsetof(FPU{}.MXCSR)),
+		"offsetof(struct kvm_cpuid2, entries)": uint64(unsafe.Offsetof(cpuid2{}.Entries)), "offsetof(struct kvm_msrs, entries)": uint64(unsafe.Offsetof(msrs{}.Entries)),
 	}
 	var src strings.Builder
 	src.WriteString("#include <stdio.h>\n#include <stddef.h>\n#include <linux/kvm.h>\nint main(void){\n")
