@@ -212,14 +212,35 @@ func (s *sparseExtent) readGrain(p []byte, g int64, sec uint32, inOff int64) err
 		inf = &inflater{out: make([]byte, s.grainBytes), cmp: make([]byte, 0, s.grainBytes/2)}
 	}
 	defer s.pool.Put(inf)
-	n, err := s.inflateAt(inf, g, off)
+	// A whole grain inflates straight into p; a part goes through inf.out.
+	dst := inf.out
+	if inOff == 0 && int64(len(p)) == s.grainBytes {
+		dst = p
+	}
+	n, err := s.inflateAt(inf, dst, g, off, s.recordHint(g, sec))
 	if err != nil {
 		return err
 	}
 	// A short grain (the last one of the disk) is zero-filled.
-	clear(inf.out[n:])
-	copy(p, inf.out[inOff:])
+	clear(dst[n:])
+	if &dst[0] != &p[0] {
+		copy(p, dst[inOff:])
+	}
 	return nil
+}
+
+// recordHint guesses the length of grain g's compressed record from where the
+// next grain of its table starts: writers append grains in order, so one read
+// usually fetches the whole record.
+func (s *sparseExtent) recordHint(g int64, sec uint32) int64 {
+	if (g+1)%gtesPerGT != 0 {
+		if next := s.gts[g/gtesPerGT][(g+1)%gtesPerGT]; next > sec {
+			if n := int64(next-sec) * sectorSize; n <= 2*s.grainBytes+sectorSize {
+				return n
+			}
+		}
+	}
+	return 16 << 10
 }
 
 // grainRecordHeader is the size of the LBA+size prefix of a compressed grain.
@@ -232,11 +253,14 @@ func (s *sparseExtent) recordHeader() int64 {
 
 // inflateAt decompresses the grain record at file offset off into inf.out and
 // returns the number of bytes it inflated to.
-func (s *sparseExtent) inflateAt(inf *inflater, g int64, off int64) (int, error) {
+func (s *sparseExtent) inflateAt(inf *inflater, dst []byte, g, off, hint int64) (int, error) {
 	hl := s.recordHeader()
-	first := min(int64(16<<10), s.fileSize-off)
+	first := min(hint, s.fileSize-off)
 	if first < hl {
 		return 0, fmt.Errorf("vmdk %s: grain %d at %#x: record header past the end of the file", s.name, g, off)
+	}
+	if int64(cap(inf.cmp)) < first {
+		inf.cmp = make([]byte, 0, max(first, 2*s.grainBytes+hl))
 	}
 	inf.cmp = inf.cmp[:first]
 	if _, err := s.r.ReadAt(inf.cmp, off); err != nil && err != io.EOF {
@@ -269,7 +293,7 @@ func (s *sparseExtent) inflateAt(inf *inflater, g int64, off int64) (int, error)
 			return 0, fmt.Errorf("vmdk %s: read grain %d at %#x: %w", s.name, g, off, err)
 		}
 	}
-	n, err := inflateGrain(inf, inf.cmp[hl:hl+size])
+	n, err := inflateGrain(inf, dst, inf.cmp[hl:hl+size])
 	if err != nil {
 		return 0, fmt.Errorf("vmdk %s: grain %d at %#x: %w", s.name, g, off, err)
 	}
@@ -278,9 +302,9 @@ func (s *sparseExtent) inflateAt(inf *inflater, g int64, off int64) (int, error)
 
 var errInflateOverrun = errors.New("compressed grain inflates past the grain size")
 
-// inflateGrain decompresses one zlib stream into inf.out, refusing output
-// beyond len(inf.out).
-func inflateGrain(inf *inflater, data []byte) (int, error) {
+// inflateGrain decompresses one zlib stream into out, refusing output beyond
+// len(out).
+func inflateGrain(inf *inflater, out, data []byte) (int, error) {
 	inf.br.Reset(data)
 	if inf.zr == nil {
 		zr, err := zlib.NewReader(&inf.br)
@@ -292,8 +316,8 @@ func inflateGrain(inf *inflater, data []byte) (int, error) {
 		return 0, fmt.Errorf("zlib: %w", err)
 	}
 	n := 0
-	for n < len(inf.out) {
-		m, err := inf.zr.Read(inf.out[n:])
+	for n < len(out) {
+		m, err := inf.zr.Read(out[n:])
 		n += m
 		if err == io.EOF {
 			return n, nil // a short grain: the last of the disk
@@ -306,7 +330,7 @@ func inflateGrain(inf *inflater, data []byte) (int, error) {
 	for {
 		m, err := inf.zr.Read(one[:])
 		if m > 0 {
-			return 0, fmt.Errorf("%w (%d bytes)", errInflateOverrun, len(inf.out))
+			return 0, fmt.Errorf("%w (%d bytes)", errInflateOverrun, len(out))
 		}
 		if err == io.EOF {
 			break

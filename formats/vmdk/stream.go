@@ -124,7 +124,7 @@ func (s *streamReader) Next() (int64, []byte, error) {
 		if err := s.read(s.rec); err != nil {
 			return 0, nil, fmt.Errorf("vmdk stream: grain at %#x (LBA %d): %w", at, lba, unexpected(err))
 		}
-		n, err := inflateGrain(&s.inf, s.rec[:size])
+		n, err := inflateGrain(&s.inf, s.inf.out, s.rec[:size])
 		if err != nil {
 			return 0, nil, fmt.Errorf("vmdk stream: grain at %#x (LBA %d): %w", at, lba, err)
 		}
