@@ -1,5 +1,18 @@
 // Package neutral holds the hypervisor-neutral VM description (vm.json) every
 // VM format maps to, and the bundle NAME.vmb/ stored on disk.
+//
+// A bundle directory holds
+//
+//	vm.json                 the VM (ParseVM, VM.MarshalIndent)
+//	disks/<id>.json         per disk: virtual size, chunk size (1 MiB), digest
+//	                        and the ordered chunk list (see chunklist.go)
+//	chunks/<hh>/<sha256>    zstd frames named by the SHA-256 of their
+//	                        uncompressed bytes; all-zero chunks are absent
+//
+// The chunk directory may live elsewhere and be shared by many bundles
+// (BundleOptions.Store); the chunk lists say where. NAME.vmb.tar holds the
+// same tree in one archive. Every chunk is verified against its name when it
+// is read, and every disk is a random-access disk.Image (OpenBundle).
 package neutral
 
 import (
