@@ -64,6 +64,11 @@ func splitCmdline(s string) []string {
 			cur.WriteByte(c)
 		}
 	}
+	if inQuote {
+		// The kernel would take the rest of the line as the quoted value;
+		// close it so that what we add stays a parameter of its own.
+		cur.WriteByte('"')
+	}
 	if cur.Len() > 0 {
 		out = append(out, cur.String())
 	}

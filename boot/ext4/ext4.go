@@ -275,7 +275,8 @@ type mapping struct {
 func (f *FS) blockMap(in *Inode, nblocks int64) ([]mapping, error) {
 	if in.Flags&flagExtents != 0 {
 		var out []mapping
-		nodes := 0
+		// A sane tree has no more blocks than the file has data blocks.
+		nodes := int(max(0, maxTreeNodes-nblocks-64))
 		if err := f.walkExtents(in, in.Block[:], maxExtentDep+1, &out, &nodes); err != nil {
 			return nil, err
 		}

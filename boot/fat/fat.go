@@ -248,6 +248,11 @@ func parseDir(b []byte) []DirEntry {
 					part = append(part, binary.LittleEndian.Uint16(e[i:]))
 				}
 			}
+			if len(lfn) >= 20*13 {
+				// Longer than any long name (255 characters): not one.
+				lfnOK = false
+				continue
+			}
 			lfn = append(part, lfn...) // entries come last part first
 			continue
 		}
