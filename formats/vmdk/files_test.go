@@ -74,7 +74,7 @@ func ourStream(t testing.TB, src []byte) []byte {
 
 func TestReadCommittedQemuFiles(t *testing.T) {
 	dir := t.TempDir()
-	unpack(t, dir, "monolithicSparse.vmdk", "streamOptimized.vmdk", "child.vmdk", "flat.vmdk", "split.vmdk")
+	unpack(t, dir, "monolithicSparse.vmdk", "streamOptimized.vmdk", "vmdkstream.vmdk", "child.vmdk", "flat.vmdk", "split.vmdk")
 	src := testdataFile(t, "src.raw")
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "flat-flat.vmdk"), make([]byte, 1<<20), 0o644))
 	for _, n := range []string{"split-s001.vmdk", "split-s002.vmdk"} {
@@ -88,6 +88,7 @@ func TestReadCommittedQemuFiles(t *testing.T) {
 	}{
 		{"monolithicSparse.vmdk", src},
 		{"streamOptimized.vmdk", src},
+		{"vmdkstream.vmdk", src},
 		{"child.vmdk", child},
 		{"flat.vmdk", make([]byte, 1<<20)},
 	} {
@@ -114,6 +115,7 @@ func TestOpenStream(t *testing.T) {
 		file []byte
 	}{
 		{"qemu layout", testdataFile(t, "streamOptimized.vmdk")},
+		{"VMDKstream (VMware layout)", testdataFile(t, "vmdkstream.vmdk")},
 		{"VMware layout", ourStream(t, src)},
 		{"VMware layout, odd size", ourStream(t, src[:len(src)-1000])},
 	} {

@@ -18,7 +18,7 @@ func fuzzSeeds(f *testing.F, names ...string) {
 // directory and tables, embedded descriptor) and reads through whatever it
 // accepts: no panic, no unbounded allocation, errors only.
 func FuzzSparse(f *testing.F) {
-	fuzzSeeds(f, "monolithicSparse.vmdk", "streamOptimized.vmdk", "child.vmdk")
+	fuzzSeeds(f, "monolithicSparse.vmdk", "streamOptimized.vmdk", "child.vmdk", "vmdkstream.vmdk")
 	f.Add(ourStream(f, testdataFile(f, "src.raw")))
 	f.Add(smallStream())
 	f.Fuzz(fuzzSparse)
@@ -101,7 +101,7 @@ func FuzzDescriptor(f *testing.F) {
 
 // FuzzStream reads arbitrary bytes as a streamOptimized stream.
 func FuzzStream(f *testing.F) {
-	fuzzSeeds(f, "streamOptimized.vmdk")
+	fuzzSeeds(f, "streamOptimized.vmdk", "vmdkstream.vmdk")
 	f.Add(ourStream(f, testdataFile(f, "src.raw")))
 	f.Add(smallStream())
 	f.Fuzz(func(t *testing.T, data []byte) {

@@ -2,6 +2,7 @@ package vmdk
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -137,3 +138,29 @@ func hex8(v uint32) string {
 }
 
 var _ = os.Stat
+
+// python3-vmdkstream writes VMware's stream layout (footer, markers): a third
+// producer besides qemu and our own writer.
+func TestReadVMDKstreamOutput(t *testing.T) {
+	py := testutil.RequireTool(t, "/usr/bin/python3")
+	if err := exec.Command(py, "-c", "import VMDKstream").Run(); err != nil {
+		testutil.Unavailable(t, "python3-vmdkstream is not installed")
+	}
+	dir := t.TempDir()
+	size := int64(5<<20 + 512*3)
+	want := pattern(size, 11)
+	raw := filepath.Join(dir, "src.raw")
+	writeFile(t, raw, want)
+	vm := filepath.Join(dir, "vs.vmdk")
+	testutil.Run(t, py, "-c", "import sys, VMDKstream; VMDKstream.convert_to_stream(sys.argv[1], sys.argv[2])", raw, vm)
+	img, err := Open(vm)
+	require.NoError(t, err)
+	defer img.Close()
+	got := readAllParallel(t, img)
+	require.True(t, string(want) == string(got))
+	requireExtentsCover(t, img, want)
+	assert.Equal(t, "streamOptimized", img.Info().CreateType)
+	res, err := Check(vm)
+	require.NoError(t, err)
+	assert.Empty(t, res.Problems)
+}

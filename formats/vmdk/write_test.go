@@ -221,3 +221,33 @@ func TestGeometry(t *testing.T) {
 }
 
 var _ = strings.Contains
+
+func TestWriteOptionsReachTheFile(t *testing.T) {
+	dir := t.TempDir()
+	size := int64(3 << 20)
+	want := pattern(size, 5)
+	vm := filepath.Join(dir, "o.vmdk")
+	opt, err := ParseOptions(map[string]string{"adapter_type": "buslogic", "hwversion": "11", "toolsversion": "12352", "zeroed_grain": "on"})
+	require.NoError(t, err)
+	convert(t, disk.FromReaderAt(bytesReaderAt(want), size), vm, opt)
+	b, err := os.ReadFile(vm)
+	require.NoError(t, err)
+	h := decodeHeader(b)
+	assert.Equal(t, uint32(2), h.Version)
+	assert.NotZero(t, h.Flags&flagZeroedGrain)
+	img, err := Open(vm)
+	require.NoError(t, err)
+	defer img.Close()
+	in := img.Info()
+	assert.Equal(t, "buslogic", in.AdapterType)
+	assert.Equal(t, "11", in.HWVersion)
+	assert.Equal(t, "12352", in.ToolsVersion)
+	// The header lines qemu parses at fixed offsets: CID= then parentCID=.
+	desc := string(b[512 : 21*512])
+	assert.Regexp(t, `\nCID=[0-9a-f]{8}\nparentCID=ffffffff\ncreateType="monolithicSparse"\n`, desc)
+	assert.True(t, strings.HasPrefix(desc, "# Disk DescriptorFile\n"))
+	if hasTool("qemu-img") || testutil.Strict() {
+		assert.Contains(t, qemuImg(t, "check", vm), "No errors were found")
+		require.Equal(t, string(want), string(rawOf(t, vm)))
+	}
+}
