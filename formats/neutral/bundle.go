@@ -76,6 +76,10 @@ func WriteBundle(ctx context.Context, out *disk.Output, path string, vm *VM, opt
 	if err != nil {
 		return err
 	}
+	// The temporary directory is private; the bundle is an ordinary one.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return fmt.Errorf("bundle %s: %w", path, err)
+	}
 	storeDir, storeRef, fresh := filepath.Join(dir, "chunks"), "chunks", true
 	if opt.Store != "" {
 		fresh = false
