@@ -166,7 +166,8 @@ func Verify(ctx context.Context, cfg Config) (*verdict.Report, error) {
 	}
 	srvCtx, stopServer := context.WithCancel(context.Background())
 	srvDone := make(chan error, 1)
-	go func() { srvDone <- (&nbd.Server{Exports: exports}).Serve(srvCtx, l) }()
+	diskErrs := &errorLog{}
+	go func() { srvDone <- (&nbd.Server{Exports: exports, Logf: diskErrs.logf}).Serve(srvCtx, l) }()
 	defer func() {
 		stopServer()
 		<-srvDone
@@ -200,6 +201,11 @@ func Verify(ctx context.Context, cfg Config) (*verdict.Report, error) {
 
 	w := verdict.New(cfg.Expect)
 	res, bootMS, err := run(ctx, bin, args, w, cfg.Console, cfg.Timeout)
+	if first := diskErrs.first(); first != "" && !res.Pass {
+		// A disk the guest could not read (a corrupt image) explains a
+		// failure better than its console does.
+		res.Reason += "; serving the disks failed: " + first
+	}
 	rep.Apply(res)
 	rep.BootMS = bootMS
 	rep.Console = w.Tail()
@@ -314,6 +320,31 @@ func (s *consoleSink) Write(p []byte) (int, error) {
 		})
 	}
 	return len(p), nil
+}
+
+// errorLog keeps the first error the NBD server reported.
+type errorLog struct {
+	mu  sync.Mutex
+	msg string
+	n   int
+}
+
+func (e *errorLog) logf(format string, args ...any) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.n == 0 {
+		e.msg = fmt.Sprintf(format, args...)
+	}
+	e.n++
+}
+
+func (e *errorLog) first() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.n > 1 {
+		return fmt.Sprintf("%s (and %d more)", e.msg, e.n-1)
+	}
+	return e.msg
 }
 
 // tailBuffer keeps the last bytes written to it.

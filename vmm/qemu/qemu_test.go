@@ -389,6 +389,36 @@ func TestArgs(t *testing.T) {
 	assert.Error(t, err)
 }
 
+// failingImage reads fine for the first 4 KiB and fails beyond, like a
+// corrupt image.
+type failingImage struct{ disk.Image }
+
+func (f failingImage) ReadAt(p []byte, off int64) (int, error) {
+	if off+int64(len(p)) > 4096 {
+		return 0, fmt.Errorf("chunk 7 at %#x: checksum mismatch", off)
+	}
+	return f.Image.ReadAt(p, off)
+}
+
+// TestDiskErrorsInReason: a disk read error on the NBD side is named in the
+// failure reason.
+func TestDiskErrorsInReason(t *testing.T) {
+	testutil.RequireTool(t, "qemu-io")
+	dir := t.TempDir()
+	fake := filepath.Join(dir, "qemu")
+	// The stand-in reads the disk through the socket on its command line,
+	// as the guest would, then stops without a marker.
+	require.NoError(t, os.WriteFile(fake, []byte("#!/bin/sh\nfor a; do case $a in *server.path=*) p=${a#*server.path=}; p=${p%%,export=*};; esac; done\n"+
+		"qemu-io -r -f raw -c 'read 0 64k' \"nbd+unix:///d0?socket=$p\" >/dev/null 2>&1\necho guest stopped\n"), 0o755))
+	img := failingImage{disk.FromReaderAt(bytes.NewReader(make([]byte, 1<<20)), 1<<20)}
+	rep, err := Verify(context.Background(), Config{KernelData: []byte("k"), Accel: "tcg", QEMU: fake,
+		Disks: []Disk{{ID: "d", Image: img}}, Timeout: 20 * time.Second})
+	require.NoError(t, err)
+	assert.Equal(t, verdict.Fail, rep.Result)
+	assert.Contains(t, rep.Reason, "the guest stopped before the marker appeared; serving the disks failed: ")
+	assert.Contains(t, rep.Reason, "checksum mismatch")
+}
+
 // TestLongTempDir: a TMPDIR too long for a Unix socket path still works.
 func TestLongTempDir(t *testing.T) {
 	long := filepath.Join(t.TempDir(), strings.Repeat("d", 60), strings.Repeat("e", 60))
