@@ -46,9 +46,10 @@ func init() {
 		},
 	})
 	Register(&Format{
-		Name:  "vmx",
-		Exts:  []string{".vmx"},
-		Magic: vmx.Detect,
+		Name:       "vmx",
+		Exts:       []string{".vmx"},
+		DiskFormat: "vmdk",
+		Magic:      vmx.Detect,
 		OpenVM: func(path string) (*neutral.VM, error) {
 			return vmx.Read(path, func(p string) (disk.Image, error) { return vmdk.Open(p) })
 		},

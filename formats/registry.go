@@ -49,6 +49,17 @@ type Format struct {
 	WriteVM func(ctx context.Context, out *disk.Output, path string, vm *neutral.VM, opts map[string]string, copyOpt disk.CopyOptions) error
 	// StreamVM reads a VM once from a pipe and hands each disk to fn in order.
 	StreamVM func(r io.Reader) (VMStream, error)
+	// DiskFormat names the format of a VM's disks when it differs from the
+	// VM's own (a .vmx has VMDK disks).
+	DiskFormat string
+}
+
+// DiskFormatName is the format of the disks of a VM read in format f.
+func (f *Format) DiskFormatName() string {
+	if f.DiskFormat != "" {
+		return f.DiskFormat
+	}
+	return f.Name
 }
 
 // VMStream is a VM read once from a pipe.

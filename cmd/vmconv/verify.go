@@ -269,7 +269,7 @@ func reportDisks(ctx context.Context, vm *neutral.VM, f *formats.Format) ([]verd
 				return nil, fmt.Errorf("disk %s: %w", d.ID, err)
 			}
 		}
-		out = append(out, verdict.DiskReport{ID: d.ID, Format: f.Name, Digest: sum})
+		out = append(out, verdict.DiskReport{ID: d.ID, Format: f.DiskFormatName(), Digest: sum})
 	}
 	return out, nil
 }
@@ -284,7 +284,7 @@ func qemuVerify(ctx context.Context, vm *neutral.VM, f *formats.Format, spec *bo
 		CPUs: cpus, MemoryMiB: mem, Expect: expect, Timeout: timeout, Console: console,
 	}
 	for i, d := range diskImages(vm) {
-		cfg.Disks = append(cfg.Disks, qemu.Disk{ID: d.ID, Format: f.Name, Digest: disks[i].Digest, Image: d.Image})
+		cfg.Disks = append(cfg.Disks, qemu.Disk{ID: d.ID, Format: f.DiskFormatName(), Digest: disks[i].Digest, Image: d.Image})
 	}
 	rep, err := qemu.Verify(ctx, cfg)
 	if err != nil {
