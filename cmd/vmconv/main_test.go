@@ -1,10 +1,13 @@
 package main
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -25,10 +28,11 @@ func TestScripts(t *testing.T) {
 		Dir: "testdata/script",
 		Setup: func(env *testscript.Env) error {
 			env.Setenv(testutil.StrictEnv, os.Getenv(testutil.StrictEnv))
+			env.Setenv("GUEST", guestDir())
 			env.Setenv("HOME", os.Getenv("HOME"))
 			return nil
 		},
-		Condition: haveTool,
+		Condition: condition,
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"mkraw": cmdMkraw,
 			"filesize": func(ts *testscript.TestScript, neg bool, args []string) {
@@ -47,6 +51,37 @@ func TestScripts(t *testing.T) {
 			},
 		},
 	})
+}
+
+// guestDir is where testdata/guest/build.sh caches the real Debian guest
+// (keyed by the script's hash), or "" when the script cannot be read.
+func guestDir() string {
+	script, err := os.ReadFile("../../testdata/guest/build.sh")
+	if err != nil {
+		return ""
+	}
+	sum := sha256.Sum256(script)
+	cache := os.Getenv("XDG_CACHE_HOME")
+	if cache == "" {
+		cache = filepath.Join(os.Getenv("HOME"), ".cache")
+	}
+	return filepath.Join(cache, "vmconv", "guest", hex.EncodeToString(sum[:])[:16])
+}
+
+// condition answers [have:TOOL] (TOOL installed) and [guest] (the real
+// Debian guest is built). Either missing is an error, failing the script,
+// when the strict environment variable is set.
+func condition(cond string) (bool, error) {
+	if cond == "guest" {
+		if _, err := os.Stat(filepath.Join(guestDir(), "guest.vmx")); err != nil {
+			if testutil.Strict() {
+				return false, fmt.Errorf("the Debian guest is not built (run testdata/guest/build.sh) and %s is set", testutil.StrictEnv)
+			}
+			return false, nil
+		}
+		return true, nil
+	}
+	return haveTool(cond)
 }
 
 // haveTool is the script condition [have:TOOL]: true when TOOL is installed.
