@@ -25,7 +25,7 @@ func TestBundleTarRoundTrip(t *testing.T) {
 	c1 := bytes.Clone(c0[:4*ChunkSize]) // shares chunks with disk 0
 	vm := testVM(
 		Disk{ID: "disk0", Device: "disk", Bus: "scsi", Image: disk.FromReaderAt(bytes.NewReader(c0), int64(len(c0)))},
-		Disk{ID: "disk1", Device: "disk", Bus: "scsi", Unit: 1, Image: disk.FromReaderAt(bytes.NewReader(c1), int64(len(c1)))},
+		Disk{ID: "scsi0:1", Device: "disk", Bus: "scsi", Unit: 1, Image: disk.FromReaderAt(bytes.NewReader(c1), int64(len(c1)))},
 		Disk{ID: "cd", Device: "cdrom", Bus: "ide"},
 	)
 	path := filepath.Join(dir, "web.vmb.tar")
@@ -74,7 +74,7 @@ func TestBundleTarRoundTrip(t *testing.T) {
 	for _, n := range chunks {
 		assert.True(t, want[n], n)
 	}
-	assert.Equal(t, []string{"disks/disk0.json", "disks/disk1.json", "vm.json"}, names[len(names)-3:])
+	assert.Equal(t, []string{"disks/disk0.json", "disks/scsi0:1.json", "vm.json"}, names[len(names)-3:])
 
 	// GNU tar unpacks it into a bundle directory that opens the same.
 	tarBin := testutil.RequireTool(t, "tar")

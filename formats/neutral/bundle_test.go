@@ -110,7 +110,7 @@ func TestBundleRoundTrip(t *testing.T) {
 		disks = append(disks, Disk{ID: "disk" + string(rune('0'+i)), Device: "disk", Bus: "scsi", Unit: i, Image: img, Bootable: i == 0})
 		contents = append(contents, content)
 	}
-	disks = append(disks, Disk{ID: "cd0", Device: "cdrom", Bus: "ide", Unit: 0, ReadOnly: true})
+	disks = append(disks, Disk{ID: "ide1:0", Device: "cdrom", Bus: "ide", Unit: 0, ReadOnly: true})
 	vm := testVM(disks...)
 	path := filepath.Join(dir, "web-01.vmb")
 	writeTestBundle(t, path, vm, BundleOptions{})

@@ -50,8 +50,8 @@ var (
 )
 
 // ValidDiskID reports whether id is usable as a disk id: 1–64 characters of
-// letters, digits, '.', '_' and '-', starting with a letter or digit (so never
-// "..", never a path, never hidden).
+// letters, digits, '.', '_', ':' and '-', starting with a letter or digit (so
+// never "..", never a path, never hidden).
 func ValidDiskID(id string) bool { return diskIDRe.MatchString(id) }
 
 // ParseVM decodes and validates a vm.json document. name (usually the file's
