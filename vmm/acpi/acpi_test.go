@@ -113,3 +113,32 @@ func TestBuildErrors(t *testing.T) {
 	_, err = Build(0xe0000, Config{CPUs: 1, Virtio: []MMIODevice{{Base: 1 << 33, Size: 0x1000}}})
 	assert.ErrorContains(t, err, "above 4 GiB")
 }
+
+// TestDSDTWithACPIExec loads the DSDT into ACPICA's interpreter (acpiexec)
+// and evaluates each device's objects, as a kernel's ACPI core would.
+func TestDSDTWithACPIExec(t *testing.T) {
+	acpiexec := testutil.RequireTool(t, "acpiexec")
+	tabs, err := Build(0xe0000, Config{CPUs: 1, UART: true, Virtio: []MMIODevice{
+		{Base: 0xd0000000, Size: 0x1000, IRQ: 5}, {Base: 0xd0001000, Size: 0x1000, IRQ: 6}}})
+	require.NoError(t, err)
+	dir := t.TempDir()
+	p := filepath.Join(dir, "dsdt.dat")
+	require.NoError(t, os.WriteFile(p, tabs.Tables[4].Data, 0o644))
+	cmds := []string{`evaluate \_SB.COM1._HID`, `evaluate \_SB.COM1._CRS`}
+	for _, d := range []string{"V000", "V001"} {
+		cmds = append(cmds, `evaluate \_SB.`+d+`._HID`, `evaluate \_SB.`+d+`._UID`, `evaluate \_SB.`+d+`._CRS`)
+	}
+	out, err := exec.Command(acpiexec, "-b", strings.Join(cmds, "; "), p).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	s := string(out)
+	assert.Contains(t, s, "Namespace contains")
+	assert.NotContains(t, s, "AE_")
+	// PNP0501 compresses to the EISA ID 0x0105D041.
+	assert.Regexp(t, `COM1._HID returned[^\n]*\n\s*\[Integer\] = 000000000105D041`, s)
+	assert.Equal(t, 2, strings.Count(s, `[String] Length 08 = "LNRO0005"`))
+	assert.Regexp(t, `V001._UID returned[^\n]*\n\s*\[Integer\] = 0000000000000001`, s)
+	// _CRS of V001: Memory32Fixed(RW, 0xd0001000, 0x1000), Interrupt(Level, High) {6}, end tag.
+	assert.Regexp(t, `V001._CRS returned[^\n]*\n\s*\[Buffer\] Length 17 = \s*\n\s*0000: 86 09 00 01 00 10 00 D0 00 10 00 00 89 06 00 01\s*//[^\n]*\n\s*0010: 01 06 00 00 00 79 00`, s)
+	// COM1: IO 0x3f8-0x3f8, 8 ports; IRQ 4.
+	assert.Regexp(t, `COM1._CRS returned[^\n]*\n\s*\[Buffer\] Length 0D =\s*0000: 47 01 F8 03 F8 03 01 08 22 10 00 79 00`, s)
+}
