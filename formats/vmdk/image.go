@@ -479,6 +479,17 @@ func (img *Image) readSparse(v *vext, p []byte, off int64) error {
 				return err
 			}
 		case grainData:
+			if !sp.hdr.compressed() {
+				// Grains stored back to back are read with one call.
+				for k := int64(1); n < len(p); k++ {
+					st2, sec2 := sp.lookup(g + k)
+					if st2 != grainData || int64(sec2) != int64(sec)+k*int64(sp.hdr.GrainSize) {
+						break
+					}
+					n += int(min(int64(len(p)-n), sp.grainBytes))
+				}
+				q = p[:n]
+			}
 			if err := sp.readGrain(q, g, sec, in); err != nil {
 				return err
 			}
@@ -510,7 +521,10 @@ func (img *Image) Extents(off, length int64) ([]disk.Extent, error) {
 	if off < 0 || length < 0 {
 		return nil, fmt.Errorf("vmdk %s: extents at %d+%d: %w", img.path, off, length, disk.ErrOutOfRange)
 	}
-	end := min(off+length, img.size)
+	end := img.size
+	if length < img.size-off {
+		end = off + length
+	}
 	var out []disk.Extent
 	if off >= end {
 		return out, nil
