@@ -36,7 +36,9 @@ type probeOutput struct {
 	Disks   map[int]probeDisk
 	WriteOK map[int]bool
 	CPUs    int
-	Done    bool
+	// ACPICPUs counts the MADT's enabled local APICs (0: no ACPI tables).
+	ACPICPUs int
+	Done     bool
 }
 
 type probeDisk struct {
@@ -81,6 +83,8 @@ func parseProbe(t *testing.T, console string) probeOutput {
 			p.Disks[int(num(m[1]))] = probeDisk{Base: num(m[2]), IRQ: int(num(m[3])), Sectors: num(m[4]), FNV: m[5]}
 		case f[0] == "disk" && len(f) == 4 && f[2] == "write":
 			p.WriteOK[int(num(f[1]))] = f[3] == "ok"
+		case strings.HasPrefix(rest, "acpi cpus="):
+			p.ACPICPUs = int(num(strings.TrimPrefix(rest, "acpi cpus=")))
 		case strings.HasPrefix(rest, "cpus="):
 			p.CPUs = int(num(strings.TrimPrefix(rest, "cpus=")))
 		case rest == "all done":
@@ -165,6 +169,7 @@ func TestProbeQEMU(t *testing.T) {
 	p := parseProbe(t, string(out))
 	require.True(t, p.Done, "%s", out)
 	assert.Equal(t, "pvh", p.Boot)
+	assert.Zero(t, p.ACPICPUs, "acpi=off: no tables")
 	assert.Contains(t, p.Cmdline, "console=ttyS0")
 	var ram uint64
 	for _, e := range p.E820 {
@@ -190,6 +195,16 @@ func TestProbeQEMU(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, r, b, "snapshot=on kept the file")
 	}
+
+	// With QEMU's own ACPI tables the probe's MADT walk finds both CPUs.
+	out, err = exec.CommandContext(ctx, qemu, "-M", "microvm,acpi=on", "-accel", "tcg", "-cpu", "max", "-m", "64", "-smp", "2",
+		"-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio", "-no-reboot", "-kernel", elf,
+		"-append", "console=ttyS0").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	p = parseProbe(t, string(out))
+	require.True(t, p.Done, "%s", out)
+	assert.Equal(t, 2, p.ACPICPUs)
+	assert.Equal(t, 2, p.CPUs)
 }
 
 // kernelForms are the ways the probe is handed to the VMM.
@@ -243,6 +258,7 @@ func TestProbeKVM(t *testing.T) {
 				assert.Equal(t, 3, p.PIT)
 				assert.True(t, p.LAPIC)
 				assert.Equal(t, cpus, p.CPUs)
+				assert.Equal(t, cpus, p.ACPICPUs, "our MADT, walked by the guest")
 				for i, r := range raws {
 					assert.Equal(t, probeDisk{Base: virtioBase + uint64(i)*0x1000, IRQ: int(virtioIRQs[i]), Sectors: uint64(len(r) / 512), FNV: fnv64(r)}, p.Disks[i])
 					assert.True(t, p.WriteOK[i])

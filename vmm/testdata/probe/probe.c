@@ -7,6 +7,7 @@
  *   cmdline <text>
  *   e820 <addr> <size> <type>        one per entry (hex)
  *   ram <bytes>                      sum of usable RAM (decimal)
+ *   acpi cpus=<n>                    enabled local APICs in the MADT (or "acpi none")
  *   pit ticks=<n>
  *   lapic timer ok
  *   disk <i> base=<hex> irq=<n> sectors=<n> fnv=<16 hex>
@@ -343,6 +344,37 @@ static void boot_info(int pvh, u64 info)
 	puts_("probe: ram "); putd(ram); putc_('\n');
 }
 
+/* Count the enabled local APICs the firmware's MADT announces. */
+static int sum8(const u8 *p, u32 n) { u8 s = 0; for (u32 i = 0; i < n; i++) s += p[i]; return s; }
+static void acpi_cpus(u64 rsdp)
+{
+	const u8 *r = (const u8 *)rsdp;
+	if (!rsdp || !startswith((const char *)r, "RSD PTR ") || sum8(r, 20)) {
+		puts_("probe: acpi none\n");
+		return;
+	}
+	u64 root = r[15] >= 2 ? *(u64 *)(r + 24) : *(u32 *)(r + 16);
+	int wide = r[15] >= 2;
+	const u8 *x = (const u8 *)root;
+	u32 len = *(u32 *)(x + 4);
+	if (sum8(x, len)) { puts_("probe: acpi bad root checksum\n"); return; }
+	int n = (len - 36) / (wide ? 8 : 4);
+	for (int i = 0; i < n; i++) {
+		const u8 *t = (const u8 *)(wide ? *(u64 *)(x + 36 + 8 * i) : *(u32 *)(x + 36 + 4 * i));
+		if (!startswith((const char *)t, "APIC"))
+			continue;
+		u32 tl = *(u32 *)(t + 4);
+		if (sum8(t, tl)) { puts_("probe: acpi bad MADT checksum\n"); return; }
+		int cpus = 0;
+		for (u32 o = 44; o + 2 <= tl && t[o + 1] >= 2; o += t[o + 1])
+			if (t[o] == 0 && (*(u32 *)(t + o + 4) & 1))
+				cpus++;
+		puts_("probe: acpi cpus="); putd(cpus); putc_('\n');
+		return;
+	}
+	puts_("probe: acpi no MADT\n");
+}
+
 static const char *mode(void)
 {
 	for (const char *s = cmdline; *s; s++)
@@ -354,6 +386,7 @@ static const char *mode(void)
 void probe_main(int pvh, u64 info)
 {
 	boot_info(pvh, info);
+	acpi_cpus(pvh ? *(u64 *)((u8 *)info + 32) : *(u64 *)((u8 *)info + 0x70));
 	const char *m = mode();
 	if (startswith(m, "panic")) {
 		puts_("Kernel panic - not syncing: probe\n");
