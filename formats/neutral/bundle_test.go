@@ -183,6 +183,25 @@ func TestBundleRoundTrip(t *testing.T) {
 				pos = e.End()
 			}
 			assert.Equal(t, d.Image.Size(), pos)
+
+			// Sub-ranges: contiguous, clipped, same kinds.
+			r := rand.New(rand.NewPCG(11, uint64(i)))
+			for range 100 {
+				size := int64(len(content))
+				off := r.Int64N(size + 1)
+				length := r.Int64N(5 * ChunkSize)
+				exts, err := d.Image.Extents(off, length)
+				require.NoError(t, err)
+				pos := off
+				for _, e := range exts {
+					require.Equal(t, pos, e.Offset)
+					require.Positive(t, e.Length)
+					c := content[e.Offset/ChunkSize*ChunkSize : min(size, e.Offset/ChunkSize*ChunkSize+ChunkSize)]
+					assert.Equal(t, !disk.IsZero(c), e.Kind == disk.Data, "extent %+v", e)
+					pos = e.End()
+				}
+				assert.Equal(t, min(size, off+length), max(pos, off), "extents of %d+%d", off, length)
+			}
 		})
 	}
 

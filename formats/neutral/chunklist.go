@@ -128,7 +128,7 @@ func (l *chunkList) encode(w io.Writer) error {
 	return bw.Flush()
 }
 
-// ChunkListError is a problem in a chunk list, naming the field.
+// chunkListError is a problem in a chunk list, naming the field.
 type chunkListError struct {
 	field string
 	msg   string
