@@ -201,7 +201,7 @@ func newMachine(cfg *Config, console io.Writer, host string) (_ *machine, err er
 		virt = append(virt, acpi.MMIODevice{Base: base, Size: devices.MMIOSize, IRQ: virtioIRQs[i]})
 		words = append(words, fmt.Sprintf("virtio_mmio.device=4K@%#x:%d", base, virtioIRQs[i]))
 	}
-	m.cmd = strings.TrimSpace(strings.Join(append([]string{cfg.Cmdline}, words...), " "))
+	m.cmd = strings.TrimSpace(strings.Join(append([]string{withConsole(cfg.Cmdline)}, words...), " "))
 	if len(m.cmd) >= cmdlineMax {
 		return nil, fmt.Errorf("vmm: command line of %d bytes is too long", len(m.cmd))
 	}
@@ -302,6 +302,17 @@ func newMachine(cfg *Config, console io.Writer, host string) (_ *machine, err er
 		return nil, err
 	}
 	return m, nil
+}
+
+// withConsole puts the kernel's console on our only serial port unless the
+// command line names a console itself.
+func withConsole(cmdline string) string {
+	for _, w := range strings.Fields(cmdline) {
+		if strings.HasPrefix(w, "console=") {
+			return cmdline
+		}
+	}
+	return strings.TrimSpace(consoleCmdline + " " + cmdline)
 }
 
 func (m *machine) writePageTables() error {

@@ -106,3 +106,11 @@ func TestPageTablesAndGDT(t *testing.T) {
 	data, _ := mem.Uint64(gdtAddr + 0x18)
 	assert.Equal(t, uint64(0x93), data>>40&0xff, "selector 0x18 is writable data")
 }
+
+func TestWithConsole(t *testing.T) {
+	assert.Equal(t, "console=ttyS0 root=/dev/vda1 ro", withConsole("root=/dev/vda1 ro"))
+	assert.Equal(t, "console=ttyS0", withConsole(""))
+	assert.Equal(t, "root=/dev/vda1 console=hvc0", withConsole("root=/dev/vda1 console=hvc0"))
+	assert.Equal(t, "netconsole=x console=ttyS0,115200", withConsole("netconsole=x console=ttyS0,115200"))
+	assert.Equal(t, "console=ttyS0 netconsole=x", withConsole("netconsole=x"))
+}
