@@ -3,6 +3,7 @@ package xva
 import (
 	"archive/tar"
 	"bytes"
+	"encoding/json"
 	"io"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/vmconv/vmconv/disk"
+	"github.com/vmconv/vmconv/formats/neutral"
 )
 
 // holeImage is an image of any size holding nothing (for metadata tests).
@@ -60,6 +62,15 @@ func FuzzOvaXML(f *testing.F) {
 		vm, err := toNeutral(doc, L)
 		if err != nil {
 			return
+		}
+		// Through vm.json, as a bundle keeps it.
+		js, err := json.Marshal(vm)
+		if err != nil {
+			t.Fatalf("vm.json: %v", err)
+		}
+		vm = &neutral.VM{}
+		if err := json.Unmarshal(js, vm); err != nil {
+			t.Fatalf("vm.json back: %v", err)
 		}
 		for i := range vm.Disks {
 			if vm.Disks[i].Device == "disk" {
