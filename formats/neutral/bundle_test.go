@@ -619,3 +619,26 @@ func TestBundleHugeSparseDisk(t *testing.T) {
 	_, err = im.ReadAt(buf, 0)
 	assert.ErrorContains(t, err, "read after close")
 }
+
+// A cancelled write returns the context's error and, once aborted, leaves
+// no bundle behind.
+func TestWriteBundleCancelled(t *testing.T) {
+	dir := t.TempDir()
+	content := testContent(8, 40*ChunkSize)
+	ctx, cancel := context.WithCancel(context.Background())
+	vm := testVM(Disk{ID: "d", Device: "disk", Bus: "scsi", Image: disk.FromReaderAt(bytes.NewReader(content), int64(len(content)))})
+	out := disk.NewOutput(false)
+	opt := BundleOptions{Copy: disk.CopyOptions{Progress: func(done, total int64) {
+		if done > 5*ChunkSize {
+			cancel()
+		}
+	}}}
+	for _, name := range []string{"x.vmb", "x.vmb.tar"} {
+		err := WriteBundle(ctx, out, filepath.Join(dir, name), vm, opt)
+		assert.ErrorIs(t, err, context.Canceled, name)
+	}
+	out.Abort()
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	assert.Empty(t, entries)
+}
