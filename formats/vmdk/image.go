@@ -586,6 +586,13 @@ func (img *Image) Extents(off, length int64) ([]disk.Extent, error) {
 				case grainData:
 					add(o, ge-o, disk.Data)
 				default:
+					// One parent query for the whole run of unallocated grains.
+					for ge < stop {
+						if st2, _ := sp.lookup((ge - v.start) / sp.grainBytes); st2 != grainUnallocated {
+							break
+						}
+						ge = min(stop, ge+sp.grainBytes)
+					}
 					if err := addParent(o, ge-o); err != nil {
 						return nil, err
 					}
