@@ -42,6 +42,7 @@ const (
 	fourGiB        = 1 << 32
 	uartPort       = 0x3f8
 	uartGSI        = 4
+	sleepPort      = 0x600
 	consoleCmdline = "console=ttyS0"
 )
 
@@ -208,7 +209,8 @@ func newMachine(cfg *Config, console io.Writer, host string) (_ *machine, err er
 	if err = m.mem.Write(cmdlineAddr, append([]byte(m.cmd), 0)); err != nil {
 		return nil, err
 	}
-	tabs, err := acpi.Build(acpiAddr, acpi.Config{CPUs: cfg.CPUs, IOAPICAddr: ioapicAddr, LAPICAddr: lapicAddr, UART: true, Virtio: virt})
+	tabs, err := acpi.Build(acpiAddr, acpi.Config{CPUs: cfg.CPUs, IOAPICAddr: ioapicAddr, LAPICAddr: lapicAddr,
+		UART: true, Virtio: virt, SleepPort: sleepPort})
 	if err != nil {
 		return nil, err
 	}
@@ -256,6 +258,7 @@ func newMachine(cfg *Config, console io.Writer, host string) (_ *machine, err er
 		{"i8042", 0x60, 5, devices.NewI8042(func() { m.stop(stopReason{reason: "guest reset through the i8042", reset: true}) })},
 		{"rtc", 0x70, 2, devices.NewRTC(nil)},
 		{"pci", 0xcf8, 8, &devices.PCIHost{}},
+		{"acpi-sleep", sleepPort, 2, devices.NewSleepControl(func() { m.stop(stopReason{reason: "guest powered off (ACPI S5)", reset: true}) })},
 	}
 	for _, r := range reg {
 		if err = m.pio.Register(r.name, r.base, r.size, r.dev); err != nil {

@@ -22,7 +22,11 @@ type Config struct {
 	IOAPICAddr uint32
 	LAPICAddr  uint32
 	UART       bool // COM1 at 0x3f8, IRQ 4
-	Virtio     []MMIODevice
+	// SleepPort, when set, is the I/O port of the hardware-reduced sleep
+	// control register (status at SleepPort+1): a guest powering off writes
+	// SLP_TYP 5 with SLP_EN there. _S5 is described in the DSDT.
+	SleepPort uint16
+	Virtio    []MMIODevice
 }
 
 // Table is one table with its guest physical address.
@@ -108,6 +112,16 @@ func Build(base uint64, c Config) (*Tables, error) {
 	fadt[131] = 5                   // FADT minor version (6.5)
 	le.PutUint64(fadt[140:], at(dsdtOff))
 	copy(fadt[268:], "VMCONVVM") // hypervisor vendor identity
+	if c.SleepPort != 0 {
+		gas := func(off int, port uint16) {
+			fadt[off] = 1   // system I/O space
+			fadt[off+1] = 8 // bit width
+			fadt[off+3] = 1 // byte access
+			le.PutUint64(fadt[off+4:], uint64(port))
+		}
+		gas(244, c.SleepPort)   // SLEEP_CONTROL_REG
+		gas(256, c.SleepPort+1) // SLEEP_STATUS_REG
+	}
 	seal(fadt)
 
 	xsdt := header("XSDT", 36+16, 1)
@@ -180,6 +194,10 @@ func buildDSDT(c Config) ([]byte, error) {
 			name("_CRS", resources(memory32Fixed(uint32(v.Base), uint32(v.Size)), extInterrupt(v.IRQ)))))
 	}
 	body := scope("\\_SB_", devs...)
+	if c.SleepPort != 0 {
+		// \_S5: soft-off is sleep type 5.
+		body = append(body, name("_S5_", pkgOf(integer(5), integer(0)))...)
+	}
 	d := header("DSDT", 36+len(body), 2)
 	copy(d[36:], body)
 	return seal(d), nil

@@ -33,7 +33,7 @@ func disassemble(t *testing.T, iasl string, tb Table) string {
 
 func TestTablesWithIASL(t *testing.T) {
 	iasl := testutil.RequireTool(t, "iasl")
-	cfg := Config{CPUs: 3, UART: true, Virtio: []MMIODevice{
+	cfg := Config{CPUs: 3, UART: true, SleepPort: 0x600, Virtio: []MMIODevice{
 		{Base: 0xd0000000, Size: 0x1000, IRQ: 5},
 		{Base: 0xd0001000, Size: 0x1000, IRQ: 6},
 		{Base: 0xd0002000, Size: 0x1000, IRQ: 7},
@@ -62,6 +62,9 @@ func TestTablesWithIASL(t *testing.T) {
 	assert.Equal(t, tabs.Tables[1].Addr, binary.LittleEndian.Uint64(r[24:]))
 	assert.Regexp(t, `ACPI Table Address\s+0\s*:\s*00000000000E0070`, sigs["XSDT"])
 	assert.Regexp(t, `Hardware Reduced \(V5\)\s*:\s*1`, sigs["FACP"])
+	assert.Regexp(t, `Sleep Control Register : \[Generic Address Structure\]\s*\n(.*\n){3}.*Access Width : 01 \[Byte Access:8\]\s*\n.*Address : 0000000000000600`, sigs["FACP"])
+	assert.Regexp(t, `Sleep Status Register : \[Generic Address Structure\]\s*\n(.*\n){4}.*Address : 0000000000000601`, sigs["FACP"])
+	assert.Regexp(t, `Name \(_S5, Package \(0x02\)\s*//[^\n]*\n\s*\{\s*0x05,\s*Zero\s*\}`, sigs["DSDT"])
 	assert.Regexp(t, fmt.Sprintf(`DSDT Address\s*:\s*%08X`, tabs.Tables[4].Addr), sigs["FACP"])
 	// One enabled local APIC per CPU, the IOAPIC and the IRQ0 override.
 	assert.Equal(t, 3, len(regexp.MustCompile(`Subtable Type\s*:\s*00 \[Processor Local APIC\]`).FindAllString(sigs["APIC"], -1)))
@@ -118,13 +121,13 @@ func TestBuildErrors(t *testing.T) {
 // and evaluates each device's objects, as a kernel's ACPI core would.
 func TestDSDTWithACPIExec(t *testing.T) {
 	acpiexec := testutil.RequireTool(t, "acpiexec")
-	tabs, err := Build(0xe0000, Config{CPUs: 1, UART: true, Virtio: []MMIODevice{
+	tabs, err := Build(0xe0000, Config{CPUs: 1, UART: true, SleepPort: 0x600, Virtio: []MMIODevice{
 		{Base: 0xd0000000, Size: 0x1000, IRQ: 5}, {Base: 0xd0001000, Size: 0x1000, IRQ: 6}}})
 	require.NoError(t, err)
 	dir := t.TempDir()
 	p := filepath.Join(dir, "dsdt.dat")
 	require.NoError(t, os.WriteFile(p, tabs.Tables[4].Data, 0o644))
-	cmds := []string{`evaluate \_SB.COM1._HID`, `evaluate \_SB.COM1._CRS`}
+	cmds := []string{`evaluate \_SB.COM1._HID`, `evaluate \_SB.COM1._CRS`, `evaluate \_S5`}
 	for _, d := range []string{"V000", "V001"} {
 		cmds = append(cmds, `evaluate \_SB.`+d+`._HID`, `evaluate \_SB.`+d+`._UID`, `evaluate \_SB.`+d+`._CRS`)
 	}
@@ -136,6 +139,7 @@ func TestDSDTWithACPIExec(t *testing.T) {
 	// PNP0501 compresses to the EISA ID 0x0105D041.
 	assert.Regexp(t, `COM1._HID returned[^\n]*\n\s*\[Integer\] = 000000000105D041`, s)
 	assert.Equal(t, 2, strings.Count(s, `[String] Length 08 = "LNRO0005"`))
+	assert.Regexp(t, `_S5 returned[^\n]*\n\s*\[Package\] Contains 2 Elements:\s*\n\s*\[Integer\] = 0000000000000005\s*\n\s*\[Integer\] = 0000000000000000`, s)
 	assert.Regexp(t, `V001._UID returned[^\n]*\n\s*\[Integer\] = 0000000000000001`, s)
 	// _CRS of V001: Memory32Fixed(RW, 0xd0001000, 0x1000), Interrupt(Level, High) {6}, end tag.
 	assert.Regexp(t, `V001._CRS returned[^\n]*\n\s*\[Buffer\] Length 17 = \s*\n\s*0000: 86 09 00 01 00 10 00 D0 00 10 00 00 89 06 00 01\s*//[^\n]*\n\s*0010: 01 06 00 00 00 79 00`, s)

@@ -113,3 +113,8 @@ func extInterrupt(irq uint32) []byte {
 	b := []byte{0x89, 6, 0, 0x01, 1}
 	return binary.LittleEndian.AppendUint32(b, irq)
 }
+
+// pkgOf is Package () {elements...}.
+func pkgOf(elems ...[]byte) []byte {
+	return append([]byte{0x12}, pkg(cat([]byte{byte(len(elems))}, cat(elems...)))...)
+}

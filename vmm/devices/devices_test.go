@@ -152,3 +152,15 @@ func TestPCINoDevice(t *testing.T) {
 	h.Read(6, b)
 	assert.Equal(t, byte(0xff), b[0])
 }
+
+func TestSleepControl(t *testing.T) {
+	offs := 0
+	s := NewSleepControl(func() { offs++ })
+	wr(s, 0, 5<<2)       // type without SLP_EN
+	wr(s, 1, 5<<2|slpEn) // the status register
+	wr(s, 0, 3<<2|slpEn) // S3 is not off
+	assert.Zero(t, offs)
+	wr(s, 0, 5<<2|slpEn)
+	assert.Equal(t, 1, offs)
+	assert.Zero(t, rd(s, 1))
+}
