@@ -137,7 +137,7 @@ func requireKVM(t *testing.T) string {
 	t.Helper()
 	h := HostKind()
 	if h == HostNone {
-		testutil.Unavailable(t, "no /dev/kvm on this host (host kind \"none\")")
+		testutil.SkipForHost(t, "no usable /dev/kvm on this host (host kind \"none\")")
 	}
 	return h
 }
