@@ -1,6 +1,7 @@
 package xva
 
 import (
+	"encoding/json"
 	"fmt"
 	"regexp"
 	"sort"
@@ -151,6 +152,7 @@ func toNeutral(doc *Document, L *layout) (*neutral.VM, error) {
 	if s, ok := r.mapStr("other_config", "base_template_name"); ok {
 		vm.GuestOS = s // a hint only; other_config keeps it
 	}
+	hint := takeHints(vm, f, L)
 
 	ext := map[string]any{
 		extVersion: toJSON(&doc.Version),
@@ -170,6 +172,12 @@ func toNeutral(doc *Document, L *layout) (*neutral.VM, error) {
 		rb := record{vbd}
 		fb := newFieldMap(&vbd.Snapshot)
 		nd := neutral.Disk{ID: d.id, Device: "disk", Bus: "xen", Unit: d.unit, CapacityBytes: d.size, Bootable: d.bootable, ReadOnly: d.readOnly}
+		if hint != nil {
+			h := hint.Disks[i]
+			nd.ID, nd.Bus, nd.Unit = h.ID, h.Bus, h.Unit
+			d.id = h.ID
+			L.disks[i].id = h.ID // the stream reader names disks by it too
+		}
 		if d.cd {
 			nd.Device = "cdrom"
 		}
@@ -238,6 +246,9 @@ func toNeutral(doc *Document, L *layout) (*neutral.VM, error) {
 		fv.del("MAC")
 		fv.del("VM")
 		n := neutral.NIC{MAC: mac}
+		if hint != nil && len(hint.NICs) == len(L.nics) {
+			n.Model = hint.NICs[len(vm.NICs)].Model
+		}
 		entry := objEntry(vif, fv.m)
 		if net, _ := rv.str("network"); net != "" && net != NullRef {
 			n.Network, _ = record{&doc.Objects[byID[net]]}.str("name_label")
@@ -493,6 +504,9 @@ func fromNeutral(vm *neutral.VM) (*Document, []streamedDisk, error) {
 		if !(vmAbsent[pv.name] && pv.val == "") {
 			snap.Set(pv.name, Str(pv.val))
 		}
+	}
+	if err := putHints(snap, vm); err != nil {
+		return nil, nil, err
 	}
 	if _, ok := snap.Get("parent"); !ok {
 		snap.Set("parent", Str(NullRef)) // without it xapi resets memory (pre-DMC export)
@@ -901,4 +915,108 @@ func reconcile(snap *Value, keys []string, want []string, known map[string]bool)
 		return
 	}
 	snap.Set(keys[0], arr(want...))
+}
+
+// Facts of a VM from elsewhere that ova.xml has no field for travel in the
+// VM's other_config under these keys (xapi keeps other_config on import), so
+// VMX → XVA → VMX gives back the VMX: the VMware-only keys, and the drives'
+// ids, buses and units, the NIC models and the guest OS hint.
+const (
+	hintVMware  = "vmconv:vmware"
+	hintNeutral = "vmconv:neutral"
+)
+
+type neutralHint struct {
+	GuestOS string `json:"guest_os,omitempty"`
+	Disks   []struct {
+		ID   string `json:"id"`
+		Bus  string `json:"bus"`
+		Unit int    `json:"unit"`
+	} `json:"disks"`
+	NICs []struct {
+		Model string `json:"model,omitempty"`
+	} `json:"nics"`
+}
+
+// takeHints moves the vmconv keys out of other_config into vm. A hint that
+// does not fit the drives (edited on the host since) is left where it is.
+func takeHints(vm *neutral.VM, f *fieldMap, L *layout) *neutralHint {
+	oc, _ := f.m["other_config"].(map[string]any)
+	if oc == nil {
+		return nil
+	}
+	if s, ok := oc[hintVMware].(string); ok {
+		var m map[string]string
+		if json.Unmarshal([]byte(s), &m) == nil {
+			vm.Extensions.VMware = m
+			delete(oc, hintVMware)
+		}
+	}
+	s, ok := oc[hintNeutral].(string)
+	if !ok {
+		return nil
+	}
+	var h neutralHint
+	if json.Unmarshal([]byte(s), &h) != nil || len(h.Disks) != len(L.disks) || (len(h.NICs) != 0 && len(h.NICs) != len(L.nics)) {
+		return nil
+	}
+	ids := map[string]bool{}
+	for _, d := range h.Disks {
+		if d.ID == "" || ids[d.ID] {
+			return nil
+		}
+		ids[d.ID] = true
+	}
+	delete(oc, hintNeutral)
+	if h.GuestOS != "" {
+		vm.GuestOS = h.GuestOS
+	}
+	return &h
+}
+
+// putHints records in other_config what ova.xml cannot say about a VM that
+// did not come from Xen; a VM read from an XVA gets nothing added.
+func putHints(snap *Value, vm *neutral.VM) error {
+	if len(vm.Extensions.VMware) > 0 {
+		b, err := json.Marshal(vm.Extensions.VMware)
+		if err != nil {
+			return err
+		}
+		setMapMember(snap, "other_config", hintVMware, Str(string(b)))
+	}
+	foreign := false
+	var h neutralHint
+	for _, d := range vm.Disks {
+		if d.Bus != "xen" {
+			foreign = true
+		}
+		h.Disks = append(h.Disks, struct {
+			ID   string `json:"id"`
+			Bus  string `json:"bus"`
+			Unit int    `json:"unit"`
+		}{d.ID, d.Bus, d.Unit})
+	}
+	for _, n := range vm.NICs {
+		if n.Model != "" {
+			foreign = true
+		}
+		h.NICs = append(h.NICs, struct {
+			Model string `json:"model,omitempty"`
+		}{n.Model})
+	}
+	if vm.GuestOS != "" {
+		if base, ok := snap.Get("other_config"); !ok || func() bool { v, ok := base.Get("base_template_name"); return !ok || v.Text != vm.GuestOS }() {
+			h.GuestOS = vm.GuestOS
+			foreign = true
+		}
+	}
+	if !foreign {
+		return nil
+	}
+	b, err := json.Marshal(h)
+	if err != nil {
+		return err
+	}
+	setMapMember(snap, "other_config", hintNeutral, Str(string(b)))
+	return nil
 }

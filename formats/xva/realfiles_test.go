@@ -392,7 +392,9 @@ func TestReadXapiLayoutXVA(t *testing.T) {
 // newRawVM builds a neutral VM over raw disk files, as a VMX source would.
 func newRawVM(t *testing.T, paths []string) *neutral.VM {
 	vm := &neutral.VM{Schema: 1, Name: "from-vmware", Firmware: "bios", CPUs: 2, CoresPerSocket: 1, MemoryMiB: 1024,
-		NICs: []neutral.NIC{{MAC: "00:0c:29:aa:bb:cc", Network: "VM Network", Model: "vmxnet3"}}}
+		GuestOS: "debian11-64",
+		NICs:    []neutral.NIC{{MAC: "00:0c:29:aa:bb:cc", Network: "VM Network", Model: "vmxnet3"}},
+		Extensions: neutral.Extensions{VMware: map[string]string{"ethernet0.addressType": "static", "vmci0.present": "TRUE"}}}
 	for i, p := range paths {
 		img, err := disk.OpenRaw(p)
 		require.NoError(t, err)
@@ -437,6 +439,7 @@ func TestWriteCheckedByPython(t *testing.T) {
 			for i, s := range specs {
 				d := back.Disks[i]
 				ref := back.Extensions.Xen[extDisks].(map[string]any)[d.ID].(map[string]any)["vdi"].(map[string]any)["id"].(string)
+				assert.Equal(t, vm.Disks[i].ID, d.ID)
 				r, ok := res[ref]
 				if s.size == 0 {
 					assert.False(t, ok, "a 0-byte VDI has no chunks")
@@ -448,13 +451,22 @@ func TestWriteCheckedByPython(t *testing.T) {
 				assert.Equal(t, sha256Padded(t, paths[i], s.size), r.SHA256, "disk %s", s.name)
 				assert.Equal(t, i == 0, d.Bootable)
 			}
-			zeroRef := back.Extensions.Xen[extDisks].(map[string]any)["xvdc"].(map[string]any)["vdi"].(map[string]any)["id"].(string)
+			zeroRef := back.Extensions.Xen[extDisks].(map[string]any)["scsi0:2"].(map[string]any)["vdi"].(map[string]any)["id"].(string)
 			assert.Equal(t, 2, res[zeroRef].Chunks, "zero disk: first and last chunk only")
 			assert.Equal(t, "cdrom", back.Disks[len(specs)].Device)
 			assert.Equal(t, "00:0c:29:aa:bb:cc", back.NICs[0].MAC)
 			assert.Equal(t, "VM Network", back.NICs[0].Network)
 			assert.Equal(t, 2, back.CPUs)
 			assert.EqualValues(t, 1024, back.MemoryMiB)
+			// What ova.xml has no field for comes back from other_config.
+			assert.Equal(t, "debian11-64", back.GuestOS)
+			assert.Equal(t, map[string]string{"ethernet0.addressType": "static", "vmci0.present": "TRUE"}, back.Extensions.VMware)
+			for i, d := range vm.Disks {
+				assert.Equal(t, d.ID, back.Disks[i].ID)
+				assert.Equal(t, d.Bus, back.Disks[i].Bus)
+				assert.Equal(t, d.Unit, back.Disks[i].Unit)
+			}
+			assert.Equal(t, "vmxnet3", back.NICs[0].Model)
 
 			ents := tarNames(t, out)
 			ext := "." + map[string]string{"sha1": ChecksumSHA1, "xxhash": ChecksumXXHash}[kind]
