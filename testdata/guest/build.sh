@@ -81,6 +81,13 @@ EOF
 printf 'auto lo\niface lo inet loopback\n' >"$root/etc/network/interfaces"
 chroot_run passwd -d root >&2
 chroot_run systemctl enable serial-getty@ttyS0.service >&2
+# Under full emulation udev can take longer than systemd's 90 s device timeout
+# to announce ttyS0; let the serial getty wait for it instead of giving up.
+# getty-static (gettys on tty2-6 without logind) and e2scrub_reap (LVM
+# snapshots) only slow such a boot down.
+mkdir -p "$root/etc/systemd/system/dev-ttyS0.device.d"
+printf '[Unit]\nJobRunningTimeoutSec=infinity\n' >"$root/etc/systemd/system/dev-ttyS0.device.d/wait.conf"
+chroot_run systemctl mask getty-static.service e2scrub_reap.service >&2
 
 # Initramfs: only the drivers this VM's disks need, on every hypervisor it may
 # meet (virtio for the verifier, LSI Logic for VMware, blkfront for Xen, IDE/AHCI).
