@@ -392,8 +392,8 @@ func TestReadXapiLayoutXVA(t *testing.T) {
 // newRawVM builds a neutral VM over raw disk files, as a VMX source would.
 func newRawVM(t *testing.T, paths []string) *neutral.VM {
 	vm := &neutral.VM{Schema: 1, Name: "from-vmware", Firmware: "bios", CPUs: 2, CoresPerSocket: 1, MemoryMiB: 1024,
-		GuestOS: "debian11-64",
-		NICs:    []neutral.NIC{{MAC: "00:0c:29:aa:bb:cc", Network: "VM Network", Model: "vmxnet3"}},
+		GuestOS:    "debian11-64",
+		NICs:       []neutral.NIC{{MAC: "00:0c:29:aa:bb:cc", Network: "VM Network", Model: "vmxnet3"}},
 		Extensions: neutral.Extensions{VMware: map[string]string{"ethernet0.addressType": "static", "vmci0.present": "TRUE"}}}
 	for i, p := range paths {
 		img, err := disk.OpenRaw(p)
