@@ -239,6 +239,7 @@ func TestBadInput(t *testing.T) {
 		{name: "descriptor bad CID", file: []byte("# Disk DescriptorFile\nversion=1\nCID=xyz\ncreateType=\"monolithicFlat\"\nRW 12 FLAT \"a\" 0\n"), want: []string{"CID", "hex"}},
 		{name: "descriptor junk line", file: []byte("# Disk DescriptorFile\nversion=1\ncreateType=\"monolithicFlat\"\nhello world\nRW 1 ZERO\n"), want: []string{"descriptor line 4", "key=value"}},
 		{name: "descriptor unknown extent type", file: []byte("# Disk DescriptorFile\ncreateType=\"x\"\nRW 1 FOO \"a\"\n"), want: []string{"unknown extent type"}},
+		{name: "encrypted disk", file: []byte("# Disk DescriptorFile\ncreateType=\"monolithicFlat\"\nRW 1 ZERO\nddb.keySafe = \"vmware:key/list/...\"\n"), want: []string{"encrypted", "ddb.keySafe"}},
 		{name: "missing extent file", file: []byte("# Disk DescriptorFile\ncreateType=\"monolithicFlat\"\nRW 8 FLAT \"nothere-flat.vmdk\" 0\n"), want: []string{"nothere-flat.vmdk", "not found"}},
 		{name: "compressed grain inflates past the grain", atRead: true,
 			file: streamFile(1024, []streamGrain{{0, zlibOf(make([]byte, 2*64<<10))}}), want: []string{"grain 0", "inflates past the grain size"}},

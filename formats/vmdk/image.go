@@ -229,6 +229,11 @@ func openOne(path string) (_ *Image, err error) {
 			return nil, err
 		}
 	}
+	for _, kv := range img.desc.DDB {
+		if k := strings.ToLower(kv.Key); strings.HasPrefix(k, "ddb.encryption") || k == "ddb.keysafe" {
+			return nil, fmt.Errorf("vmdk %s: the disk is encrypted (%s): encrypted VMDKs are not supported", path, kv.Key)
+		}
+	}
 	img.fillInfo()
 	return img, nil
 }
