@@ -642,3 +642,27 @@ func TestWriteBundleCancelled(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, entries)
 }
+
+func TestDetect(t *testing.T) {
+	dir := t.TempDir()
+	withJSON := filepath.Join(dir, "some-dir")
+	require.NoError(t, os.Mkdir(withJSON, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(withJSON, "vm.json"), []byte("{}"), 0o644))
+	plain := filepath.Join(dir, "plain")
+	require.NoError(t, os.Mkdir(plain, 0o755))
+	file := filepath.Join(dir, "disk.raw")
+	require.NoError(t, os.WriteFile(file, nil, 0o644))
+	for path, want := range map[string]bool{
+		withJSON:                           true,
+		plain:                              false,
+		file:                               false,
+		dir + "/new.vmb":                   true,
+		dir + "/new.vmb/":                  true,
+		dir + "/new.vmb.tar":               true,
+		dir + "/missing":                   false,
+		dir + "/x.tar":                     false,
+		filepath.Join(plain, "") + ".vmbx": false,
+	} {
+		assert.Equal(t, want, Detect(path), path)
+	}
+}
