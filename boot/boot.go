@@ -333,3 +333,19 @@ func rootFor(v *volume, all []*volume) *volume {
 	}
 	return nil
 }
+
+// String describes the entry in a few lines, for `vmconv info`.
+func (e *Entry) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "config:  %s\n", e.Config)
+	if e.Title != "" {
+		fmt.Fprintf(&b, "entry:   %s\n", e.Title)
+	}
+	fmt.Fprintf(&b, "kernel:  %s (%d bytes, %s on disk %d partition %d)\n", e.KernelPath, len(e.Kernel), e.FS, e.Disk, e.Partition)
+	if e.InitrdPath != "" {
+		fmt.Fprintf(&b, "initrd:  %s (%d bytes)\n", e.InitrdPath, len(e.Initrd))
+	}
+	fmt.Fprintf(&b, "cmdline: %s\n", e.Cmdline)
+	fmt.Fprintf(&b, "boot:    %s\n", e.AdjustedCmdline)
+	return b.String()
+}

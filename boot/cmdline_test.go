@@ -57,3 +57,15 @@ func TestVercmp(t *testing.T) {
 		assert.Equal(t, -tc.want, vercmp(tc.b, tc.a), "%s vs %s", tc.b, tc.a)
 	}
 }
+
+func TestEntryString(t *testing.T) {
+	e := &Entry{Kernel: make([]byte, 10), Initrd: make([]byte, 20), KernelPath: "/boot/vmlinuz", InitrdPath: "/boot/initrd.img",
+		Cmdline: "root=/dev/sda1 ro", AdjustedCmdline: "root=/dev/vda1 ro console=ttyS0", Config: "disk 0 partition 1: /boot/grub/grub.cfg",
+		Title: "Debian GNU/Linux", Partition: 1, FS: "ext4"}
+	s := e.String()
+	for _, want := range []string{"config:  disk 0 partition 1: /boot/grub/grub.cfg", "entry:   Debian GNU/Linux",
+		"kernel:  /boot/vmlinuz (10 bytes, ext4 on disk 0 partition 1)", "initrd:  /boot/initrd.img (20 bytes)",
+		"cmdline: root=/dev/sda1 ro", "boot:    root=/dev/vda1 ro console=ttyS0"} {
+		assert.Contains(t, s, want)
+	}
+}
