@@ -49,6 +49,9 @@ func TestReadQemuConverted(t *testing.T) {
 					assert.Equal(t, int64(65536), in.Extents[0].GrainSize)
 				}
 				assert.Equal(t, sf == "streamOptimized", in.Extents[0].Compressed)
+				res, err := Check(vm)
+				require.NoError(t, err)
+				assert.Empty(t, res.Problems)
 			})
 		}
 	}
