@@ -188,7 +188,7 @@ virtualization, else qemu when installed).`,
 			defer vm.Close()
 			spec, err := bf.resolve(vm)
 			if err != nil {
-				return err
+				return fmt.Errorf("%s: %w", args[0], err)
 			}
 			var console io.Writer
 			if consoleLog != "" {
