@@ -9,7 +9,8 @@
 # virtualization, TCG otherwise); rounds alternate after one warm-up of each.
 # Prints medians of the time from QEMU's start to the marker and their ratio
 # (nbd / qemu-vmdk; target <= 1.1), and the time the guest takes to read the
-# whole disk with dd (O_DIRECT), which isolates the disk path.
+# whole disk with dd (O_DIRECT), which isolates the disk path, and the CPU time
+# (vmconv + QEMU) to the marker, which other load on the host disturbs less.
 # Usage: bench/boot-nbd.sh   (env: ROUNDS=5)
 set -euo pipefail
 cd "$(dirname "$0")/.."
