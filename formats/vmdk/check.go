@@ -376,3 +376,6 @@ func (c *checker) footerAgrees(name string, off int64, h, f *SparseHeader) {
 		}
 	}
 }
+
+// OK reports whether Check found nothing wrong.
+func (r *CheckResult) OK() bool { return len(r.Problems) == 0 }

@@ -198,3 +198,6 @@ func newDescriptor(o Options, sectors int64, extents []ExtentLine) *Descriptor {
 		},
 	}
 }
+
+// Subformats lists the createTypes Create writes, the default first.
+func Subformats() []string { return append([]string(nil), subformats...) }
