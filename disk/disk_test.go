@@ -441,3 +441,19 @@ func TestOutputMissingDirectory(t *testing.T) {
 		require.Equal(t, "x", string(got))
 	}
 }
+
+func TestOutputModes(t *testing.T) {
+	dir := t.TempDir()
+	o := NewOutput(false)
+	_, err := o.Create(filepath.Join(dir, "f.img"))
+	require.NoError(t, err)
+	_, err = o.Mkdir(filepath.Join(dir, "d.vmb"))
+	require.NoError(t, err)
+	require.NoError(t, o.Commit())
+	fi, err := os.Stat(filepath.Join(dir, "f.img"))
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o666)&^umask(), fi.Mode().Perm(), "outputs are not private temporary files")
+	fi, err = os.Stat(filepath.Join(dir, "d.vmb"))
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o777)&^umask(), fi.Mode().Perm())
+}

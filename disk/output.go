@@ -126,6 +126,12 @@ func (o *Output) Create(target string) (*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create %s: %w", target, err)
 	}
+	// Temporary files are private; the output gets the usual mode.
+	if err := f.Chmod(0o666 &^ umask()); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, fmt.Errorf("create %s: %w", target, err)
+	}
 	o.mu.Lock()
 	o.entries = append(o.entries, outEntry{target: target, temp: f.Name(), file: f})
 	o.mu.Unlock()
@@ -144,6 +150,10 @@ func (o *Output) Mkdir(target string) (string, error) {
 	}
 	tmp, err := os.MkdirTemp(dir, "."+base+".tmp-*")
 	if err != nil {
+		return "", fmt.Errorf("create %s: %w", target, err)
+	}
+	if err := os.Chmod(tmp, 0o777&^umask()); err != nil {
+		os.Remove(tmp)
 		return "", fmt.Errorf("create %s: %w", target, err)
 	}
 	o.mu.Lock()
@@ -252,4 +262,20 @@ func unregisterOutput(o *Output) {
 	liveMu.Lock()
 	delete(liveOutputs, o)
 	liveMu.Unlock()
+}
+
+var (
+	umaskOnce  sync.Once
+	umaskValue os.FileMode
+)
+
+// umask is the process's file mode creation mask (read once: reading it
+// means setting it).
+func umask() os.FileMode {
+	umaskOnce.Do(func() {
+		m := syscall.Umask(0)
+		syscall.Umask(m)
+		umaskValue = os.FileMode(m)
+	})
+	return umaskValue
 }

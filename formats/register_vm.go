@@ -81,7 +81,7 @@ func init() {
 	})
 	Register(&Format{
 		Name:  "vmb",
-		Exts:  []string{".vmb"},
+		Exts:  []string{".vmb", ".vmb.tar"},
 		IsDir: neutral.Detect,
 		OpenVM: func(path string) (*neutral.VM, error) {
 			return neutral.OpenBundle(path)

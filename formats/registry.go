@@ -10,7 +10,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 
 	"github.com/vmconv/vmconv/disk"
@@ -109,15 +108,20 @@ func Lookup(name string) (*Format, error) {
 	return nil, fmt.Errorf("unknown format %q (known: %s)", name, strings.Join(names, ", "))
 }
 
-// ByExtension finds the format a file name's extension names, or nil.
+// ByExtension finds the format a file name's extension names, or nil. The
+// longest matching suffix wins (".vmb.tar" before ".tar").
 func ByExtension(path string) *Format {
-	ext := strings.ToLower(filepath.Ext(path))
+	name := strings.ToLower(filepath.Base(path))
+	var best *Format
+	bestLen := 0
 	for _, f := range registry {
-		if slices.Contains(f.Exts, ext) {
-			return f
+		for _, ext := range f.Exts {
+			if strings.HasSuffix(name, ext) && len(ext) > bestLen {
+				best, bestLen = f, len(ext)
+			}
 		}
 	}
-	return nil
+	return best
 }
 
 // headSize is how much of a file detection reads.
