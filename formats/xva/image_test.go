@@ -157,3 +157,27 @@ func TestDiskID(t *testing.T) {
 	assert.Equal(t, -1, unitFromID("sda"))
 	assert.Equal(t, -1, unitFromID("xvd1"))
 }
+
+func TestCheck(t *testing.T) {
+	dir := t.TempDir()
+	desc, _ := xapiDesc(t, dir, "gnu")
+	p := writeXapi(t, dir, desc)
+	probs, err := Check(p)
+	require.NoError(t, err)
+	assert.Empty(t, probs)
+
+	data, err := os.ReadFile(p)
+	require.NoError(t, err)
+	i := bytes.Index(data, []byte("boot sector"))
+	require.Positive(t, i)
+	data[i] = 'b' + 1
+	require.NoError(t, os.WriteFile(p, data, 0o644))
+	probs, err = Check(p)
+	require.NoError(t, err)
+	require.Len(t, probs, 1)
+	assert.Contains(t, probs[0], `VDI Ref:9 ("root") chunk 0`)
+	assert.Contains(t, probs[0], "checksum mismatch")
+
+	_, err = Check(filepath.Join(dir, "missing.xva"))
+	assert.Error(t, err)
+}

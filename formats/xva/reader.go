@@ -277,3 +277,35 @@ func (m *Image) check(i int, data []byte) error {
 }
 
 var chunkPool = sync.Pool{New: func() any { b := make([]byte, ChunkSize); return &b }}
+
+// Check reads a whole XVA (plain or compressed) once and verifies its
+// structure and every chunk's checksum. It returns the problem found (the
+// reader stops at the first), or an error when the file cannot be read.
+func Check(path string) ([]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("xva %s: %w", path, err)
+	}
+	defer f.Close()
+	sr, err := NewStreamReader(f)
+	if err != nil {
+		return []string{err.Error()}, nil
+	}
+	defer sr.Close()
+	for {
+		_, s, err := sr.NextDisk()
+		if err == io.EOF {
+			return nil, nil
+		}
+		if err != nil {
+			return []string{err.Error()}, nil
+		}
+		for {
+			if _, _, err := s.Next(); err == io.EOF {
+				break
+			} else if err != nil {
+				return []string{err.Error()}, nil
+			}
+		}
+	}
+}
