@@ -7,7 +7,8 @@
 //
 // NewStreamReader reads in one pass from a file or a pipe, plain or gzip- or
 // zstd-compressed; Open indexes an uncompressed file for random access
-// (compressed files give ErrCompressed: read them as a stream). Every chunk
+// (compressed files give ErrCompressed: read them as a stream, or decompress
+// them to a temporary file first); Check verifies a whole file. Every chunk
 // is checked against its .checksum (SHA-1) or .xxhash (XXH64) file; a
 // mismatch is an error wrapping ErrChecksum naming the VDI and chunk. Chunks
 // are placed by xapi's importer rule, so 0-byte keep-alive entries are
@@ -42,6 +43,12 @@
 // XML-RPC values become JSON values (see ext.go for the tagged forms of
 // typed integers, dates and base64). Writing a VM read from an XVA reuses
 // those records and ids, so XVA → neutral → XVA gives back every field.
+//
+// The other way, what a VM from elsewhere has and ova.xml cannot say (its
+// Extensions.VMware keys, drive ids, buses and units, NIC models, guest OS
+// hint) is written as JSON into the VM's other_config under "vmconv:vmware"
+// and "vmconv:neutral", which xapi keeps, and taken back out on reading, so
+// VMX → XVA → VMX loses nothing either.
 //
 // # Writing
 //
