@@ -813,6 +813,18 @@ func fromNeutral(vm *neutral.VM) (*Document, []streamedDisk, error) {
 	for _, v := range vifs {
 		doc.Objects = append(doc.Objects, *v)
 	}
+	// A suspended VM's memory image is not carried: it comes out halted.
+	emitted := map[string]bool{}
+	for _, o := range doc.Objects {
+		emitted[o.ID] = true
+	}
+	vmSnap := &doc.Objects[0].Snapshot
+	if v, ok := vmSnap.Get("suspend_VDI"); ok && v.Text != NullRef && !emitted[v.Text] {
+		vmSnap.Set("suspend_VDI", Str(NullRef))
+		if ps, ok := vmSnap.Get("power_state"); ok && ps.Text == "Suspended" {
+			vmSnap.Set("power_state", Str("Halted"))
+		}
+	}
 	sort.Slice(streamed, func(a, b int) bool { return streamed[a].ref < streamed[b].ref })
 	return doc, streamed, nil
 }
