@@ -52,7 +52,7 @@ func ParseDescriptor(name string, text []byte) (*Descriptor, error) {
 		text = text[:i]
 	}
 	d := &Descriptor{Version: 1, Encoding: "UTF-8", ParentCID: noParentCID}
-	var haveCID, haveType bool
+	var haveType bool // a missing CID reads as 0, like qemu
 	lines := strings.Split(string(text), "\n")
 	for n, line := range lines {
 		lineNo := n + 1
@@ -93,7 +93,6 @@ func ParseDescriptor(name string, text []byte) (*Descriptor, error) {
 			d.Encoding = val
 		case "cid":
 			d.CID, err = parseCID(val)
-			haveCID = true
 		case "parentcid":
 			d.ParentCID, err = parseCID(val)
 		case "createtype":
@@ -114,7 +113,6 @@ func ParseDescriptor(name string, text []byte) (*Descriptor, error) {
 	if len(d.Extents) == 0 {
 		return nil, fmt.Errorf("vmdk %s: descriptor has no extent lines", name)
 	}
-	_ = haveCID // a missing CID reads as 0, like qemu
 	return d, nil
 }
 

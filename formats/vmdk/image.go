@@ -2,7 +2,6 @@ package vmdk
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -609,5 +608,3 @@ func (img *Image) Extents(off, length int64) ([]disk.Extent, error) {
 	}
 	return out, nil
 }
-
-var errNotStream = errors.New("not a streamOptimized extent")
