@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -353,6 +354,26 @@ func TestChainErrors(t *testing.T) {
 		require.Error(t, err)
 		assert.Contains(t, err.Error(), "parent loop")
 		assert.Contains(t, err.Error(), "a.vmdk")
+	})
+	t.Run("chain too deep", func(t *testing.T) {
+		dir := t.TempDir()
+		for i := 0; i <= maxChainDepth+1; i++ {
+			d := "# Disk DescriptorFile\nversion=1\nCID=11111111\nparentCID=11111111\ncreateType=\"monolithicFlat\"\n"
+			if i > 0 {
+				d += "parentFileNameHint=\"d" + strconv.Itoa(i-1) + ".vmdk\"\n"
+			} else {
+				d = strings.Replace(d, "parentCID=11111111", "parentCID=ffffffff", 1)
+			}
+			d += "RW 8 ZERO\n"
+			require.NoError(t, os.WriteFile(filepath.Join(dir, "d"+strconv.Itoa(i)+".vmdk"), []byte(d), 0o644))
+		}
+		img, err := Open(filepath.Join(dir, "d"+strconv.Itoa(maxChainDepth)+".vmdk"))
+		require.NoError(t, err)
+		assert.Len(t, img.Info().Chain, maxChainDepth)
+		img.Close()
+		_, err = Open(filepath.Join(dir, "d"+strconv.Itoa(maxChainDepth+1)+".vmdk"))
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "deeper than 255")
 	})
 	t.Run("parentCID without hint", func(t *testing.T) {
 		dir := t.TempDir()
