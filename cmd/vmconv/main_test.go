@@ -29,6 +29,11 @@ func TestScripts(t *testing.T) {
 		Setup: func(env *testscript.Env) error {
 			env.Setenv(testutil.StrictEnv, os.Getenv(testutil.StrictEnv))
 			env.Setenv("GUEST", guestDir())
+			repo, err := filepath.Abs("../..")
+			if err != nil {
+				return err
+			}
+			env.Setenv("REPO", repo)
 			env.Setenv("HOME", os.Getenv("HOME"))
 			return nil
 		},

@@ -3,6 +3,7 @@ package vmx
 import (
 	"fmt"
 	"math/rand"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -74,8 +75,18 @@ func TestRandomForeignVMs(t *testing.T) {
 			}
 			k++
 		}
+		slotOf := map[string]string{} // neutral id -> VMX slot
+		for _, e := range f.Entries() {
+			if slot, ok := strings.CutSuffix(e.Key, DiskIDSuffix); ok {
+				slotOf[e.Value] = slot
+			}
+		}
 		for _, d := range back.Disks {
-			fn, _ := f.Get(d.ID + ".fileName")
+			slot := d.ID
+			if s, ok := slotOf[d.ID]; ok {
+				slot = s
+			}
+			fn, _ := f.Get(slot + ".fileName")
 			if boot >= 0 {
 				assert.Equal(t, fn == bootFile, d.Bootable, "vm %d disk %s (%s):\n%s", n, d.ID, fn, f.Marshal())
 			}

@@ -1,11 +1,13 @@
 package vmx
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/vmconv/vmconv/disk"
@@ -152,17 +154,65 @@ func toVM(f *File) (*neutral.VM, []device, error) {
 	// back exactly as they are.
 	gen := modelledValues(vm, nicSlots, f)
 	vm.Extensions.VMware = map[string]string{}
+	guestHint, diskIDs, diskBuses := "", map[string]string{}, map[string][2]string{}
+	order := make([]string, 0, f.Len())
 	for _, e := range f.Entries() {
+		switch strings.ToLower(e.Key) {
+		case XenKey:
+			if err := json.Unmarshal([]byte(e.Value), &vm.Extensions.Xen); err != nil {
+				return nil, nil, f.errAt(e.Key, fmt.Errorf("not the JSON object vmconv writes: %w", err))
+			}
+			continue
+		case BootKey:
+			vm.Boot = &neutral.Boot{}
+			if err := json.Unmarshal([]byte(e.Value), vm.Boot); err != nil {
+				return nil, nil, f.errAt(e.Key, fmt.Errorf("not the JSON object vmconv writes: %w", err))
+			}
+			continue
+		case GuestOSKey:
+			guestHint = e.Value
+			continue
+		}
+		if ns, ok := strings.CutSuffix(strings.ToLower(e.Key), DiskIDSuffix); ok {
+			diskIDs[ns] = e.Value
+			continue
+		}
+		if ns, ok := strings.CutSuffix(strings.ToLower(e.Key), DiskBusSuffix); ok {
+			bus, unit, ok := strings.Cut(e.Value, ":")
+			n, err := strconv.Atoi(unit)
+			if !ok || err != nil || n < 0 || !slices.Contains(neutral.Buses, bus) {
+				return nil, nil, f.errAt(e.Key, fmt.Errorf("want BUS:UNIT as vmconv writes it, got %q", e.Value))
+			}
+			diskBuses[ns] = [2]string{bus, unit}
+			continue
+		}
+		order = append(order, e.Key)
 		if g, ok := gen[strings.ToLower(e.Key)]; ok && g.Key == e.Key && g.Value == e.Value {
 			continue
 		}
 		vm.Extensions.VMware[e.Key] = e.Value
 	}
-	order := make([]string, 0, f.Len())
-	for _, e := range f.Entries() {
-		order = append(order, e.Key)
-	}
 	vm.Extensions.VMware[OrderKey] = strings.Join(order, " ")
+
+	// The neutral names a VMX cannot hold, written by FromVM.
+	if guestHint != "" {
+		vm.GuestOS = guestHint
+	}
+	seen := map[string]bool{}
+	for i := range vm.Disks {
+		slot := strings.ToLower(vm.Disks[i].ID)
+		if id, ok := diskIDs[slot]; ok {
+			vm.Disks[i].ID = id
+		}
+		if bu, ok := diskBuses[slot]; ok {
+			vm.Disks[i].Bus = bu[0]
+			vm.Disks[i].Unit, _ = strconv.Atoi(bu[1])
+		}
+		if seen[vm.Disks[i].ID] {
+			return nil, nil, fmt.Errorf("vmx %s: disk id %q given twice (%s keys)", f.Name, vm.Disks[i].ID, DiskIDSuffix)
+		}
+		seen[vm.Disks[i].ID] = true
+	}
 	return vm, devs, nil
 }
 

@@ -2,6 +2,7 @@ package vmx
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -614,8 +615,59 @@ func build(vm *neutral.VM, name string, opt WriteOptions) (*File, *layout, error
 			out.Set("bios.hddOrder", want.String())
 		}
 	}
+
+	// What VMware has no key for rides along in keys of our own (VMware
+	// keeps keys it does not know), so a VM that came from Xen goes back
+	// with its ova.xml fields and its PV boot settings.
+	if len(vm.Extensions.Xen) > 0 {
+		b, err := json.Marshal(vm.Extensions.Xen)
+		if err != nil {
+			return nil, nil, fmt.Errorf("vmx: vm %q: extensions.xen: %w", vm.Name, err)
+		}
+		out.Set(XenKey, string(b))
+	}
+	// Names VMware would lose: the guest OS as the source named it, and disk
+	// ids that are not the slot's own name.
+	if vm.GuestOS != "" && GuestOSFor(vm.GuestOS) != vm.GuestOS {
+		out.Set(GuestOSKey, vm.GuestOS)
+	}
+	var own []Entry // in slot order, so a rewrite gives the same file
+	for i, d := range vm.Disks {
+		s := lay.slots[i]
+		if d.ID != "" && d.ID != s.String() {
+			own = append(own, Entry{Key: s.String() + DiskIDSuffix, Value: d.ID})
+		}
+		if d.Bus != "" && (d.Bus != s.bus || d.Unit != s.flatUnit()) {
+			own = append(own, Entry{Key: s.String() + DiskBusSuffix, Value: fmt.Sprintf("%s:%d", d.Bus, d.Unit)})
+		}
+	}
+	slices.SortStableFunc(own, func(a, b Entry) int { return naturalCompare(a.Key, b.Key) })
+	for _, e := range own {
+		out.Set(e.Key, e.Value)
+	}
+	if vm.Boot != nil {
+		b, err := json.Marshal(vm.Boot)
+		if err != nil {
+			return nil, nil, fmt.Errorf("vmx: vm %q: boot: %w", vm.Name, err)
+		}
+		out.Set(BootKey, string(b))
+	}
 	return out, lay, nil
 }
+
+// Keys of our own: the neutral VM's Xen extensions and PV boot settings as
+// JSON, and names VMX has no place for. Keys are compared in lower case.
+const (
+	XenKey     = "vmconv.xen"
+	BootKey    = "vmconv.boot"
+	GuestOSKey = "vmconv.guestos"
+	// DiskIDSuffix follows a device slot ("scsi0:0.vmconv.id") to give the
+	// neutral id of a disk that came from elsewhere ("xvda").
+	DiskIDSuffix = ".vmconv.id"
+	// DiskBusSuffix gives the bus and unit ("xen:3") the disk had where it
+	// came from, when the slot is on another bus.
+	DiskBusSuffix = ".vmconv.bus"
+)
 
 func validKey(k string) bool {
 	if k == "" {
