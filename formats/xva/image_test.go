@@ -3,6 +3,8 @@ package xva
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
+	"io"
 	"math/rand"
 	"os"
 	"path/filepath"
@@ -180,4 +182,30 @@ func TestCheck(t *testing.T) {
 
 	_, err = Check(filepath.Join(dir, "missing.xva"))
 	assert.Error(t, err)
+}
+
+// Every disk of the VM gets a stream, a 0-byte one included, in VDI order.
+func TestStreamEmptyDisk(t *testing.T) {
+	dir := t.TempDir()
+	a := makeRaw(t, dir, rawSpec{name: "a", size: 3 << 20, writes: map[int64]string{5: "x"}})
+	z := makeRaw(t, dir, rawSpec{name: "z", size: 0})
+	vm := newRawVM(t, []string{z, a, z})
+	var b bytes.Buffer
+	require.NoError(t, Write(context.Background(), &b, vm, Options{}, disk.CopyOptions{}))
+	sr, err := NewStreamReader(bytes.NewReader(b.Bytes()))
+	require.NoError(t, err)
+	got := map[string]int64{}
+	for {
+		id, s, err := sr.NextDisk()
+		if err == io.EOF {
+			break
+		}
+		require.NoError(t, err)
+		got[id] = s.Size()
+		_, _, err = s.Next()
+		if s.Size() == 0 {
+			assert.Equal(t, io.EOF, err)
+		}
+	}
+	assert.Equal(t, map[string]int64{"scsi0:0": 0, "scsi0:1": 3 << 20, "scsi0:2": 0}, got)
 }

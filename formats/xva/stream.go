@@ -182,7 +182,9 @@ type StreamReader struct {
 	ahead     *tar.Header // a chunk header read but not yet consumed
 	aheadName entryName
 	cur       *diskStream
-	err       error // sticky
+	held      *chunkPlan // first chunk of the next disk, read while returning an empty one
+	returned  []bool     // per streamed VDI: handed out by NextDisk
+	err       error      // sticky
 	eof       bool
 }
 
@@ -240,22 +242,53 @@ func (s *StreamReader) NextDisk() (string, disk.Stream, error) {
 		}
 		s.cur = nil
 	}
+	if s.returned == nil {
+		s.returned = make([]bool, len(s.L.streamed))
+	}
 	for {
-		p, err := s.readChunk()
-		if err == io.EOF {
-			return "", nil, io.EOF
+		p := s.held
+		s.held = nil
+		if p == nil {
+			var err error
+			p, err = s.readChunk()
+			if err == io.EOF {
+				// Disks of 0 bytes have no chunks; they still get a stream.
+				if id, ds := s.emptyDisk(len(s.L.streamed)); ds != nil {
+					return id, ds, nil
+				}
+				return "", nil, io.EOF
+			}
+			if err != nil {
+				return "", nil, err
+			}
 		}
-		if err != nil {
-			return "", nil, err
+		if id, ds := s.emptyDisk(p.vdi); ds != nil {
+			s.held = p // its bytes stay in s.buf until the next call
+			return id, ds, nil
 		}
 		sv := &s.L.streamed[p.vdi]
 		if sv.disk < 0 {
 			continue // a VDI of no drive of this VM: verified and dropped
 		}
+		s.returned[p.vdi] = true
 		d := s.L.disks[sv.disk]
 		s.cur = &diskStream{s: s, vdi: p.vdi, size: sv.size, first: p}
 		return d.id, s.cur, nil
 	}
+}
+
+// emptyDisk returns a stream for the first 0-byte disk of the VM ordered
+// before streamed VDI upto that has not been returned yet.
+func (s *StreamReader) emptyDisk(upto int) (string, disk.Stream) {
+	for k := 0; k < upto; k++ {
+		sv := &s.L.streamed[k]
+		if sv.disk >= 0 && sv.size == 0 && !s.returned[k] {
+			s.returned[k] = true
+			s.cur = &diskStream{s: s, vdi: k, done: true}
+			return s.L.disks[sv.disk].id, s.cur
+		}
+	}
+	return "", nil
 }
 
 func (s *StreamReader) fail(err error) error {
