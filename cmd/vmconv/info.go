@@ -43,13 +43,7 @@ func newInfoCmd() *cobra.Command {
 					}{vm, entry})
 				}
 				printVM(cmd.OutOrStdout(), vm)
-				if entry != nil {
-					fmt.Fprintf(cmd.OutOrStdout(), "boots: %s (from %s)\n", entry.KernelPath, entry.Config)
-					if entry.InitrdPath != "" {
-						fmt.Fprintf(cmd.OutOrStdout(), "initrd: %s\n", entry.InitrdPath)
-					}
-					fmt.Fprintf(cmd.OutOrStdout(), "cmdline: %s\n", entry.Cmdline)
-				}
+				printBootEntry(cmd.OutOrStdout(), entry)
 				return nil
 			}
 			img, err := f.OpenImage(path)
@@ -61,10 +55,15 @@ func newInfoCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			entry := findBootEntry(&neutral.VM{Disks: []neutral.Disk{{Image: img}}})
 			if output == "json" {
-				return writeJSON(cmd.OutOrStdout(), info)
+				return writeJSON(cmd.OutOrStdout(), struct {
+					*formats.ImageInfo
+					BootEntry *boot.Entry `json:"boot-entry,omitempty"`
+				}{info, entry})
 			}
 			printImageInfo(cmd.OutOrStdout(), info)
+			printBootEntry(cmd.OutOrStdout(), entry)
 			return nil
 		},
 	}
@@ -166,4 +165,15 @@ func humanSize(n int64) string {
 		return fmt.Sprintf("%d B", n)
 	}
 	return fmt.Sprintf("%.3g %s", f, units[i])
+}
+
+func printBootEntry(w io.Writer, e *boot.Entry) {
+	if e == nil {
+		return
+	}
+	fmt.Fprintf(w, "boots: %s (from %s)\n", e.KernelPath, e.Config)
+	if e.InitrdPath != "" {
+		fmt.Fprintf(w, "initrd: %s\n", e.InitrdPath)
+	}
+	fmt.Fprintf(w, "cmdline: %s\n", e.Cmdline)
 }
