@@ -505,9 +505,6 @@ func fromNeutral(vm *neutral.VM) (*Document, []streamedDisk, error) {
 			snap.Set(pv.name, Str(pv.val))
 		}
 	}
-	if err := putHints(snap, vm); err != nil {
-		return nil, nil, err
-	}
 	if _, ok := snap.Get("parent"); !ok {
 		snap.Set("parent", Str(NullRef)) // without it xapi resets memory (pre-DMC export)
 	}
@@ -536,22 +533,60 @@ func fromNeutral(vm *neutral.VM) (*Document, []streamedDisk, error) {
 	}
 
 	// Drives. Units from a Xen source are the userdevice slots; from
-	// elsewhere (two SCSI controllers may both have unit 0) drives are
-	// numbered in order.
+	// elsewhere (two SCSI controllers may both have unit 0) disks are
+	// numbered in order from 0 and CD drives take slot 3 first, as xapi's
+	// templates place them (slots 0-3 are the emulated IDE devices an HVM
+	// guest sees before its PV drivers load).
 	units := make([]int, len(vm.Disks))
 	seen := map[int]bool{}
 	xenUnits := true
-	for i, d := range vm.Disks {
+	for _, d := range vm.Disks {
 		if d.Bus != "xen" || d.Unit < 0 || d.Unit > 1023 || seen[d.Unit] {
 			xenUnits = false
 		}
 		seen[d.Unit] = true
-		units[i] = i
 	}
 	if xenUnits {
 		for i, d := range vm.Disks {
 			units[i] = d.Unit
 		}
+	} else {
+		taken := map[int]bool{}
+		cds := 0
+		for _, d := range vm.Disks {
+			if d.Device == "cdrom" {
+				cds++
+			}
+		}
+		if cds > 0 {
+			taken[3] = true // reserved for the first CD drive
+		}
+		next := func() int {
+			n := 0
+			for taken[n] {
+				n++
+			}
+			taken[n] = true
+			return n
+		}
+		firstCD := true
+		for i, d := range vm.Disks {
+			if d.Device != "cdrom" {
+				units[i] = next()
+			}
+		}
+		for i, d := range vm.Disks {
+			if d.Device == "cdrom" {
+				if firstCD {
+					units[i], firstCD = 3, false
+				} else {
+					units[i] = next()
+				}
+			}
+		}
+	}
+	if err := putHints(snap, vm, units); err != nil {
+		return nil, nil, err
 	}
 	type drive struct {
 		vbd, vdi *Object
@@ -938,13 +973,18 @@ const (
 	hintNeutral = "vmconv:neutral"
 )
 
+// hintDisk is one drive of the neutral VM, in its order, with the
+// userdevice slot it was written to.
+type hintDisk struct {
+	ID   string `json:"id"`
+	Bus  string `json:"bus"`
+	Unit int    `json:"unit"`
+	Slot int    `json:"slot"`
+}
+
 type neutralHint struct {
 	GuestOS string `json:"guest_os,omitempty"`
-	Disks   []struct {
-		ID   string `json:"id"`
-		Bus  string `json:"bus"`
-		Unit int    `json:"unit"`
-	} `json:"disks"`
+	Disks   []hintDisk `json:"disks"`
 	NICs []struct {
 		Model string `json:"model,omitempty"`
 	} `json:"nics"`
@@ -979,6 +1019,35 @@ func takeHints(vm *neutral.VM, f *fieldMap, L *layout) *neutralHint {
 		}
 		ids[d.ID] = true
 	}
+	// Put the drives back in the neutral order, found by their slots.
+	bySlot := map[int]int{}
+	for k, d := range L.disks {
+		if d.unit >= 0 {
+			bySlot[d.unit] = k
+		}
+	}
+	order := make([]int, len(h.Disks))
+	used := map[int]bool{}
+	for i, d := range h.Disks {
+		k, ok := bySlot[d.Slot]
+		if !ok || used[k] {
+			return nil
+		}
+		used[k] = true
+		order[i] = k
+	}
+	disks := make([]vdisk, len(order))
+	newIndex := make([]int, len(order))
+	for i, k := range order {
+		disks[i] = L.disks[k]
+		newIndex[k] = i
+	}
+	L.disks = disks
+	for j := range L.streamed {
+		if L.streamed[j].disk >= 0 {
+			L.streamed[j].disk = newIndex[L.streamed[j].disk]
+		}
+	}
 	delete(oc, hintNeutral)
 	if h.GuestOS != "" {
 		vm.GuestOS = h.GuestOS
@@ -988,7 +1057,7 @@ func takeHints(vm *neutral.VM, f *fieldMap, L *layout) *neutralHint {
 
 // putHints records in other_config what ova.xml cannot say about a VM that
 // did not come from Xen; a VM read from an XVA gets nothing added.
-func putHints(snap *Value, vm *neutral.VM) error {
+func putHints(snap *Value, vm *neutral.VM, units []int) error {
 	if len(vm.Extensions.VMware) > 0 {
 		b, err := json.Marshal(vm.Extensions.VMware)
 		if err != nil {
@@ -998,15 +1067,11 @@ func putHints(snap *Value, vm *neutral.VM) error {
 	}
 	foreign := false
 	var h neutralHint
-	for _, d := range vm.Disks {
+	for i, d := range vm.Disks {
 		if d.Bus != "xen" {
 			foreign = true
 		}
-		h.Disks = append(h.Disks, struct {
-			ID   string `json:"id"`
-			Bus  string `json:"bus"`
-			Unit int    `json:"unit"`
-		}{d.ID, d.Bus, d.Unit})
+		h.Disks = append(h.Disks, hintDisk{ID: d.ID, Bus: d.Bus, Unit: d.Unit, Slot: units[i]})
 	}
 	for _, n := range vm.NICs {
 		if n.Model != "" {

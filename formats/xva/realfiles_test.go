@@ -467,6 +467,17 @@ func TestWriteCheckedByPython(t *testing.T) {
 				assert.Equal(t, d.Unit, back.Disks[i].Unit)
 			}
 			assert.Equal(t, "vmxnet3", back.NICs[0].Model)
+			// Disks in slots 0, 1, 2, 4, 5; the CD drive in xapi's slot 3.
+			doc := readOva(t, out)
+			var slots []string
+			for i := range doc.Objects {
+				if o := &doc.Objects[i]; o.Class == "VBD" {
+					typ, _ := o.Snapshot.Get("type")
+					ud, _ := o.Snapshot.Get("userdevice")
+					slots = append(slots, typ.Text+":"+ud.Text)
+				}
+			}
+			assert.Equal(t, []string{"Disk:0", "Disk:1", "Disk:2", "Disk:4", "Disk:5", "CD:3"}, slots)
 
 			ents := tarNames(t, out)
 			ext := "." + map[string]string{"sha1": ChecksumSHA1, "xxhash": ChecksumXXHash}[kind]
