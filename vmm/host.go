@@ -3,48 +3,17 @@
 // watches the serial console and decides whether the guest came up.
 package vmm
 
-import (
-	"os"
-	"strings"
-)
+import "github.com/vmconv/vmconv/vmm/host"
 
-// Host kinds, as reports name them.
+// Host kinds, as reports name them (see package host).
 const (
-	// HostHardware: /dev/kvm backed by VT-x or AMD-V; any kernel runs at speed.
-	HostHardware = "hardware"
-	// HostPVM: /dev/kvm served by PVM (no hardware virtualization); ordinary
-	// guest code is emulated instruction by instruction.
-	HostPVM = "pvm"
-	// HostEmulated: /dev/kvm present without vmx/svm and without PVM.
-	HostEmulated = "emulated"
-	// HostNone: no /dev/kvm.
-	HostNone = "none"
+	HostHardware = host.Hardware
+	HostPVM      = host.PVM
+	HostEmulated = host.Emulated
+	HostNone     = host.None
 )
 
 // HostKind says how this host runs KVM guests.
-func HostKind() string {
-	_, err := os.Stat("/dev/kvm")
-	cpuinfo, _ := os.ReadFile("/proc/cpuinfo")
-	_, pvmErr := os.Stat("/sys/module/kvm_pvm")
-	return hostKind(err == nil, string(cpuinfo), pvmErr == nil)
-}
+func HostKind() string { return host.Kind() }
 
-func hostKind(dev bool, cpuinfo string, pvm bool) string {
-	if !dev {
-		return HostNone
-	}
-	for _, line := range strings.Split(cpuinfo, "\n") {
-		if !strings.HasPrefix(line, "flags") {
-			continue
-		}
-		for _, f := range strings.Fields(line) {
-			if f == "vmx" || f == "svm" {
-				return HostHardware
-			}
-		}
-	}
-	if pvm {
-		return HostPVM
-	}
-	return HostEmulated
-}
+func hostKind(dev bool, cpuinfo string, pvm bool) string { return host.Classify(dev, cpuinfo, pvm) }

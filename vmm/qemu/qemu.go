@@ -7,8 +7,6 @@
 package qemu
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -25,6 +23,7 @@ import (
 
 	"github.com/vmconv/vmconv/disk"
 	"github.com/vmconv/vmconv/nbd"
+	"github.com/vmconv/vmconv/vmm/host"
 	"github.com/vmconv/vmconv/vmm/verdict"
 )
 
@@ -437,50 +436,15 @@ func (s *consoleSink) elapsed() int64 {
 	}
 }
 
-// Host kinds, as the report names them.
+// Host kinds, as the report names them (see package host).
 const (
-	HostHardware = "hardware" // VT-x/AMD-V and a usable /dev/kvm
-	HostPVM      = "pvm"      // /dev/kvm without hardware virtualization
-	HostNone     = "none"     // no usable /dev/kvm
+	HostHardware = host.Hardware
+	HostPVM      = host.PVM
+	HostNone     = host.None
 )
 
 // HostKind says what virtualization this host offers QEMU.
-func HostKind() string {
-	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
-	if err != nil {
-		return HostNone
-	}
-	f.Close()
-	if _, err := os.Stat("/sys/module/kvm_pvm"); err == nil {
-		return HostPVM
-	}
-	if cpuFlag("vmx") || cpuFlag("svm") {
-		return HostHardware
-	}
-	return HostPVM
-}
-
-func cpuFlag(flag string) bool {
-	b, err := os.ReadFile("/proc/cpuinfo")
-	if err != nil {
-		return false
-	}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, "flags") {
-			_, v, _ := strings.Cut(line, ":")
-			for _, f := range strings.Fields(v) {
-				if f == flag {
-					return true
-				}
-			}
-			return false
-		}
-	}
-	return false
-}
+func HostKind() string { return host.Kind() }
 
 // hostTSCkHz returns the host's CPU clock in kHz from /proc/cpuinfo, 0 when
 // unknown.
