@@ -457,3 +457,21 @@ func TestOutputModes(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, os.FileMode(0o777)&^umask(), fi.Mode().Perm())
 }
+
+func TestOverlayZeroAt(t *testing.T) {
+	content := bytes.Repeat([]byte{0xee}, 3*ChunkSize+1000)
+	base := FromReaderAt(bytes.NewReader(content), int64(len(content)))
+	ov, err := NewOverlay(base)
+	require.NoError(t, err)
+	defer ov.Close()
+	want := append([]byte(nil), content...)
+	for _, r := range []struct{ off, n int64 }{{10, 5}, {100, 2*overlayBlock + 7}, {ChunkSize, ChunkSize}, {int64(len(content)) - 1500, 1500}} {
+		require.NoError(t, ov.ZeroAt(r.off, r.n))
+		clear(want[r.off : r.off+r.n])
+	}
+	got := make([]byte, len(content))
+	_, err = ov.ReadAt(got, 0)
+	require.NoError(t, err)
+	require.True(t, bytes.Equal(want, got))
+	require.ErrorIs(t, ov.ZeroAt(int64(len(content)), 1), ErrOutOfRange)
+}

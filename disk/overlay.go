@@ -31,6 +31,11 @@ func NewOverlay(base Image) (*Overlay, error) {
 		return nil, fmt.Errorf("overlay: %w", err)
 	}
 	os.Remove(f.Name())
+	// Sparse at full size, so reads of written blocks never meet its end.
+	if err := f.Truncate(base.Size()); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("overlay: %w", err)
+	}
 	nblocks := (base.Size() + overlayBlock - 1) / overlayBlock
 	return &Overlay{base: base, size: base.Size(), written: make([]uint64, (nblocks+63)/64), tmp: f}, nil
 }
@@ -156,4 +161,42 @@ func (o *Overlay) Extents(off, length int64) ([]Extent, error) {
 		pos = runEnd
 	}
 	return out, nil
+}
+
+// ZeroAt makes [off, off+n) read as zeros. Whole blocks become holes in the
+// overlay's file, so zeroing a large range costs no writes.
+func (o *Overlay) ZeroAt(off, n int64) error {
+	if off < 0 || n < 0 || off > o.size || n > o.size-off {
+		return fmt.Errorf("overlay: zero %d bytes at %d past the size %d: %w", n, off, o.size, ErrOutOfRange)
+	}
+	end := off + n
+	// Partial blocks at either end are ordinary writes.
+	firstFull := (off + overlayBlock - 1) / overlayBlock * overlayBlock
+	lastFull := end / overlayBlock * overlayBlock
+	if end == o.size {
+		lastFull = end // the short last block counts as whole
+	}
+	if firstFull >= lastFull {
+		_, err := o.WriteAt(make([]byte, n), off)
+		return err
+	}
+	if firstFull > off {
+		if _, err := o.WriteAt(make([]byte, firstFull-off), off); err != nil {
+			return err
+		}
+	}
+	if end > lastFull {
+		if _, err := o.WriteAt(make([]byte, end-lastFull), lastFull); err != nil {
+			return err
+		}
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if err := punchHole(o.tmp, firstFull, lastFull-firstFull); err != nil {
+		return fmt.Errorf("overlay: zero at %#x: %w", firstFull, err)
+	}
+	for b := firstFull / overlayBlock; b*overlayBlock < lastFull; b++ {
+		o.written[b/64] |= 1 << (b % 64)
+	}
+	return nil
 }
