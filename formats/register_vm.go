@@ -44,6 +44,7 @@ func init() {
 		StreamVM: func(r io.Reader) (VMStream, error) {
 			return xva.NewStreamReader(r)
 		},
+		Check: xva.Check,
 	})
 	Register(&Format{
 		Name:       "vmx",

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -161,6 +162,9 @@ func convertStream(ctx context.Context, cmd *cobra.Command, inFmt, dst string, d
 		vs, err := srcFmt.StreamVM(cmd.InOrStdin())
 		if err != nil {
 			return err
+		}
+		if c, ok := vs.(io.Closer); ok {
+			defer c.Close()
 		}
 		var disks []neutral.Disk
 		for _, d := range vs.VM().Disks {

@@ -983,9 +983,9 @@ type hintDisk struct {
 }
 
 type neutralHint struct {
-	GuestOS string `json:"guest_os,omitempty"`
+	GuestOS string     `json:"guest_os,omitempty"`
 	Disks   []hintDisk `json:"disks"`
-	NICs []struct {
+	NICs    []struct {
 		Model string `json:"model,omitempty"`
 	} `json:"nics"`
 }
