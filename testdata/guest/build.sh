@@ -64,7 +64,7 @@ trap cleanup EXIT INT TERM
 start=$(date +%s)
 echo "build.sh: debootstrap bookworm from $mirror into $root" >&2
 debootstrap --variant=minbase \
-	--include=linux-image-amd64,systemd-sysv,udev,kmod,initramfs-tools,grub-pc-bin,grub2-common,ifupdown \
+	--include=systemd-sysv,udev,kmod,initramfs-tools,grub-pc-bin,grub2-common,ifupdown \
 	bookworm "$root" "$mirror" >&2
 
 chroot_run() { chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive "$@"; }
@@ -108,6 +108,11 @@ crc32c_generic
 ext4
 EOF
 
+# The kernel goes in after the initramfs configuration, so that its one
+# initramfs build uses the short module list.
+chroot_run apt-get update >&2
+chroot_run apt-get install -y --no-install-recommends linux-image-amd64 >&2
+
 # Small image: no docs, no locales, no drivers a server VM never meets.
 rm -rf "$root"/usr/share/doc/* "$root"/usr/share/man/* "$root"/usr/share/info/* "$root"/usr/share/locale/*
 kver=$(ls "$root/lib/modules" | head -n1)
@@ -129,7 +134,8 @@ cp "$root/usr/share/grub/default/grub" "$root/etc/default/grub"
 echo GRUB_DISABLE_OS_PROBER=true >>"$root/etc/default/grub"
 # 10_linux writes root=UUID= only when the by-uuid link exists.
 mkdir -p "$root/dev/disk/by-uuid"
-ln -sf ../../sda1 "$root/dev/disk/by-uuid/$root_uuid"
+# (test -e follows it, so it points at something that exists).
+ln -sf ../../null "$root/dev/disk/by-uuid/$root_uuid"
 chroot_run dpkg-divert --local --rename --add /usr/sbin/grub-probe >&2
 cat >"$root/usr/sbin/grub-probe" <<EOF
 #!/bin/sh
