@@ -46,6 +46,9 @@ type Entry struct {
 	Disk            int    `json:"disk"`      // index into the disks given to Find
 	Partition       int    `json:"partition"` // the kernel's partition (Linux numbering); 0 = whole disk
 	FS              string `json:"fs"`        // "ext4", "fat16", ...
+	// Skipped lists configurations found before this one that did not load
+	// (a grub.cfg whose default entry names a missing kernel, say).
+	Skipped []string `json:"skipped,omitempty"`
 }
 
 // filesystem is what the configuration readers need from a volume.
@@ -208,15 +211,18 @@ func Find(disks []disk.Image) (*Entry, error) {
 		all = append(all, vols...)
 		searched = append(searched, notes...)
 	}
+	var skipped []string
 	for i := range disks {
 		for _, src := range sources {
 			for _, v := range perDisk[i] {
 				e, tried, err := src(v, all)
 				if e != nil {
 					e.AdjustedCmdline = AdjustCmdline(e.Cmdline, len(disks))
+					e.Skipped = skipped
 					return e, nil
 				}
 				if err != nil {
+					skipped = append(skipped, fmt.Sprintf("%s (%s): %v", v, v.fsType, err))
 					searched = append(searched, fmt.Sprintf("%s (%s): %v", v, v.fsType, err))
 				} else if tried != "" {
 					searched = append(searched, fmt.Sprintf("%s (%s): %s", v, v.fsType, tried))
@@ -344,6 +350,9 @@ func (e *Entry) String() string {
 	fmt.Fprintf(&b, "kernel:  %s (%d bytes, %s on disk %d partition %d)\n", e.KernelPath, len(e.Kernel), e.FS, e.Disk, e.Partition)
 	if e.InitrdPath != "" {
 		fmt.Fprintf(&b, "initrd:  %s (%d bytes)\n", e.InitrdPath, len(e.Initrd))
+	}
+	for _, s := range e.Skipped {
+		fmt.Fprintf(&b, "skipped: %s\n", s)
 	}
 	fmt.Fprintf(&b, "cmdline: %s\n", e.Cmdline)
 	fmt.Fprintf(&b, "boot:    %s\n", e.AdjustedCmdline)

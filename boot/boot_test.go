@@ -354,3 +354,18 @@ func TestFindMissingKernel(t *testing.T) {
 	assert.Contains(t, err.Error(), "kernel /boot/vmlinuz-gone on disk 0 partition 1")
 	assert.Contains(t, err.Error(), "file does not exist")
 }
+
+// A grub.cfg whose default entry cannot load is reported as skipped when a
+// later source (here the /boot/vmlinuz link) boots.
+func TestFindSkippedConfig(t *testing.T) {
+	k := randomBytes(t, 4096)
+	d := mkdisk(t, "dos", []partSpec{{img: mkext(t, tree(t, map[string][]byte{
+		"boot/grub/grub.cfg":   []byte("menuentry 'gone' {\n linux /boot/vmlinuz-gone root=/dev/vda1\n}\n"),
+		"boot/vmlinuz-6.1.0-1": k,
+		"boot/vmlinuz":         []byte("->vmlinuz-6.1.0-1"),
+	}), 8, rootUUID, "-t", "ext4"), typ: "83"}})
+	e := check(t, []disk.Image{openImage(t, d)}, want{kernel: k, kernelPath: "/boot/vmlinuz",
+		cmdline: "", config: "/boot/vmlinuz (no boot loader configuration)", partition: 1})
+	require.Len(t, e.Skipped, 1)
+	assert.Contains(t, e.Skipped[0], "kernel /boot/vmlinuz-gone")
+}
