@@ -73,3 +73,7 @@ if [ $vmconv_ok = 1 ]; then
 else
 	echo "boot: vmconv not measured (see above)"
 fi
+
+echo
+echo "== the real Debian guest over vmconv's NBD vs QEMU's own VMDK driver (bench/boot-guest.sh)"
+if [ -n "${SKIP_GUEST:-}" ]; then echo "skipped (SKIP_GUEST set)"; else bench/boot-guest.sh; fi
