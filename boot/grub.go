@@ -71,7 +71,8 @@ type grub struct {
 const (
 	maxGrubSteps  = 100000
 	maxGrubDepth  = 16
-	maxGrubVarLen = 64 << 10
+	maxGrubVarLen = 16 << 10
+	maxGrubVars   = 1024
 )
 
 var errStop = errors.New("stop")
@@ -432,6 +433,9 @@ func (g *grub) set(k, v string, line int) error {
 	if len(v) > maxGrubVarLen {
 		return fmt.Errorf("%s: line %d: value of %s longer than %d bytes", g.file, line, k, maxGrubVarLen)
 	}
+	if _, ok := g.vars[k]; !ok && len(g.vars) >= maxGrubVars {
+		return fmt.Errorf("%s: line %d: more than %d variables", g.file, line, maxGrubVars)
+	}
 	g.vars[k] = v
 	return nil
 }
@@ -595,7 +599,9 @@ func (g *grub) loadEnv(args []string) bool {
 		if len(only) > 0 && !contains(only, k) {
 			continue
 		}
-		g.vars[k] = val
+		if g.set(k, val, 0) != nil {
+			return false
+		}
 	}
 	return true
 }

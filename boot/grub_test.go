@@ -218,7 +218,7 @@ func TestGrubErrors(t *testing.T) {
 		{"missing fi", "if true; then\nset a=b\n", "if without fi"},
 		{"missing brace", "menuentry 'x' {\nlinux /k\n", "block without }"},
 		{"function recursion", "function f { f }\nf\nmenuentry x { linux /k }", "nested deeper"},
-		{"doubling variable", "set a=x\n" + strings.Repeat("set a=$a$a\n", 40) + "menuentry x { linux /k }", "longer than 65536 bytes"},
+		{"doubling variable", "set a=x\n" + strings.Repeat("set a=$a$a\n", 40) + "menuentry x { linux /k }", "longer than 16384 bytes"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			vols := memVolumes(memFS{"/boot/grub/grub.cfg": tc.cfg})
