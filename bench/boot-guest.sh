@@ -38,7 +38,14 @@ theirs() {
 		-drive id=d0,file="$guest/guest.vmdk",format=vmdk,if=none,snapshot=on \
 		-device virtio-blk-device,drive=d0 </dev/null >"$work/con" 2>/dev/null &
 	local pid=$!
-	grep -a -q -m1 'login:' <"$work/con" || true
+	# The prompt has no newline after it, so a line reader would wait forever.
+	python3 -c 'import os, sys
+buf = b""
+while b"login:" not in buf:
+    b = os.read(0, 65536)
+    if not b:
+        sys.exit(1)
+    buf = buf[-16:] + b' <"$work/con" || true
 	kill "$pid" 2>/dev/null || true
 	wait "$pid" 2>/dev/null || true
 }
