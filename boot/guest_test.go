@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
@@ -25,19 +23,8 @@ import (
 // from its current contents (VMCONV_GUEST_DIR overrides).
 func guestDir(t testing.TB) string {
 	t.Helper()
-	if d := os.Getenv("VMCONV_GUEST_DIR"); d != "" {
-		return d
-	}
-	script, err := os.ReadFile("../testdata/guest/build.sh")
+	d, err := testutil.GuestDir("..")
 	require.NoError(t, err)
-	sum := sha256.Sum256(script)
-	cache := os.Getenv("XDG_CACHE_HOME")
-	if cache == "" {
-		home, err := os.UserHomeDir()
-		require.NoError(t, err)
-		cache = filepath.Join(home, ".cache")
-	}
-	d := filepath.Join(cache, "vmconv", "guest", hex.EncodeToString(sum[:])[:16])
 	if _, err := os.Stat(filepath.Join(d, "guest.vmx")); err != nil {
 		testutil.Unavailable(t, "the Debian guest is not built: run testdata/guest/build.sh (as root) to make "+d)
 	}

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -58,19 +56,10 @@ func TestScripts(t *testing.T) {
 	})
 }
 
-// guestDir is where testdata/guest/build.sh caches the real Debian guest
-// (keyed by the script's hash), or "" when the script cannot be read.
+// guestDir is where the real Debian guest is cached, or "" when unknown.
 func guestDir() string {
-	script, err := os.ReadFile("../../testdata/guest/build.sh")
-	if err != nil {
-		return ""
-	}
-	sum := sha256.Sum256(script)
-	cache := os.Getenv("XDG_CACHE_HOME")
-	if cache == "" {
-		cache = filepath.Join(os.Getenv("HOME"), ".cache")
-	}
-	return filepath.Join(cache, "vmconv", "guest", hex.EncodeToString(sum[:])[:16])
+	d, _ := testutil.GuestDir("../..")
+	return d
 }
 
 // condition answers [have:TOOL] (TOOL installed) and [guest] (the real

@@ -2,8 +2,11 @@
 package testutil
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"testing"
 )
 
@@ -52,4 +55,28 @@ func Run(t testing.TB, name string, args ...string) string {
 func SkipForHost(t testing.TB, reason string) {
 	t.Helper()
 	t.Skip("host check: " + reason)
+}
+
+// GuestDir is where testdata/guest/build.sh caches the real Debian guest built
+// from the script's current contents, keyed by its hash
+// (VMCONV_GUEST_DIR overrides). repoRoot is the path of the repository's top.
+// The directory may not exist yet.
+func GuestDir(repoRoot string) (string, error) {
+	if d := os.Getenv("VMCONV_GUEST_DIR"); d != "" {
+		return d, nil
+	}
+	script, err := os.ReadFile(filepath.Join(repoRoot, "testdata", "guest", "build.sh"))
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(script)
+	cache := os.Getenv("XDG_CACHE_HOME")
+	if cache == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return "", err
+		}
+		cache = filepath.Join(home, ".cache")
+	}
+	return filepath.Join(cache, "vmconv", "guest", hex.EncodeToString(sum[:])[:16]), nil
 }
