@@ -15,12 +15,6 @@ import (
 	"github.com/vmconv/vmconv/vmm/verdict"
 )
 
-func init() {
-	hostKind = vmm.HostKind
-	builtinVerify = vmmVerify
-	extraCommands = append(extraCommands, newBootCmd)
-}
-
 // vmmConfig is the built-in machine for a VM and a boot spec.
 func vmmConfig(vm *neutral.VM, f *formats.Format, spec *bootSpec, cpus int, mem int64) vmm.Config {
 	cfg := vmm.Config{Kernel: spec.kernel, Initrd: spec.initrd, Cmdline: spec.cmdline, CPUs: cpus, MemoryMiB: mem}

@@ -95,15 +95,10 @@ Exit codes: 0 success, 1 the operation failed, 2 usage error.`,
 		SilenceUsage:  true,
 	}
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newInfoCmd(), newConvertCmd(), newDigestCmd(), newCompareCmd(), newCheckCmd())
-	for _, add := range extraCommands {
-		root.AddCommand(add())
-	}
+	root.AddCommand(newInfoCmd(), newConvertCmd(), newDigestCmd(), newCompareCmd(), newCheckCmd(),
+		newVerifyCmd(), newBootCmd(), newServeCmd())
 	return root
 }
-
-// extraCommands are added by the files that define them (verify, boot, serve).
-var extraCommands []func() *cobra.Command
 
 // argsRange is cobra.RangeArgs returning a usage error.
 func argsRange(lo, hi int) cobra.PositionalArgs {

@@ -11,8 +11,6 @@ import (
 	"github.com/vmconv/vmconv/nbd"
 )
 
-func init() { extraCommands = append(extraCommands, newServeCmd) }
-
 func newServeCmd() *cobra.Command {
 	var (
 		addr, diskID, fmtName string

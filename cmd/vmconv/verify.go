@@ -14,13 +14,10 @@ import (
 	"github.com/vmconv/vmconv/disk"
 	"github.com/vmconv/vmconv/formats"
 	"github.com/vmconv/vmconv/formats/neutral"
+	"github.com/vmconv/vmconv/vmm/host"
 	"github.com/vmconv/vmconv/vmm/qemu"
 	"github.com/vmconv/vmconv/vmm/verdict"
 )
-
-func init() {
-	extraCommands = append(extraCommands, newVerifyCmd)
-}
 
 // bootSpec is what a boot needs, from flags or from the guest's disk.
 type bootSpec struct {
@@ -136,12 +133,6 @@ func openVMArg(path, fmtName string) (*neutral.VM, *formats.Format, error) {
 	return vm, f, nil
 }
 
-// builtinVerify runs the built-in VMM; set by the file that wires it in.
-var builtinVerify func(ctx context.Context, vm *neutral.VM, f *formats.Format, spec *bootSpec, cpus int, mem int64, expect *regexp.Regexp, timeout time.Duration, console io.Writer) (*verdict.Report, error)
-
-// hostKind says what the host's /dev/kvm can do.
-var hostKind = qemu.HostKind
-
 func newVerifyCmd() *cobra.Command {
 	var (
 		bf         bootFlags
@@ -205,10 +196,7 @@ virtualization, else qemu when installed).`,
 			case "qemu":
 				rep, err = qemuVerify(cmd.Context(), vm, f, spec, cpus, mem, expectRE, timeout, console)
 			default:
-				if builtinVerify == nil {
-					return fmt.Errorf("the built-in engine is not available in this build")
-				}
-				rep, err = builtinVerify(cmd.Context(), vm, f, spec, cpus, mem, expectRE, timeout, console)
+				rep, err = vmmVerify(cmd.Context(), vm, f, spec, cpus, mem, expectRE, timeout, console)
 			}
 			if err != nil {
 				return err
@@ -244,16 +232,12 @@ func chooseEngine(name string) (string, error) {
 	case "builtin", "qemu":
 		return name, nil
 	case "auto":
-		if hostKind() == qemu.HostHardware && builtinVerify != nil {
-			return "builtin", nil
-		}
-		if qemu.Available() {
+		// The built-in machine where guests run at speed; QEMU elsewhere,
+		// when it is installed; else the built-in machine says why not.
+		if host.Kind() != host.Hardware && qemu.Available() {
 			return "qemu", nil
 		}
-		if builtinVerify != nil {
-			return "builtin", nil
-		}
-		return "", fmt.Errorf("no verification engine: the host has no hardware virtualization and %s is not installed", qemu.Binary)
+		return "builtin", nil
 	}
 	return "", usagef("--engine: want builtin, qemu or auto, got %q", name)
 }

@@ -1,0 +1,79 @@
+package formats
+
+import (
+	"archive/tar"
+	"bytes"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func tarWith(t *testing.T, name string) []byte {
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	require.NoError(t, tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: 3, Typeflag: tar.TypeReg}))
+	tw.Write([]byte("<x>"))
+	require.NoError(t, tw.Close())
+	return b.Bytes()
+}
+
+func TestDetect(t *testing.T) {
+	dir := t.TempDir()
+	sparse := append([]byte("KDMV\x01\x00\x00\x00"), make([]byte, 504)...)
+	tests := []struct {
+		name    string
+		file    string
+		content []byte
+		want    string
+	}{
+		{"sparse VMDK by magic, whatever the name", "disk.img", sparse, "vmdk"},
+		{"VMDK descriptor", "d.vmdk", []byte("# Disk DescriptorFile\nversion=1\nCID=fffffffe\n"), "vmdk"},
+		{"XVA by its first tar member", "export.bin", tarWith(t, "ova.xml"), "xva"},
+		{"a tar that is not an XVA", "other.tar", tarWith(t, "hello.txt"), "raw"},
+		{"VMX text", "vm.vmx", []byte(".encoding = \"UTF-8\"\nconfig.version = \"8\"\nvirtualHW.version = \"14\"\n"), "vmx"},
+		{"bundle tar by its long extension", "b.vmb.tar", tarWith(t, "chunks/00/x"), "vmb"},
+		{"no magic, raw extension", "disk.raw", make([]byte, 4096), "raw"},
+		{"no magic, unknown extension", "disk.xyz", []byte("random bytes"), "raw"},
+		{"compressed XVA by extension", "vm.xva", []byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0}, "xva"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := filepath.Join(dir, tc.file)
+			require.NoError(t, os.WriteFile(p, tc.content, 0o644))
+			f, err := Detect(p)
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, f.Name)
+		})
+	}
+
+	bundle := filepath.Join(dir, "vm.vmb")
+	require.NoError(t, os.Mkdir(bundle, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(bundle, "vm.json"), []byte("{}"), 0o644))
+	f, err := Detect(bundle)
+	require.NoError(t, err)
+	assert.Equal(t, "vmb", f.Name)
+
+	_, err = Detect(dir)
+	assert.ErrorContains(t, err, "not a VM bundle")
+	_, err = Detect(filepath.Join(dir, "missing"))
+	assert.Error(t, err)
+}
+
+func TestLookupAndExtensions(t *testing.T) {
+	for _, name := range []string{"raw", "vmdk", "xva", "vmx", "vmb", "VMDK"} {
+		_, err := Lookup(name)
+		assert.NoError(t, err, name)
+	}
+	_, err := Lookup("qcow9")
+	assert.ErrorContains(t, err, "known: raw")
+	assert.Equal(t, "vmb", ByExtension("x/a.VMB.tar").Name)
+	assert.Equal(t, "xva", ByExtension("a.xva").Name)
+	assert.Nil(t, ByExtension("a.tar"))
+	vmx, _ := Lookup("vmx")
+	assert.Equal(t, "vmdk", vmx.DiskFormatName())
+	raw, _ := Lookup("raw")
+	assert.Equal(t, "raw", raw.DiskFormatName())
+}
