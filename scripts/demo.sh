@@ -3,6 +3,7 @@
 # vmconv writes and back, and show that the content digest never changes.
 set -euo pipefail
 vmconv=$(realpath "${1:-bin/vmconv}")
+repo=$(cd "$(dirname "$0")/.." && pwd)
 work=${DEMO_DIR:-$(mktemp -d /tmp/vmconv-demo.XXXXXX)}
 mkdir -p "$work"
 cd "$work"
@@ -75,3 +76,15 @@ for v in vm/demo.vmx demo.xva demo.vmb back-vm/demo.vmx; do
 done
 "$vmconv" info back-vm/demo.vmx | grep -E 'cpus|memory|nic' | sed 's/^/  /'
 echo "== every copy has the sample's digest"
+
+# With the real Debian guest built (testdata/guest/build.sh, as the tests
+# use it) and QEMU installed: convert it to Xen's format and prove it boots.
+guest=${XDG_CACHE_HOME:-$HOME/.cache}/vmconv/guest/$(sha256sum "$repo/testdata/guest/build.sh" | cut -c1-16)
+if [ -f "$guest/guest.vmx" ] && command -v qemu-system-x86_64 >/dev/null; then
+	echo "== the real Debian guest: VMware -> Xen, then boot it to its login prompt"
+	"$vmconv" convert --force "$guest/guest.vmx" guest.xva
+	"$vmconv" info guest.xva | grep -E '^(name|cpus|memory|disk|nic|boots|cmdline)' | sed 's/^/  /'
+	"$vmconv" verify guest.xva | sed 's/^/  /'
+else
+	echo "== (build the real Debian guest with testdata/guest/build.sh to see it converted and booted here)"
+fi
