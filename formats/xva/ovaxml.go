@@ -329,19 +329,12 @@ func buildLayout(doc *Document) (*layout, error) {
 		order int
 	}
 	var drives []drv
-	for i := range doc.Objects {
-		o := &doc.Objects[i]
-		if o.Class != "VBD" {
-			continue
-		}
-		r := record{o}
-		owner, err := r.str("VM")
-		if err != nil {
-			return nil, err
-		}
-		if owner != vmID {
-			continue
-		}
+	vbds, err := childrenOf(doc, "VBD", vmID)
+	if err != nil {
+		return nil, err
+	}
+	for _, i := range vbds {
+		r := record{&doc.Objects[i]}
 		typ, err := r.str("type")
 		if err != nil {
 			return nil, err
@@ -419,19 +412,12 @@ func buildLayout(doc *Document) (*layout, error) {
 	// NICs, child side too (Xen Orchestra leaves VM.VIFs empty).
 	type nic struct{ obj, dev, order int }
 	var nics []nic
-	for i := range doc.Objects {
-		o := &doc.Objects[i]
-		if o.Class != "VIF" {
-			continue
-		}
-		r := record{o}
-		owner, err := r.str("VM")
-		if err != nil {
-			return nil, err
-		}
-		if owner != vmID {
-			continue
-		}
+	vifs, err := childrenOf(doc, "VIF", vmID)
+	if err != nil {
+		return nil, err
+	}
+	for _, i := range vifs {
+		r := record{&doc.Objects[i]}
 		n := nic{obj: i, dev: math.MaxInt, order: len(nics)}
 		if dev, _, err := r.integer("device", 0, 1<<16); err == nil {
 			if r.has("device") {
@@ -555,4 +541,25 @@ func unitFromID(id string) int {
 		n = n*26 + int(c-'a') + 1
 	}
 	return n - 1
+}
+
+// childrenOf lists, in document order, the objects of a class whose VM field
+// names vmID: drives and NICs are found from the child side, as xapi's
+// importer does (Xen Orchestra leaves VM.VBDs and VM.VIFs empty).
+func childrenOf(doc *Document, class, vmID string) ([]int, error) {
+	var out []int
+	for i := range doc.Objects {
+		o := &doc.Objects[i]
+		if o.Class != class {
+			continue
+		}
+		owner, err := record{o}.str("VM")
+		if err != nil {
+			return nil, err
+		}
+		if owner == vmID {
+			out = append(out, i)
+		}
+	}
+	return out, nil
 }
