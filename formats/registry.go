@@ -44,6 +44,10 @@ type Format struct {
 
 	// OpenVM reads a whole VM with its disks open.
 	OpenVM func(path string) (*neutral.VM, error)
+	// DescribeVM reads a VM for `info`: as OpenVM, but a disk whose file is
+	// absent is marked Missing (Image nil) instead of failing the read.
+	// Formats without it are described through OpenVM.
+	DescribeVM func(path string) (*neutral.VM, error)
 	// WriteVM writes a whole VM.
 	WriteVM func(ctx context.Context, out *disk.Output, path string, vm *neutral.VM, opts map[string]string, copyOpt disk.CopyOptions) error
 	// StreamVM reads a VM once from a pipe and hands each disk to fn in order.

@@ -52,6 +52,10 @@ type Disk struct {
 	Bootable      bool   `json:"bootable"`
 	ReadOnly      bool   `json:"read_only"`
 	Digest        string `json:"digest,omitempty"`
+	// Missing marks a disk whose file the VM names but which is not there
+	// (a .vmx copied off its datastore, an .ovf without its disks): the VM
+	// can still be described, not converted or booted. Image is nil.
+	Missing bool `json:"missing,omitempty"`
 	// Image is the disk's content when the VM is open; nil for an empty
 	// CD-ROM drive. Not part of vm.json.
 	Image disk.Image `json:"-"`
