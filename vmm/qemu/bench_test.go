@@ -80,7 +80,7 @@ sleep 1000
 	require.NoError(t, err)
 	cmdline := "console=ttyS0 reboot=t panic=-1 quiet"
 	if accel == "tcg" {
-		cmdline += " tsc_early_khz=" + strconv.FormatInt(hostTSCkHz(), 10)
+		cmdline += " tsc_early_khz=" + strconv.FormatInt(HostTSCkHz(), 10)
 	}
 	timeout := 5 * time.Minute
 	// Both paths boot the same file: the ELF Verify would enter at its PVH

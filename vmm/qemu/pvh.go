@@ -133,3 +133,13 @@ func kernelCacheDir() string {
 	}
 	return filepath.Join(d, "vmconv", "vmlinux")
 }
+
+// PVHKernel is the kernel at path as QEMU enters it fastest: an unpacked
+// vmlinux with a PVH note (cached under the user's cache directory), or path
+// itself when it cannot be unpacked.
+func PVHKernel(path string) string {
+	if p, err := pvhKernel(path, kernelCacheDir()); err == nil && p != "" {
+		return p
+	}
+	return path
+}

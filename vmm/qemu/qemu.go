@@ -176,7 +176,7 @@ func Verify(ctx context.Context, cfg Config) (*verdict.Report, error) {
 	if accel == "tcg" && !strings.Contains(cmdline, "tsc_early_khz=") {
 		// Without kvm-clock, TSC calibration against the emulated PIT can
 		// fail under host load and stall the boot.
-		if khz := hostTSCkHz(); khz > 0 {
+		if khz := HostTSCkHz(); khz > 0 {
 			cmdline = strings.TrimSpace(cmdline + " tsc_early_khz=" + strconv.FormatInt(khz, 10))
 		}
 	}
@@ -446,9 +446,9 @@ const (
 // HostKind says what virtualization this host offers QEMU.
 func HostKind() string { return host.Kind() }
 
-// hostTSCkHz returns the host's CPU clock in kHz from /proc/cpuinfo, 0 when
+// HostTSCkHz returns the host's CPU clock in kHz from /proc/cpuinfo, 0 when
 // unknown.
-func hostTSCkHz() int64 {
+func HostTSCkHz() int64 {
 	b, err := os.ReadFile("/proc/cpuinfo")
 	if err != nil {
 		return 0

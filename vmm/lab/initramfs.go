@@ -1,0 +1,245 @@
+package lab
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"debug/elf"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/vmconv/vmconv/internal/cpio"
+)
+
+// wantModules are the modules the lab loads, by name; their dependencies
+// (from each module's own .modinfo) are loaded first. kvm-amd gives
+// /dev/kvm on QEMU's emulated AMD-V; the rest carry the 9p share and the
+// control console over virtio-mmio.
+var wantModules = []string{
+	"virtio_mmio", "virtio_console",
+	"9pnet_virtio", "9p",
+	"kvm-amd",
+}
+
+// moduleSet maps module names (with '-' and '_' as one) to their files
+// under a kernel package's lib/modules.
+type moduleSet map[string]string
+
+func modName(s string) string { return strings.ReplaceAll(s, "-", "_") }
+
+func findModules(kernelDir string) (moduleSet, error) {
+	set := moduleSet{}
+	root := filepath.Join(kernelDir, "lib", "modules")
+	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if n, ok := strings.CutSuffix(d.Name(), ".ko"); ok && !d.IsDir() {
+			set[modName(n)] = p
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("lab: kernel modules under %s: %w", root, err)
+	}
+	return set, nil
+}
+
+// moduleDepends reads "depends=" from a module's .modinfo section.
+func moduleDepends(path string) ([]string, error) {
+	f, err := elf.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("lab: module %s: %w", path, err)
+	}
+	defer f.Close()
+	s := f.Section(".modinfo")
+	if s == nil {
+		return nil, fmt.Errorf("lab: module %s has no .modinfo section", path)
+	}
+	b, err := s.Data()
+	if err != nil {
+		return nil, fmt.Errorf("lab: module %s: .modinfo: %w", path, err)
+	}
+	for _, kv := range bytes.Split(b, []byte{0}) {
+		if v, ok := bytes.CutPrefix(kv, []byte("depends=")); ok {
+			if len(v) == 0 {
+				return nil, nil
+			}
+			return strings.Split(string(v), ","), nil
+		}
+	}
+	return nil, nil
+}
+
+// loadOrder lists the files of want and their dependencies, each after
+// everything it depends on. Modules built into the kernel (absent from the
+// set but named in modules.builtin) are skipped.
+func loadOrder(set moduleSet, builtin map[string]bool, want []string) ([]string, error) {
+	var order []string
+	state := map[string]int{} // 1 visiting, 2 done
+	var visit func(name, from string) error
+	visit = func(name, from string) error {
+		name = modName(name)
+		switch state[name] {
+		case 1:
+			return fmt.Errorf("lab: module dependency loop through %s", name)
+		case 2:
+			return nil
+		}
+		path, ok := set[name]
+		if !ok {
+			if builtin[name] {
+				state[name] = 2
+				return nil
+			}
+			return fmt.Errorf("lab: module %s (needed by %s) is not in the kernel package", name, from)
+		}
+		state[name] = 1
+		deps, err := moduleDepends(path)
+		if err != nil {
+			return err
+		}
+		for _, d := range deps {
+			if err := visit(d, name); err != nil {
+				return err
+			}
+		}
+		state[name] = 2
+		order = append(order, path)
+		return nil
+	}
+	for _, w := range want {
+		if err := visit(w, "the lab"); err != nil {
+			return nil, err
+		}
+	}
+	return order, nil
+}
+
+// builtinModules reads modules.builtin (paths of modules compiled in).
+func builtinModules(kernelDir string) map[string]bool {
+	m := map[string]bool{}
+	files, _ := filepath.Glob(filepath.Join(kernelDir, "lib", "modules", "*", "modules.builtin"))
+	for _, f := range files {
+		b, _ := os.ReadFile(f)
+		for _, line := range strings.Split(string(b), "\n") {
+			if n, ok := strings.CutSuffix(filepath.Base(line), ".ko"); ok {
+				m[modName(n)] = true
+			}
+		}
+	}
+	return m
+}
+
+// initScript is the lab's /init. It loads the modules, mounts the host's root
+// over 9p, gives it the lab's own /proc, /sys, /dev and a tmpfs /tmp, then
+// serves the control console: each line it reads is a shell command run
+// chrooted in the host's root, its output and a closing exit-status line
+// written back.
+const initScript = `#!/bin/busybox sh
+/bin/busybox mkdir -p /usr/bin /sbin /usr/sbin
+/bin/busybox --install -s
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+say() { echo "$*" > /dev/ttyS0; }
+fail() {
+	say "lab: $*"
+	[ -c /dev/hvc0 ] && echo "@@lab-failed $*@@" > /dev/hvc0
+	poweroff -f
+}
+while read -r m; do
+	insmod "/lib/modules/$m" || fail "insmod $m failed"
+done < /modules.order
+for i in 1 2 3 4 5 6 7 8 9 10; do [ -c /dev/hvc0 ] && break; sleep 0.1; done
+[ -c /dev/hvc0 ] || fail "no control console (/dev/hvc0)"
+[ -c /dev/kvm ] || fail "no /dev/kvm after loading kvm-amd: does the CPU model have SVM?"
+mkdir -p /host
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=1048576,cache=loose hostroot /host || fail "mounting the host's root over 9p failed"
+mount -t proc proc /host/proc
+mount -t sysfs sys /host/sys
+mount -t devtmpfs dev /host/dev
+mount -t tmpfs -o mode=1777 tmp /host/tmp
+mkdir -p /host/var/tmp 2>/dev/null
+exec 3<>/dev/hvc0
+stty -F /dev/hvc0 raw -echo
+echo "@@lab-ready@@" >&3
+while read -r line <&3; do
+	[ "$line" = "@@lab-poweroff@@" ] && break
+	chroot /host /bin/sh -c "$line" </dev/null >&3 2>&3
+	echo "" >&3
+	echo "@@lab-exit $?@@" >&3
+done
+poweroff -f
+`
+
+// initramfs returns the lab's initramfs for the kernel package at
+// kernelDir, built once and cached under cacheDir by a hash of everything
+// that goes in (busybox, the module files, the init script).
+func initramfs(kernelDir, busybox, cacheDir string) (string, error) {
+	set, err := findModules(kernelDir)
+	if err != nil {
+		return "", err
+	}
+	order, err := loadOrder(set, builtinModules(kernelDir), wantModules)
+	if err != nil {
+		return "", err
+	}
+	bb, err := os.ReadFile(busybox)
+	if err != nil {
+		return "", fmt.Errorf("lab: busybox: %w", err)
+	}
+	h := sha256.New()
+	h.Write(bb)
+	h.Write([]byte(initScript))
+	for _, p := range order {
+		fmt.Fprintf(h, "%s\n", p)
+		if fi, err := os.Stat(p); err == nil {
+			fmt.Fprintf(h, "%d %d\n", fi.Size(), fi.ModTime().UnixNano())
+		}
+	}
+	out := filepath.Join(cacheDir, "initramfs-"+hex.EncodeToString(h.Sum(nil))[:16]+".cpio")
+	if _, err := os.Stat(out); err == nil {
+		return out, nil
+	}
+	var buf bytes.Buffer
+	w := cpio.NewWriter(&buf)
+	for _, d := range []string{"bin", "dev", "proc", "sys", "tmp", "lib", "lib/modules"} {
+		w.Dir(d, 0o755)
+	}
+	w.CharDevice("dev/console", 0o600, 5, 1)
+	w.File("bin/busybox", 0o755, bb)
+	w.File("init", 0o755, []byte(initScript))
+	var names []string
+	for _, p := range order {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return "", fmt.Errorf("lab: %w", err)
+		}
+		w.File("lib/modules/"+filepath.Base(p), 0o644, b)
+		names = append(names, filepath.Base(p))
+	}
+	w.File("modules.order", 0o644, []byte(strings.Join(names, "\n")+"\n"))
+	if err := w.Close(); err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
+		return "", fmt.Errorf("lab: %w", err)
+	}
+	tmp, err := os.CreateTemp(cacheDir, ".initramfs-*")
+	if err != nil {
+		return "", fmt.Errorf("lab: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(buf.Bytes()); err != nil {
+		tmp.Close()
+		return "", fmt.Errorf("lab: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return "", fmt.Errorf("lab: %w", err)
+	}
+	return out, os.Rename(tmp.Name(), out)
+}
