@@ -1,0 +1,113 @@
+package qcow2
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Options control the writer. They are spelled like qemu-img's qcow2
+// creation options, plus compress (qemu-img convert's -c).
+type Options struct {
+	// ClusterSize in bytes, a power of two from 512 B to 2 MiB; default 64 KiB.
+	ClusterSize int64
+	// Compress writes every data cluster compressed (when that makes it
+	// smaller), as qemu-img convert -c does.
+	Compress bool
+	// CompressionType is "zlib" (default, readable by every qemu) or "zstd".
+	CompressionType string
+	// CompressionLevel: zstd level (1 fastest, the default); ignored for zlib,
+	// whose 4 KiB window qemu imposes allows one fast encoder.
+	CompressionLevel int
+}
+
+const defaultClusterSize = 64 << 10
+
+// ParseOptions parses -o key=value options: compat, cluster_size,
+// compression_type, compress, compression_level, refcount_bits,
+// lazy_refcounts, preallocation, extended_l2.
+func ParseOptions(kv map[string]string) (Options, error) {
+	var o Options
+	for k, v := range kv {
+		switch k {
+		case "compat":
+			if v != "1.1" && v != "v3" {
+				return o, fmt.Errorf("qcow2 option compat=%q: only 1.1 (version 3) is written", v)
+			}
+		case "cluster_size":
+			n, err := parseSize(v)
+			if err != nil || n < 512 || n > 2<<20 || n&(n-1) != 0 {
+				return o, fmt.Errorf("qcow2 option cluster_size=%q: want a power of two from 512 to 2M", v)
+			}
+			o.ClusterSize = n
+		case "compression_type":
+			switch strings.ToLower(v) {
+			case "zlib", "zstd":
+				o.CompressionType = strings.ToLower(v)
+			default:
+				return o, fmt.Errorf("qcow2 option compression_type=%q: want zlib or zstd", v)
+			}
+		case "compress", "c":
+			b, err := parseBool(v)
+			if err != nil {
+				return o, fmt.Errorf("qcow2 option %s=%q: %w", k, v, err)
+			}
+			o.Compress = b
+		case "compression_level":
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 22 {
+				return o, fmt.Errorf("qcow2 option compression_level=%q: want 1 to 22", v)
+			}
+			o.CompressionLevel = n
+		case "refcount_bits":
+			if v != "16" {
+				return o, fmt.Errorf("qcow2 option refcount_bits=%q: only 16 is written", v)
+			}
+		case "lazy_refcounts", "extended_l2":
+			if b, err := parseBool(v); err != nil || b {
+				return o, fmt.Errorf("qcow2 option %s=%q: only off is written", k, v)
+			}
+		case "preallocation":
+			if v != "off" {
+				return o, fmt.Errorf("qcow2 option preallocation=%q: only off is written (images are sparse)", v)
+			}
+		case "backing_file", "backing_fmt", "data_file", "encrypt.format", "encryption":
+			return o, fmt.Errorf("qcow2 option %s: not supported (conversion flattens chains; images are not encrypted)", k)
+		default:
+			return o, fmt.Errorf("qcow2: unknown option %q (known: compat, cluster_size, compress, compression_type, compression_level, refcount_bits, lazy_refcounts, extended_l2, preallocation)", k)
+		}
+	}
+	return o, nil
+}
+
+func (o *Options) fill() {
+	if o.ClusterSize == 0 {
+		o.ClusterSize = defaultClusterSize
+	}
+	if o.CompressionType == "" {
+		o.CompressionType = "zlib"
+	}
+}
+
+func parseBool(v string) (bool, error) {
+	switch strings.ToLower(v) {
+	case "on", "true", "yes", "1", "":
+		return true, nil
+	case "off", "false", "no", "0":
+		return false, nil
+	}
+	return false, fmt.Errorf("want on or off")
+}
+
+// parseSize reads 65536, 64k, 64K, 2M.
+func parseSize(s string) (int64, error) {
+	mult := int64(1)
+	switch {
+	case strings.HasSuffix(strings.ToLower(s), "k"):
+		mult, s = 1<<10, s[:len(s)-1]
+	case strings.HasSuffix(strings.ToLower(s), "m"):
+		mult, s = 1<<20, s[:len(s)-1]
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	return n * mult, err
+}

@@ -1,0 +1,342 @@
+package qcow2
+
+import (
+	"bufio"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+
+	"github.com/vmconv/vmconv/disk"
+)
+
+// writer writes a version 3 image front to back: the header cluster, the
+// refcount table and the L1 table are reserved first (their size is known
+// from the virtual size) and filled in by Close; then data clusters, each L2
+// table as soon as the chunks have moved past it, and each refcount block as
+// soon as the file has grown past the clusters it counts. Everything after
+// the reserved area is appended, so memory holds one L2 table, one refcount
+// block, the L1 table and the refcount table whatever the disk size.
+type writer struct {
+	f    *os.File
+	bw   *bufio.Writer
+	name string
+	size int64
+	hdr  Header
+
+	cs        int64
+	l2Entries int64
+	l1        []uint64
+	l1Off     int64
+	rtOff     int64
+	rtEntries int64 // capacity of the reserved refcount table
+
+	curL2 int64 // L1 index of the L2 table being filled, -1 for none
+	l2    []byte
+
+	hostEnd  int64 // bytes appended to the file so far
+	perBlock int64 // refcounts per refcount block (16-bit refcounts)
+	curBlock int64
+	rcb      []uint16
+	rt       []uint64
+
+	openVC   int64 // guest cluster being written uncompressed, -1 for none
+	openFill int64 // bytes of it written
+
+	comp     *compressor
+	next     int64 // chunks must start at or after this offset
+	err      error
+	prepPool sync.Pool // *prepared
+}
+
+// Create starts a new qcow2 image of size bytes (rounded up to whole
+// sectors, as qemu sees every image) at path, written through out so it
+// appears only when out is committed.
+func Create(out *disk.Output, path string, size int64, opt Options) (disk.Writer, error) {
+	opt.fill()
+	if path == disk.Stdout {
+		return nil, fmt.Errorf("qcow2: cannot be written to standard output (its tables are written last, at the front)")
+	}
+	if size < 0 {
+		return nil, fmt.Errorf("qcow2 %s: size %d: want a size of at least 0", path, size)
+	}
+	cs := opt.ClusterSize
+	if cs < 512 || cs > 2<<20 || cs&(cs-1) != 0 {
+		return nil, fmt.Errorf("qcow2 %s: cluster size %d: want a power of two from 512 to 2 MiB", path, cs)
+	}
+	if opt.Compress && cs > disk.ChunkSize {
+		return nil, fmt.Errorf("qcow2 %s: compression needs clusters of at most %d bytes, not %d", path, disk.ChunkSize, cs)
+	}
+	size = (size + 511) &^ 511
+	w := &writer{name: path, size: size, cs: cs, l2Entries: cs / 8, curL2: -1, openVC: -1, perBlock: cs / 2}
+	if err := w.layout(opt); err != nil {
+		return nil, err
+	}
+	if opt.Compress {
+		var typ uint8
+		if opt.CompressionType == "zstd" {
+			typ = compressionZstd
+		}
+		c, err := newCompressor(typ, opt.CompressionLevel)
+		if err != nil {
+			return nil, err
+		}
+		w.comp = c
+	}
+	f, err := out.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	w.f = f
+	w.bw = bufio.NewWriterSize(f, 1<<20)
+	w.l2 = make([]byte, cs)
+	w.rcb = make([]uint16, w.perBlock)
+	// Reserve the header, refcount table and L1 table clusters.
+	reserved := 1 + w.rtEntries*8/cs + (int64(len(w.l1))*8+cs-1)/cs
+	for range reserved {
+		w.allocCluster()
+		w.emit(make([]byte, cs))
+	}
+	return w, w.err
+}
+
+// layout sizes the L1 and refcount tables and places them after the header.
+func (w *writer) layout(opt Options) error {
+	cs := w.cs
+	l2Span := cs * w.l2Entries
+	l1Size := (w.size + l2Span - 1) / l2Span
+	if l1Size*8 > maxL1Bytes {
+		return fmt.Errorf("qcow2 %s: size %d needs an L1 table of %d bytes, more than qemu's %d: use a larger cluster_size", w.name, w.size, l1Size*8, maxL1Bytes)
+	}
+	l1Clusters := (l1Size*8 + cs - 1) / cs
+	// The file can hold at most: header, tables, every data cluster, every
+	// L2 table, and the refcount blocks counting all of these.
+	base := 1 + l1Clusters + (w.size+cs-1)/cs + l1Size + 1
+	rtClusters := int64(1)
+	for {
+		blocks := (base+rtClusters)/w.perBlock + 2
+		need := (blocks*8 + cs - 1) / cs
+		if need <= rtClusters {
+			break
+		}
+		rtClusters = need
+	}
+	if rtClusters*cs > maxRefTable {
+		return fmt.Errorf("qcow2 %s: size %d needs a refcount table of %d bytes, more than qemu's %d: use a larger cluster_size", w.name, w.size, rtClusters*cs, maxRefTable)
+	}
+	w.rtOff = cs
+	w.rtEntries = rtClusters * cs / 8
+	w.l1Off = cs + rtClusters*cs
+	w.l1 = make([]uint64, l1Size)
+	w.hdr = Header{
+		Magic: magic, Version: 3, ClusterBits: uint32(log2(uint64(cs))), Size: uint64(w.size),
+		L1Size: uint32(l1Size), L1TableOffset: uint64(w.l1Off),
+		RefcountTableOffset: uint64(w.rtOff), RefcountTableClusters: uint32(rtClusters),
+		RefcountOrder: 4, HeaderLength: ourHeaderLength,
+	}
+	if opt.Compress && opt.CompressionType == "zstd" {
+		w.hdr.IncompatibleFeatures |= incCompression
+		w.hdr.CompressionType = compressionZstd
+	}
+	return nil
+}
+
+func (w *writer) fail(format string, args ...any) error {
+	if w.err == nil {
+		w.err = fmt.Errorf("qcow2 %s: "+format, append([]any{w.name}, args...)...)
+	}
+	return w.err
+}
+
+// emit appends p to the file.
+func (w *writer) emit(p []byte) {
+	if w.err != nil {
+		return
+	}
+	if _, err := w.bw.Write(p); err != nil {
+		w.fail("write at %#x: %v", w.hostEnd, err)
+		return
+	}
+	w.hostEnd += int64(len(p))
+}
+
+var zeroCluster [2 << 20]byte
+
+// alignPad pads the file to a cluster boundary (after compressed data).
+func (w *writer) alignPad() {
+	if r := w.hostEnd % w.cs; r != 0 {
+		w.emit(zeroCluster[:w.cs-r])
+	}
+}
+
+// allocCluster counts the next whole cluster of the file and returns its
+// offset; the caller appends its cs bytes next.
+func (w *writer) allocCluster() int64 {
+	w.alignPad()
+	for w.hostEnd/w.cs/w.perBlock > w.curBlock && w.err == nil {
+		w.flushBlock()
+	}
+	w.rcb[w.hostEnd/w.cs%w.perBlock]++
+	return w.hostEnd
+}
+
+// allocBytes counts n bytes of compressed data appended at the end of the
+// file, byte-packed as qemu packs them; every cluster the data's sectors
+// touch gains one reference.
+func (w *writer) allocBytes(n int64) int64 {
+	for w.err == nil {
+		pos := w.hostEnd
+		first, last := (pos&^511)/w.cs, ((pos+n+511)&^511-1)/w.cs
+		if last/w.perBlock > w.curBlock {
+			w.alignPad()
+			w.flushBlock()
+			continue
+		}
+		for c := first; c <= last; c++ {
+			w.rcb[c%w.perBlock]++
+		}
+		return pos
+	}
+	return 0
+}
+
+// flushBlock appends the current refcount block, whose counts are final
+// (the file has grown past its clusters or is being closed), and counts the
+// block's own cluster in whichever block holds it.
+func (w *writer) flushBlock() {
+	w.alignPad()
+	pos := w.hostEnd
+	self := pos / w.cs
+	if self/w.perBlock == w.curBlock {
+		w.rcb[self%w.perBlock]++
+	}
+	b := make([]byte, w.cs)
+	for i, v := range w.rcb {
+		binary.BigEndian.PutUint16(b[i*2:], v)
+	}
+	w.emit(b)
+	if int64(len(w.rt)) >= w.rtEntries {
+		w.fail("refcount table overflow (%d blocks)", len(w.rt))
+		return
+	}
+	w.rt = append(w.rt, uint64(pos))
+	w.curBlock++
+	clear(w.rcb)
+	if self/w.perBlock == w.curBlock {
+		w.rcb[self%w.perBlock]++
+	}
+}
+
+// useL2 makes the L2 table of guest cluster vc the current one, writing out
+// the previous one.
+func (w *writer) useL2(vc int64) {
+	i := vc / w.l2Entries
+	if i == w.curL2 {
+		return
+	}
+	w.flushL2()
+	w.curL2 = i
+}
+
+func (w *writer) flushL2() {
+	if w.curL2 < 0 {
+		return
+	}
+	pos := w.allocCluster()
+	w.emit(w.l2)
+	w.l1[w.curL2] = uint64(pos) | oflagCopied
+	clear(w.l2)
+	w.curL2 = -1
+}
+
+func (w *writer) setL2(vc int64, e uint64) {
+	binary.BigEndian.PutUint64(w.l2[(vc%w.l2Entries)*8:], e)
+}
+
+// writeData writes p at byte in of guest cluster vc, uncompressed. A
+// cluster stays open until another cluster or table is written, so clusters
+// larger than a chunk fill from several chunks; gaps read as zeros.
+func (w *writer) writeData(vc, in int64, p []byte) {
+	if vc != w.openVC {
+		w.closeOpen()
+		w.useL2(vc)
+		pos := w.allocCluster()
+		w.setL2(vc, uint64(pos)|oflagCopied)
+		w.openVC, w.openFill = vc, 0
+	}
+	if in > w.openFill {
+		w.emit(zeroCluster[:in-w.openFill])
+	}
+	w.emit(p)
+	w.openFill = in + int64(len(p))
+}
+
+func (w *writer) closeOpen() {
+	if w.openVC >= 0 {
+		w.emit(zeroCluster[:w.cs-w.openFill])
+		w.openVC = -1
+	}
+}
+
+// writeCompressed appends one compressed cluster.
+func (w *writer) writeCompressed(vc int64, data []byte) {
+	w.closeOpen()
+	w.useL2(vc)
+	n := int64(len(data))
+	pos := w.allocBytes(n)
+	sectors := (pos%512 + n + 511) / 512
+	shift := 62 - (w.hdr.ClusterBits - 8)
+	w.setL2(vc, oflagCompressed|uint64(sectors-1)<<shift|uint64(pos))
+	w.emit(data)
+}
+
+// Close writes the last L2 table and refcount blocks, then the refcount
+// table, the L1 table and the header into the reserved clusters. It does
+// not close the file, which the Output owns.
+func (w *writer) Close() error {
+	if w.err != nil {
+		return w.err
+	}
+	w.closeOpen()
+	w.flushL2()
+	w.flushBlock()
+	for w.err == nil && !isZero16(w.rcb) {
+		w.flushBlock() // the last block's own cluster began a new block
+	}
+	if w.err != nil {
+		return w.err
+	}
+	if err := w.bw.Flush(); err != nil {
+		return w.fail("write: %v", err)
+	}
+	rt := make([]byte, w.rtEntries*8)
+	for i, v := range w.rt {
+		binary.BigEndian.PutUint64(rt[i*8:], v)
+	}
+	l1 := make([]byte, len(w.l1)*8)
+	for i, v := range w.l1 {
+		binary.BigEndian.PutUint64(l1[i*8:], v)
+	}
+	for _, p := range []struct {
+		b   []byte
+		off int64
+	}{{rt, w.rtOff}, {l1, w.l1Off}, {w.hdr.encode(), 0}} {
+		if _, err := w.f.WriteAt(p.b, p.off); err != nil {
+			return w.fail("write tables at %#x: %v", p.off, err)
+		}
+	}
+	w.err = fmt.Errorf("qcow2 %s: writer closed", w.name)
+	return nil
+}
+
+func isZero16(v []uint16) bool {
+	for _, x := range v {
+		if x != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+var _ io.Closer = (*writer)(nil)
