@@ -1,0 +1,107 @@
+package formats
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/vmconv/vmconv/disk"
+	"github.com/vmconv/vmconv/formats/neutral"
+	"github.com/vmconv/vmconv/formats/ovf"
+	"github.com/vmconv/vmconv/formats/vmdk"
+)
+
+func init() {
+	Register(&Format{
+		Name:       "ovf",
+		Exts:       []string{".ovf"},
+		DiskFormat: "vmdk",
+		Magic:      ovf.DetectDescriptor,
+		OpenVM:     func(path string) (*neutral.VM, error) { return readOVF(path, false) },
+		DescribeVM: func(path string) (*neutral.VM, error) { return readOVF(path, true) },
+		WriteVM:    writeOVF(false),
+	})
+	Register(&Format{
+		Name:       "ova",
+		Exts:       []string{".ova"},
+		DiskFormat: "vmdk",
+		Magic:      ovf.IsOVA,
+		OpenVM:     func(path string) (*neutral.VM, error) { return readOVF(path, false) },
+		DescribeVM: func(path string) (*neutral.VM, error) { return readOVF(path, true) },
+		WriteVM:    writeOVF(true),
+		StreamsOut: true,
+		StreamVM: func(r io.Reader) (VMStream, error) {
+			s, err := ovf.NewStreamReader(r, "-", ovfDisks)
+			if err != nil {
+				return nil, err
+			}
+			ovfWarn("-", s.Warnings())
+			return s, nil
+		},
+	})
+}
+
+// ovfDisks opens the disks of OVF packages through the registry.
+var ovfDisks = ovf.Disks{
+	Open: func(path, format string) (disk.Image, error) {
+		f, err := ovfDiskFormat(path, format)
+		if err != nil {
+			return nil, err
+		}
+		if f.OpenImage == nil {
+			return nil, fmt.Errorf("format %s cannot be read", f.Name)
+		}
+		return f.OpenImage(path)
+	},
+	OpenAt: func(name string, r io.ReaderAt, size int64, format string) (disk.Image, error) {
+		var head [4]byte
+		r.ReadAt(head[:], 0)
+		if (format == "vmdk" || format == "") && bytes.Equal(head[:], []byte("KDMV")) {
+			return vmdk.OpenReaderAt(name, r, size)
+		}
+		return nil, ovf.ErrNeedFile
+	},
+	OpenStream: func(r io.Reader, format string) (disk.Stream, error) {
+		if format == "" {
+			format = "vmdk"
+		}
+		f, err := Lookup(format)
+		if err != nil {
+			return nil, err
+		}
+		if f.OpenStream == nil {
+			return nil, fmt.Errorf("a %s disk cannot be read from a pipe; read the OVA from a file", f.Name)
+		}
+		return f.OpenStream(r)
+	},
+}
+
+// ovfDiskFormat is the format a descriptor names, or the detected one.
+func ovfDiskFormat(path, name string) (*Format, error) {
+	if name == "" {
+		return Detect(path)
+	}
+	return Lookup(name)
+}
+
+func readOVF(path string, describe bool) (*neutral.VM, error) {
+	res, err := ovf.Read(path, ovf.ReadOptions{Disks: ovfDisks, MarkMissing: describe})
+	if err != nil {
+		return nil, err
+	}
+	ovfWarn(path, res.Warnings)
+	return res.VM, nil
+}
+
+// ovfWarn tells the user, on stderr, what a reader noticed.
+func ovfWarn(path string, ws []string) {
+	for _, w := range ws {
+		fmt.Fprintf(os.Stderr, "vmconv: warning: %s: %s\n", path, w)
+	}
+}
+
+func writeOVF(archive bool) func(ctx context.Context, out *disk.Output, path string, vm *neutral.VM, opts map[string]string, copyOpt disk.CopyOptions) error {
+	return nil
+}
