@@ -20,6 +20,8 @@ import (
 // VM formats the VM functions; a format may have both.
 type Format struct {
 	Name string
+	// Aliases are other names Lookup accepts (qemu-img's vpc is also vhd).
+	Aliases []string
 	// Exts are file name extensions, with the dot, used when no magic matches.
 	Exts []string
 	// Magic reports whether a file's first bytes are this format's.
@@ -103,6 +105,11 @@ func Lookup(name string) (*Format, error) {
 	for _, f := range registry {
 		if strings.EqualFold(f.Name, name) {
 			return f, nil
+		}
+		for _, a := range f.Aliases {
+			if strings.EqualFold(a, name) {
+				return f, nil
+			}
 		}
 	}
 	names := make([]string, len(registry))

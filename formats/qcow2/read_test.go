@@ -76,6 +76,9 @@ func TestReadQemuFiles(t *testing.T) {
 			if tc.info != nil {
 				tc.info(t, img.Info())
 			}
+			res, err := Check(p)
+			require.NoError(t, err)
+			assert.Empty(t, res.Problems, "our check of a file qemu-img finds clean")
 		})
 	}
 }

@@ -1,0 +1,169 @@
+package qcow2
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/vmconv/vmconv/disk"
+)
+
+// TestWriteQemuReads writes images in every option combination and has
+// qemu-img check them, compare them with the source both ways and report
+// their sizes; our reader reads them back too.
+func TestWriteQemuReads(t *testing.T) {
+	tests := []struct {
+		name string
+		opt  Options
+		size int64
+	}{
+		{"default", Options{}, 9<<20 + 3*512},
+		{"unaligned size", Options{}, 1<<20 + 1000},
+		{"512-byte clusters", Options{ClusterSize: 512}, 9 << 20},
+		{"4 KiB clusters", Options{ClusterSize: 4096}, 9 << 20},
+		{"2 MiB clusters", Options{ClusterSize: 2 << 20}, 9<<20 + 512},
+		{"zlib compressed", Options{Compress: true}, 9<<20 + 3*512},
+		{"zlib compressed, 512-byte clusters", Options{Compress: true, ClusterSize: 512}, 9 << 20},
+		{"zstd compressed", Options{Compress: true, CompressionType: "zstd"}, 9<<20 + 3*512},
+		{"zstd compressed level 9", Options{Compress: true, CompressionType: "zstd", CompressionLevel: 9}, 9 << 20},
+		{"empty", Options{}, 5 << 20},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			want := pattern(tc.size, tc.size)
+			if tc.name == "empty" {
+				want = make([]byte, tc.size)
+			}
+			raw := filepath.Join(dir, "src.raw")
+			writeRaw(t, raw, want)
+			src, err := disk.OpenRaw(raw)
+			require.NoError(t, err)
+			defer src.Close()
+			q := filepath.Join(dir, "out.qcow2")
+			convertTo(t, src, q, tc.opt)
+
+			assert.Contains(t, qemuImg(t, "check", q), "No errors were found")
+			qemuImg(t, "compare", "-f", "qcow2", "-F", "raw", q, raw)
+			qemuImg(t, "compare", "-f", "raw", "-F", "qcow2", raw, q)
+			var info struct {
+				VirtualSize int64 `json:"virtual-size"`
+				ClusterSize int64 `json:"cluster-size"`
+				Specific    struct {
+					Data struct {
+						Compat          string `json:"compat"`
+						CompressionType string `json:"compression-type"`
+					} `json:"data"`
+				} `json:"format-specific"`
+			}
+			require.NoError(t, json.Unmarshal([]byte(qemuImg(t, "info", "--output", "json", q)), &info))
+			assert.Equal(t, (tc.size+511)&^511, info.VirtualSize)
+			assert.Equal(t, "1.1", info.Specific.Data.Compat)
+			if tc.opt.CompressionType != "" {
+				assert.Equal(t, tc.opt.CompressionType, info.Specific.Data.CompressionType)
+			}
+
+			img, err := Open(q)
+			require.NoError(t, err)
+			defer img.Close()
+			got := readAllParallel(t, img)
+			require.True(t, string(got[:tc.size]) == string(want), "contents differ")
+			requireExtentsCover(t, img, append(want, make([]byte, img.Size()-tc.size)...))
+			res, err := Check(q)
+			require.NoError(t, err)
+			assert.Empty(t, res.Problems)
+			if tc.name == "empty" {
+				fi, err := os.Stat(q)
+				require.NoError(t, err)
+				assert.Less(t, fi.Size(), int64(1<<20), "zero chunks are not written")
+			}
+		})
+	}
+}
+
+// A disk larger than one refcount block's reach (2 GiB of file with 64 KiB
+// clusters, 128 KiB with 512-byte ones) needs several refcount blocks,
+// written as the file grows past each.
+func TestWriteManyRefcountBlocks(t *testing.T) {
+	for _, comp := range []bool{false, true} {
+		dir := t.TempDir()
+		const size = 3 << 20
+		want := make([]byte, size)
+		for i := range want {
+			want[i] = byte(i*7/512 + 1)
+		}
+		q := filepath.Join(dir, "out.qcow2")
+		convertTo(t, disk.FromReaderAt(bytesReaderAt(want), size), q, Options{ClusterSize: 512, Compress: comp})
+		assert.Contains(t, qemuImg(t, "check", q), "No errors were found")
+		require.True(t, string(rawOf(t, q)) == string(want))
+	}
+}
+
+// A 1 TiB disk holding 64 KiB converts to a small file with small tables.
+func TestWriteHugeSparse(t *testing.T) {
+	dir := t.TempDir()
+	raw := filepath.Join(dir, "big.raw")
+	f, err := os.Create(raw)
+	require.NoError(t, err)
+	_, err = f.WriteAt([]byte("far away"), 700<<30)
+	require.NoError(t, err)
+	require.NoError(t, f.Truncate(1<<40))
+	require.NoError(t, f.Close())
+	src, err := disk.OpenRaw(raw)
+	require.NoError(t, err)
+	defer src.Close()
+	q := filepath.Join(dir, "big.qcow2")
+	convertTo(t, src, q, Options{})
+	fi, err := os.Stat(q)
+	require.NoError(t, err)
+	assert.Less(t, fi.Size(), int64(1<<20))
+	assert.Contains(t, qemuImg(t, "check", q), "No errors were found")
+}
+
+func TestCreateRefuses(t *testing.T) {
+	for _, tc := range []struct {
+		name, path string
+		size       int64
+		opt        Options
+		want       string
+	}{
+		{"stdout", "-", 1 << 20, Options{}, "standard output"},
+		{"bad cluster size", "x.qcow2", 1 << 20, Options{ClusterSize: 3000}, "cluster size"},
+		{"compressed 2 MiB clusters", "x.qcow2", 1 << 20, Options{ClusterSize: 2 << 20, Compress: true}, "compression needs"},
+		{"L1 too large", "x.qcow2", 1 << 50, Options{ClusterSize: 512}, "L1 table"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := disk.NewOutput(false)
+			defer out.Abort()
+			_, err := Create(out, filepath.Join(t.TempDir(), tc.path), tc.size, tc.opt)
+			if tc.path == "-" {
+				_, err = Create(out, "-", tc.size, tc.opt)
+			}
+			require.ErrorContains(t, err, tc.want)
+		})
+	}
+}
+
+func TestParseOptions(t *testing.T) {
+	o, err := ParseOptions(map[string]string{"compress": "on", "compression_type": "ZSTD", "cluster_size": "128k", "compat": "1.1", "refcount_bits": "16"})
+	require.NoError(t, err)
+	assert.Equal(t, Options{Compress: true, CompressionType: "zstd", ClusterSize: 128 << 10}, o)
+	for _, tc := range []struct{ k, v, want string }{
+		{"compat", "0.10", "compat"},
+		{"cluster_size", "1000", "cluster_size"},
+		{"cluster_size", "4M", "cluster_size"},
+		{"compression_type", "lz4", "compression_type"},
+		{"compress", "maybe", "compress"},
+		{"extended_l2", "on", "extended_l2"},
+		{"backing_file", "x", "backing_file"},
+		{"frobnicate", "1", `"frobnicate"`},
+	} {
+		_, err := ParseOptions(map[string]string{tc.k: tc.v})
+		require.Error(t, err, tc.k)
+		assert.Contains(t, err.Error(), tc.want)
+	}
+}

@@ -1,0 +1,66 @@
+package formats
+
+import (
+	"fmt"
+
+	"github.com/vmconv/vmconv/disk"
+	"github.com/vmconv/vmconv/formats/qcow2"
+)
+
+// openBacking opens a backing file of a differencing image in any
+// registered format: the one the image names, or the one detected.
+func openBacking(path, format string) (disk.Image, error) {
+	var f *Format
+	var err error
+	if format != "" {
+		f, err = Lookup(format)
+	} else {
+		f, err = Detect(path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if f.OpenImage == nil {
+		return nil, fmt.Errorf("%s: format %s is not a disk image", path, f.Name)
+	}
+	return f.OpenImage(path)
+}
+
+func init() {
+	Register(&Format{
+		Name:  "qcow2",
+		Exts:  []string{".qcow2", ".qcow"},
+		Magic: qcow2.Detect,
+		OpenImage: func(path string) (disk.Image, error) {
+			return qcow2.OpenWith(path, qcow2.OpenOptions{OpenBacking: openBacking})
+		},
+		CreateImage: func(out *disk.Output, path string, size int64, opts map[string]string) (disk.Writer, error) {
+			o, err := qcow2.ParseOptions(opts)
+			if err != nil {
+				return nil, err
+			}
+			return qcow2.Create(out, path, size, o)
+		},
+		Check: func(path string) ([]string, error) {
+			res, err := qcow2.Check(path)
+			if err != nil {
+				return nil, err
+			}
+			var out []string
+			for _, p := range res.Problems {
+				out = append(out, p.String())
+			}
+			return out, nil
+		},
+		ImageInfo: func(img disk.Image) *ImageInfo {
+			qi := img.(*qcow2.Image).Info()
+			return &ImageInfo{
+				ActualSize:      qi.ActualSize,
+				ClusterSize:     qi.ClusterSize,
+				BackingFilename: qi.BackingFile,
+				BackingChain:    qi.Chain,
+				FormatSpecific:  map[string]any{"type": "qcow2", "data": qi},
+			}
+		},
+	})
+}
