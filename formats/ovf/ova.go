@@ -147,8 +147,8 @@ func indexOVA(name string, f *os.File) ([]member, error) {
 	return out, nil
 }
 
-// readOVA reads an OVA file with random access to its members.
-func readOVA(name string, opt ReadOptions) (_ *Result, err error) {
+// ReadOVA reads an OVA file with random access to its members.
+func ReadOVA(name string, opt ReadOptions) (_ *Result, err error) {
 	f, err := os.Open(name)
 	if err != nil {
 		return nil, fmt.Errorf("ova: %w", err)

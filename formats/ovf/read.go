@@ -47,7 +47,7 @@ type Result struct {
 	Warnings []string
 }
 
-// Read reads an .ovf (with its files beside it) or an .ova.
+// Read reads an .ovf (with its files beside it) or an .ova (any tar).
 func Read(path string, opt ReadOptions) (*Result, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -56,8 +56,8 @@ func Read(path string, opt ReadOptions) (*Result, error) {
 	head := make([]byte, 512)
 	n, _ := io.ReadFull(f, head)
 	f.Close()
-	if IsOVA(head[:n]) {
-		return readOVA(path, opt)
+	if n == 512 && validTarChecksum(head) {
+		return ReadOVA(path, opt)
 	}
 	return readOVF(path, opt)
 }
