@@ -138,19 +138,48 @@ func TestRTC(t *testing.T) {
 	assert.Equal(t, byte(0x58), get(0), "time follows the host")
 }
 
-func TestPCINoDevice(t *testing.T) {
+func TestPCIHostBridge(t *testing.T) {
 	h := &PCIHost{}
-	a := make([]byte, 4)
-	binary.LittleEndian.PutUint32(a, 0x80000000)
+	cfg := func(addr uint32, off uint64, n int) []byte {
+		a := make([]byte, 4)
+		binary.LittleEndian.PutUint32(a, addr)
+		h.Write(0, a)
+		got := make([]byte, n)
+		h.Read(4+off, got)
+		return got
+	}
+	le32 := func(v uint32) []byte { return binary.LittleEndian.AppendUint32(nil, v) }
+	tests := []struct {
+		name string
+		addr uint32
+		off  uint64
+		n    int
+		want []byte
+	}{
+		{"bridge vendor and device", 0x80000000, 0, 4, le32(0x00081b36)},
+		{"bridge vendor alone", 0x80000000, 0, 2, []byte{0x36, 0x1b}},
+		{"bridge device, high half", 0x80000000, 2, 2, []byte{0x08, 0x00}},
+		{"bridge class: host bridge", 0x80000008, 0, 4, le32(0x06000000)},
+		{"bridge class byte", 0x80000008, 3, 1, []byte{0x06}},
+		{"bridge header type 0, single function", 0x8000000c, 2, 1, []byte{0}},
+		{"bridge BAR0 absent", 0x80000010, 0, 4, le32(0)},
+		{"no device at 00:01.0", 0x80000800, 0, 4, le32(0xffffffff)},
+		{"no function 00:00.1", 0x80000100, 0, 2, []byte{0xff, 0xff}},
+		{"no bus 1", 0x80010000, 0, 4, le32(0xffffffff)},
+		{"configuration cycles disabled", 0x00000000, 0, 4, le32(0xffffffff)},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Equal(t, tc.want, cfg(tc.addr, tc.off, tc.n))
+		})
+	}
+	a := le32(0x80000000)
 	h.Write(0, a)
 	got := make([]byte, 4)
 	h.Read(0, got)
-	assert.Equal(t, a, got, "address register reads back")
-	h.Read(4, got)
-	assert.Equal(t, []byte{0xff, 0xff, 0xff, 0xff}, got, "vendor ID all ones: no device")
-	b := []byte{0}
-	h.Read(6, b)
-	assert.Equal(t, byte(0xff), b[0])
+	assert.Equal(t, a, got, "the address register reads back (the kernel's type-1 check)")
+	h.Write(4, le32(0x12345678))
+	assert.Equal(t, le32(0x00081b36), cfg(0x80000000, 0, 4), "configuration space is read-only")
 }
 
 func TestSleepControl(t *testing.T) {

@@ -434,7 +434,10 @@ func (c *VCPU) Close() error {
 // reason is then ExitIntr.
 func (c *VCPU) Run() error {
 	_, err := ioctl(c.fd, kvmRun, 0)
-	if err == unix.EINTR {
+	// EINTR: a signal (our kick); EAGAIN: an application processor still
+	// waiting for its INIT/SIPI. Both mean "run it again", as QEMU and
+	// Firecracker do; the loop checks for a stop in between.
+	if err == unix.EINTR || err == unix.EAGAIN {
 		*(*uint32)(unsafe.Pointer(&c.run[8])) = ExitIntr
 		return nil
 	}

@@ -134,7 +134,8 @@ func builtinModules(kernelDir string) map[string]bool {
 }
 
 // initScript is the lab's /init. It loads the modules, mounts the host's root
-// over 9p, gives it the lab's own /proc, /sys, /dev and a tmpfs /tmp, then
+// over 9p, gives it the lab's own /proc, /sys, /dev and a tmpfs /run (whose
+// run/tmp is the commands' TMPDIR: sparse files, hole punching), then
 // serves the control console: each line it reads is a shell command run
 // chrooted in the host's root, its output and a closing exit-status line
 // written back.
@@ -162,8 +163,8 @@ mount -t 9p -o trans=virtio,version=9p2000.L,msize=1048576,cache=loose hostroot 
 mount -t proc proc /host/proc
 mount -t sysfs sys /host/sys
 mount -t devtmpfs dev /host/dev
-mount -t tmpfs -o mode=1777 tmp /host/tmp
-mkdir -p /host/var/tmp 2>/dev/null
+mount -t tmpfs -o mode=755 run /host/run
+mkdir -m 1777 /host/run/tmp
 exec 3<>/dev/hvc0
 stty -F /dev/hvc0 raw -echo
 echo "@@lab-ready@@" >&3

@@ -4,8 +4,9 @@
 // ordinary kernel at speed.
 //
 // The lab shares the host's root file system over virtio-9p and runs every
-// command chrooted into it, with its own /proc, /sys, /dev and a tmpfs /tmp:
-// a command sees the same paths, tools, checkout and caches as on the host.
+// command chrooted into it, with its own /proc, /sys and /dev: a command sees
+// the same paths, tools, checkout and caches as on the host. Its TMPDIR is a
+// tmpfs of the lab's own (TempDir), which sparse files and hole punching need.
 // Commands go in, and their output comes back live, over a virtio console;
 // the kernel's own console is kept apart in a log for when the lab fails.
 //
@@ -26,6 +27,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/vmconv/vmconv/vmm/qemu"
@@ -64,6 +66,9 @@ type Lab struct {
 }
 
 const (
+	// TempDir is the commands' TMPDIR inside the lab: a tmpfs.
+	TempDir = "/run/tmp"
+
 	readyMark  = "@@lab-ready@@"
 	failedMark = "@@lab-failed "
 	exitMark   = "@@lab-exit "
@@ -168,17 +173,36 @@ func Start(ctx context.Context, opt Options) (*Lab, error) {
 	}
 	l.out = bufio.NewReaderSize(stdout, 64<<10)
 	start := time.Now()
-	if err := l.cmd.Start(); err != nil {
+	if err := l.startQEMU(); err != nil {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("lab: starting %s: %w", opt.QEMU, err)
 	}
-	go func() { l.waitErr = l.cmd.Wait(); close(l.exited) }()
 	if err := l.waitReady(ctx, opt.ReadyTimeout); err != nil {
 		l.Close()
 		return nil, err
 	}
 	l.ReadyIn = time.Since(start)
 	return l, nil
+}
+
+// startQEMU starts QEMU from a thread that lives as long as QEMU does, with
+// SIGKILL as its parent-death signal: a test binary that dies (a timeout's
+// panic, a kill) takes its lab with it. The signal follows the thread, not
+// the process, hence the locked thread.
+func (l *Lab) startQEMU() error {
+	l.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	started := make(chan error)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with QEMU's wait
+		if err := l.cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		l.waitErr = l.cmd.Wait()
+		close(l.exited)
+	}()
+	return <-started
 }
 
 // qemuArgs boots the kernel in a microvm with the host's root on 9p and the
@@ -237,10 +261,24 @@ func (l *Lab) waitReady(ctx context.Context, timeout time.Duration) error {
 	}
 }
 
-// Run runs the shell command line in the lab, chrooted into the host's root,
-// with its output (stdout and stderr together) copied to w as it comes, and
-// returns its exit status. An error means the lab itself failed.
-func (l *Lab) Run(ctx context.Context, w io.Writer, line string) (int, error) {
+// Run runs argv in the lab in directory dir with exactly the environment env
+// (TMPDIR set to TempDir), its output (stdout and stderr together) copied to
+// w as it comes, and returns its exit status. An error means the lab itself
+// failed or ctx ended (which ends the lab too).
+func (l *Lab) Run(ctx context.Context, w io.Writer, dir string, env, argv []string) (int, error) {
+	var e []string
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, "TMPDIR=") && !strings.ContainsAny(kv, "\n\r") {
+			e = append(e, Quote(kv))
+		}
+	}
+	e = append(e, "TMPDIR="+TempDir)
+	return l.RunLine(ctx, w, "cd "+Quote(dir)+" && exec env -i "+strings.Join(e, " ")+" "+QuoteArgs(argv))
+}
+
+// RunLine runs one shell command line in the lab, chrooted into the host's
+// root, with the lab init's environment; see Run.
+func (l *Lab) RunLine(ctx context.Context, w io.Writer, line string) (int, error) {
 	if strings.ContainsAny(line, "\n\r") {
 		return -1, fmt.Errorf("lab: a command is one line")
 	}

@@ -5,11 +5,15 @@ package probe
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 
@@ -28,27 +32,55 @@ func Dir() string {
 	return filepath.Join(filepath.Dir(file), "..", "..", "testdata", "probe")
 }
 
-// ELF builds the probe once per test binary and returns its path.
+// ELF builds the probe and returns its path. The build is cached under the
+// user's cache directory by a hash of the probe's sources, so the test
+// processes that run in the KVM lab (where gcc runs under TCG) find it built.
 func ELF(t testing.TB) string {
 	t.Helper()
-	testutil.RequireTool(t, "gcc")
-	once.Do(func() {
-		dir, err := os.MkdirTemp("", "vmconv-probe-")
-		if err != nil {
-			elfErr = err.Error()
-			return
-		}
-		out := filepath.Join(dir, "probe.elf")
-		if b, err := exec.Command("sh", filepath.Join(Dir(), "build.sh"), out).CombinedOutput(); err != nil {
-			elfErr = "building the probe: " + err.Error() + "\n" + string(b)
-			return
-		}
-		elfPath = out
-	})
+	once.Do(func() { elfPath, elfErr = build() })
 	if elfErr != "" {
+		if strings.Contains(elfErr, "gcc") {
+			testutil.RequireTool(t, "gcc")
+		}
 		t.Fatal(elfErr)
 	}
 	return elfPath
+}
+
+func build() (string, string) {
+	h := sha256.New()
+	for _, f := range []string{"build.sh", "entry.S", "probe.c", "probe.ld"} {
+		b, err := os.ReadFile(filepath.Join(Dir(), f))
+		if err != nil {
+			return "", err.Error()
+		}
+		fmt.Fprintf(h, "%s %d\n", f, len(b))
+		h.Write(b)
+	}
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		cache = os.TempDir()
+	}
+	dir := filepath.Join(cache, "vmconv", "probe")
+	out := filepath.Join(dir, hex.EncodeToString(h.Sum(nil))[:16]+".elf")
+	if _, err := os.Stat(out); err == nil {
+		return out, ""
+	}
+	if _, err := exec.LookPath("gcc"); err != nil {
+		return "", "building the probe needs gcc: " + err.Error()
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err.Error()
+	}
+	tmp := fmt.Sprintf("%s.%d", out, os.Getpid())
+	defer os.Remove(tmp)
+	if b, err := exec.Command("sh", filepath.Join(Dir(), "build.sh"), tmp).CombinedOutput(); err != nil {
+		return "", "building the probe: " + err.Error() + "\n" + string(b)
+	}
+	if err := os.Rename(tmp, out); err != nil {
+		return "", err.Error()
+	}
+	return out, ""
 }
 
 // Compressors as the kernel build runs them (scripts/Makefile.lib).

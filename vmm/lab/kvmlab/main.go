@@ -39,7 +39,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "kvmlab: /dev/kvm ready in %.1f s\n", l.ReadyIn.Seconds())
 	}
 	wd, _ := os.Getwd()
-	code, err := l.Run(ctx, os.Stdout, "cd "+lab.Quote(wd)+" && "+lab.QuoteArgs(flag.Args()))
+	code, err := l.Run(ctx, os.Stdout, wd, os.Environ(), flag.Args())
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "kvmlab:", err)
 		code = 1

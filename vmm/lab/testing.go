@@ -1,0 +1,169 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vmconv/vmconv/internal/testutil"
+	"github.com/vmconv/vmconv/vmm/host"
+)
+
+// InsideEnv is set (to "1") in the environment of test processes that the
+// lab runs, so they run their tests rather than delegate them again.
+const InsideEnv = "VMCONV_IN_LAB"
+
+// Inside reports whether this process runs inside the lab.
+func Inside() bool { return os.Getenv(InsideEnv) != "" }
+
+// Needed reports whether a test that needs hardware virtualization must run
+// in the lab: this host's /dev/kvm is missing or not hardware-backed, and
+// this process is not already in the lab.
+func Needed() bool { return !Inside() && host.Kind() != host.Hardware }
+
+// shared is the lab of this test process, started on first use.
+var shared struct {
+	sync.Mutex
+	lab *Lab
+	err error
+}
+
+// Shared returns this process's lab, starting it on first use; a lab that
+// cannot start fails the test with the reason (or skips it where tools may
+// be missing: see testutil.Unavailable). TestMain must end it with Main.
+func Shared(t testing.TB) *Lab {
+	t.Helper()
+	shared.Lock()
+	defer shared.Unlock()
+	if shared.lab == nil && shared.err == nil {
+		shared.lab, shared.err = Start(context.Background(), Options{})
+		if shared.err == nil {
+			fmt.Fprintf(os.Stderr, "lab: /dev/kvm ready in %.1f s\n", shared.lab.ReadyIn.Seconds())
+		}
+	}
+	if shared.err != nil {
+		testutil.Unavailable(t, "the KVM lab cannot start: "+shared.err.Error())
+	}
+	return shared.lab
+}
+
+// Main runs the tests and then stops the lab if one was started: call it
+// from TestMain as os.Exit(lab.Main(m)).
+func Main(m interface{ Run() int }) int {
+	code := m.Run()
+	shared.Lock()
+	defer shared.Unlock()
+	if shared.lab != nil {
+		shared.lab.Close()
+		shared.lab = nil
+	}
+	return code
+}
+
+// Delegate runs the calling test in the lab when Needed, and returns true
+// once it has: the caller returns at once, and the test's outcome is the
+// lab run's (a failure or skip in there is one here). It returns false when
+// the test should simply go on here.
+//
+//	func TestProbeKVM(t *testing.T) {
+//		if lab.Delegate(t) {
+//			return
+//		}
+//		...
+func Delegate(t *testing.T) bool {
+	t.Helper()
+	if !Needed() {
+		return false
+	}
+	l := Shared(t)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatalf("lab: %v", err)
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatalf("lab: %v", err)
+	}
+	timeout := 20 * time.Minute
+	if d, ok := t.Deadline(); ok {
+		timeout = time.Until(d) - 10*time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	env := append(os.Environ(), InsideEnv+"=1")
+	args := []string{exe, "-test.run", RunPattern(t.Name()), "-test.v", "-test.timeout", timeout.Round(time.Second).String()}
+	rec := &recorder{w: os.Stdout, name: t.Name()}
+	start := time.Now()
+	code, err := l.Run(ctx, rec, wd, env, args)
+	rec.flush()
+	switch {
+	case err != nil:
+		t.Fatalf("in the lab: %v", err)
+	case code != 0:
+		t.Fatalf("in the lab: the test failed (exit status %d, %.1f s); its output is above", code, time.Since(start).Seconds())
+	case rec.skipped != "":
+		t.Skipf("in the lab: %s", rec.skipped)
+	case !rec.passed:
+		t.Fatalf("in the lab: no \"--- PASS: %s\" line: the test did not run there", t.Name())
+	}
+	return true
+}
+
+// RunPattern is the -test.run pattern that selects exactly the test (or
+// subtest) named name.
+func RunPattern(name string) string {
+	parts := strings.Split(name, "/")
+	for i, p := range parts {
+		parts[i] = "^" + regexp.QuoteMeta(p) + "$"
+	}
+	return strings.Join(parts, "/")
+}
+
+// recorder copies the lab's output, each line marked as the lab's, and
+// notes the test's own verdict line.
+type recorder struct {
+	w       io.Writer
+	name    string
+	partial []byte
+	last    string // the last line before the verdict: a skip's reason
+	passed  bool
+	skipped string
+}
+
+func (r *recorder) Write(p []byte) (int, error) {
+	r.partial = append(r.partial, p...)
+	for {
+		i := strings.IndexByte(string(r.partial), '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		r.line(string(r.partial[:i]))
+		r.partial = r.partial[i+1:]
+	}
+}
+
+func (r *recorder) flush() {
+	if len(r.partial) > 0 {
+		r.line(string(r.partial))
+		r.partial = nil
+	}
+}
+
+func (r *recorder) line(s string) {
+	fmt.Fprintf(r.w, "    lab| %s\n", s)
+	t := strings.TrimSpace(s)
+	switch {
+	case strings.HasPrefix(t, "--- PASS: "+r.name+" "):
+		r.passed = true
+	case strings.HasPrefix(t, "--- SKIP: "+r.name+" "):
+		r.skipped = r.last
+	case t != "":
+		r.last = t
+	}
+}
