@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 
 	"github.com/vmconv/vmconv/disk"
 	"github.com/vmconv/vmconv/formats/neutral"
@@ -102,6 +103,35 @@ func ovfWarn(path string, ws []string) {
 	}
 }
 
+// writeOVF writes an OVF directory or an OVA with streamOptimized VMDK
+// disks. Options: hwversion (the vmx-NN family), compression_level.
 func writeOVF(archive bool) func(ctx context.Context, out *disk.Output, path string, vm *neutral.VM, opts map[string]string, copyOpt disk.CopyOptions) error {
-	return nil
+	return func(ctx context.Context, out *disk.Output, path string, vm *neutral.VM, opts map[string]string, copyOpt disk.CopyOptions) error {
+		wo := ovf.WriteOptions{Archive: archive}
+		vo := vmdk.Options{Subformat: vmdk.StreamOptimized}
+		for k, v := range opts {
+			switch k {
+			case "hwversion":
+				n, err := strconv.Atoi(v)
+				if err != nil || n < 4 || n > 99 {
+					return fmt.Errorf("option hwversion=%q: want a virtual hardware version number", v)
+				}
+				wo.HWVersion = n
+			case "compression_level":
+				o, err := vmdk.ParseOptions(map[string]string{k: v})
+				if err != nil {
+					return err
+				}
+				vo.CompressionLevel = o.CompressionLevel
+			default:
+				return fmt.Errorf("ovf: unknown option %q (known: hwversion, compression_level)", k)
+			}
+		}
+		wo.NewDisk = func(out *disk.Output, path string, size int64, adapter string) (disk.Writer, error) {
+			o := vo
+			o.AdapterType = adapter
+			return vmdk.Create(out, path, size, o)
+		}
+		return ovf.Write(ctx, out, path, vm, wo, copyOpt)
+	}
 }
