@@ -306,9 +306,11 @@ func (p *parser) list(depth int) (Value, error) {
 	}
 	p.pos++ // '['
 	v := Value{Kind: List}
+	start := p.line
 	for {
 		p.skipListBlank()
 		if p.pos >= len(p.s) {
+			p.line = start
 			return v, p.errf("list not closed before the end of the file")
 		}
 		if p.s[p.pos] == ']' {
