@@ -94,9 +94,9 @@ type wOS struct {
 }
 
 type wHardware struct {
-	Info    string      `xml:"Info"`
-	System  wSystem     `xml:"System"`
-	Items   []wItem     `xml:"Item"`
+	Info    string       `xml:"Info"`
+	System  wSystem      `xml:"System"`
+	Items   []wItem      `xml:"Item"`
 	Configs []wVMWConfig `xml:"vmw:Config"`
 }
 

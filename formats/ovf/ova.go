@@ -180,6 +180,14 @@ func ReadOVA(name string, opt ReadOptions) (_ *Result, err error) {
 	if _, err := io.ReadFull(a.section(desc), data); err != nil {
 		return nil, fmt.Errorf("ova %s: %s: %w", name, desc.name, err)
 	}
+	// The descriptor is checked against the manifest before it is parsed.
+	mf, err := a.manifest(desc)
+	if err != nil {
+		return nil, err
+	}
+	if err := mf.Verify(desc.name, bytes.NewReader(data)); err != nil {
+		return nil, err
+	}
 	env, err := Parse(name+":"+desc.name, data)
 	if err != nil {
 		return nil, err
@@ -189,12 +197,10 @@ func ReadOVA(name string, opt ReadOptions) (_ *Result, err error) {
 		return nil, err
 	}
 	mp.VM.Source = &neutral.Source{Format: OVAFormat, File: name}
-	mf, err := a.manifest(desc)
-	if err != nil {
-		return nil, err
-	}
-	if err := a.verify(mf, desc, opt.MarkMissing); err != nil {
-		return nil, err
+	if !opt.MarkMissing {
+		if err := a.verify(mf, desc); err != nil {
+			return nil, err
+		}
 	}
 	for i := range mp.VM.Disks {
 		if err := a.openDrive(mp, i, opt); err != nil {
@@ -231,15 +237,14 @@ func (a *archive) manifest(desc *member) (*Manifest, error) {
 	return ParseManifest(a.name+":"+m.name, data)
 }
 
-// verify checks every file the manifest lists against the archive (only
-// the descriptor when describing); a listed file that is absent is an
-// error.
-func (a *archive) verify(mf *Manifest, desc *member, descOnly bool) error {
+// verify checks every other file the manifest lists against the archive;
+// a listed file that is absent is an error.
+func (a *archive) verify(mf *Manifest, desc *member) error {
 	if mf == nil {
 		return nil
 	}
 	for _, n := range mf.Order {
-		if descOnly && n != desc.name {
+		if n == desc.name {
 			continue
 		}
 		m := a.find(n)

@@ -85,6 +85,14 @@ func readOVF(path string, opt ReadOptions) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ovf: %w", err)
 	}
+	// The descriptor is checked against the manifest before it is parsed.
+	mf, err := dirManifest(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := mf.Verify(filepath.Base(path), bytes.NewReader(data)); err != nil {
+		return nil, err
+	}
 	env, err := Parse(path, data)
 	if err != nil {
 		return nil, err
@@ -94,17 +102,8 @@ func readOVF(path string, opt ReadOptions) (*Result, error) {
 		return nil, err
 	}
 	dir := filepath.Dir(path)
-	mf, err := dirManifest(path)
-	if err != nil {
-		return nil, err
-	}
 	res := &Result{VM: mp.VM, Warnings: mp.Warnings}
 	mp.VM.Source = &neutral.Source{Format: Format, File: path}
-	if mf != nil {
-		if err := mf.Verify(filepath.Base(path), bytes.NewReader(data)); err != nil {
-			return nil, err
-		}
-	}
 	for i := range mp.VM.Disks {
 		if err := openDirDrive(mp, i, dir, mf, opt); err != nil {
 			mp.VM.Close()

@@ -63,10 +63,10 @@ func testVM(t *testing.T, dir string) (*neutral.VM, map[string]string) {
 }
 
 type checked struct {
-	First    string  `json:"first"`
-	CPUs     int     `json:"cpus"`
-	Memory   int     `json:"memory"`
-	Firmware string  `json:"firmware"`
+	First    string   `json:"first"`
+	CPUs     int      `json:"cpus"`
+	Memory   int      `json:"memory"`
+	Firmware string   `json:"firmware"`
 	MACs     []string `json:"macs"`
 	CDROMs   []string `json:"cdroms"`
 	Manifest []string `json:"manifest"`
