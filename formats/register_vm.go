@@ -52,7 +52,10 @@ func init() {
 		DiskFormat: "vmdk",
 		Magic:      vmx.Detect,
 		OpenVM: func(path string) (*neutral.VM, error) {
-			return vmx.Read(path, func(p string) (disk.Image, error) { return vmdk.Open(p) })
+			return vmx.Read(path, openVMDK)
+		},
+		DescribeVM: func(path string) (*neutral.VM, error) {
+			return vmx.ReadWith(path, openVMDK, vmx.ReadOptions{MarkMissing: true})
 		},
 		WriteVM: func(ctx context.Context, out *disk.Output, path string, vm *neutral.VM, opts map[string]string, copyOpt disk.CopyOptions) error {
 			var wo vmx.WriteOptions
@@ -107,6 +110,8 @@ func init() {
 		},
 	})
 }
+
+func openVMDK(path string) (disk.Image, error) { return vmdk.Open(path) }
 
 // openCompressedXVA decompresses a gzip- or zstd-compressed export into an
 // unlinked temporary file and indexes that for random access.

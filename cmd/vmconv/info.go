@@ -30,11 +30,12 @@ func newInfoCmd() *cobra.Command {
 				return err
 			}
 			if f.IsVM() {
-				vm, err := formats.OpenVM(path, f)
+				vm, err := describeVM(path, f)
 				if err != nil {
 					return err
 				}
 				defer vm.Close()
+				warnMissing(cmd.ErrOrStderr(), path, vm)
 				entry := findBootEntry(vm)
 				if output == "json" {
 					return writeJSON(cmd.OutOrStdout(), struct {
@@ -70,6 +71,30 @@ func newInfoCmd() *cobra.Command {
 	cmd.Flags().StringVar(&output, "output", "human", "output format: human or json")
 	cmd.Flags().StringVarP(&fmtName, "format", "f", "", "format of the input (detected when not given)")
 	return cmd
+}
+
+// describeVM reads a VM for info: through the format's DescribeVM, which
+// tolerates absent disk files, when it has one.
+func describeVM(path string, f *formats.Format) (*neutral.VM, error) {
+	if f.DescribeVM != nil {
+		return f.DescribeVM(path)
+	}
+	return formats.OpenVM(path, f)
+}
+
+// warnMissing names on w each disk file the VM refers to that is not there,
+// so a script reading the JSON on stdout still sees it on stderr.
+func warnMissing(w io.Writer, path string, vm *neutral.VM) {
+	for _, d := range vm.Disks {
+		if !d.Missing {
+			continue
+		}
+		file := d.File
+		if file == "" {
+			file = "(file not named)"
+		}
+		fmt.Fprintf(w, "vmconv: warning: %s: disk %s: %s not found\n", path, d.ID, file)
+	}
 }
 
 func imageInfo(path string, f *formats.Format, img disk.Image) (*formats.ImageInfo, error) {
@@ -143,7 +168,12 @@ func printVM(w io.Writer, vm *neutral.VM) {
 		if d.ReadOnly {
 			flags += " read-only"
 		}
-		fmt.Fprintf(w, "disk %s: %s on %s unit %d, %s%s\n", d.ID, d.Device, d.Bus, d.Unit, humanSize(d.CapacityBytes), flags)
+		size := humanSize(d.CapacityBytes)
+		if d.Missing {
+			// The size lives in the absent file: unknown, not zero.
+			size, flags = "size unknown", flags+" (missing: "+d.File+")"
+		}
+		fmt.Fprintf(w, "disk %s: %s on %s unit %d, %s%s\n", d.ID, d.Device, d.Bus, d.Unit, size, flags)
 	}
 	for i, n := range vm.NICs {
 		fmt.Fprintf(w, "nic %d: %s model %s network %q\n", i, n.MAC, n.Model, n.Network)

@@ -56,6 +56,9 @@ type Disk struct {
 	// (a .vmx copied off its datastore, an .ovf without its disks): the VM
 	// can still be described, not converted or booted. Image is nil.
 	Missing bool `json:"missing,omitempty"`
+	// File is the disk file the source names, resolved against the VM's
+	// directory; set for a Missing disk so the user sees what to fetch.
+	File string `json:"file,omitempty"`
 	// Image is the disk's content when the VM is open; nil for an empty
 	// CD-ROM drive. Not part of vm.json.
 	Image disk.Image `json:"-"`

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -385,21 +386,28 @@ func readNIC(f *File, n int) (neutral.NIC, error) {
 	return nic, nil
 }
 
+// ReadOptions change how Read treats the disks a file names.
+type ReadOptions struct {
+	// MarkMissing describes a hard disk whose file is not there as
+	// neutral.Disk{Missing: true, File: path} with no Image instead of
+	// failing: a .vmx copied off its host still names disks on the datastore
+	// (/vmfs/volumes/...), and `info` should describe it anyway.
+	MarkMissing bool
+}
+
 // Read reads the .vmx at path and opens its disks through openDisk (the
 // caller passes vmdk.Open), resolving file names relative to the .vmx's
 // directory. CD-ROM images that exist are opened read-only as raw files;
-// missing ISOs and host drives leave an empty drive. The VM's disks must be
-// closed with vm.Close.
+// missing ISOs and host drives leave an empty drive. A missing hard disk is
+// an error naming its key and file. The VM's disks must be closed with
+// vm.Close.
 func Read(path string, openDisk func(path string) (disk.Image, error)) (*neutral.VM, error) {
-	fh, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("vmx %s: %w", path, err)
-	}
-	defer fh.Close()
-	if fi, err := fh.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() > MaxFileSize {
-		return nil, fmt.Errorf("vmx %s: %w (%d bytes)", path, ErrTooLarge, fi.Size())
-	}
-	f, err := Parse(fh, path)
+	return ReadWith(path, openDisk, ReadOptions{})
+}
+
+// ReadWith is Read with options.
+func ReadWith(path string, openDisk func(path string) (disk.Image, error), opt ReadOptions) (*neutral.VM, error) {
+	f, err := parsePath(path)
 	if err != nil {
 		return nil, err
 	}
@@ -408,40 +416,65 @@ func Read(path string, openDisk func(path string) (disk.Image, error)) (*neutral
 		return nil, err
 	}
 	vm.Source = &neutral.Source{Format: Format, File: path}
-	dir := filepath.Dir(path)
 	for i, d := range devs {
-		nd := &vm.Disks[i]
-		p := d.fileName
-		if p != "" && !filepath.IsAbs(p) {
-			p = filepath.Join(dir, filepath.FromSlash(p))
+		if err := openDevice(&vm.Disks[i], d, path, openDisk, opt); err != nil {
+			vm.Close()
+			return nil, err
 		}
-		var img disk.Image
-		if d.cdrom {
-			if d.deviceType != "cdrom-image" && !(d.deviceType == "" && strings.HasSuffix(strings.ToLower(p), ".iso")) {
-				continue // host drive or no media
-			}
-			if fi, err := os.Stat(p); err != nil || !fi.Mode().IsRegular() {
-				continue // the ISO is not here (often a datastore path): an empty drive
-			}
-			raw, err := disk.OpenRaw(p)
-			if err != nil {
-				vm.Close()
-				return nil, fmt.Errorf("vmx %s: line %d: %s %q: %w", path, d.fileLine, d.fileKey, d.fileName, err)
-			}
-			img = raw
-		} else {
-			img, err = openDisk(p)
-			if err != nil {
-				vm.Close()
-				return nil, fmt.Errorf("vmx %s: line %d: %s %q: %w", path, d.fileLine, d.fileKey, d.fileName, err)
-			}
-			if img == nil {
-				vm.Close()
-				return nil, fmt.Errorf("vmx %s: %s %q: %w", path, d.fileKey, d.fileName, errors.New("opener returned no image"))
-			}
-		}
-		nd.Image = img
-		nd.CapacityBytes = img.Size()
 	}
 	return vm, nil
+}
+
+// parsePath parses the .vmx at path, refusing files too large to be one.
+func parsePath(path string) (*File, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("vmx %s: %w", path, err)
+	}
+	defer fh.Close()
+	if fi, err := fh.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() > MaxFileSize {
+		return nil, fmt.Errorf("vmx %s: %w (%d bytes)", path, ErrTooLarge, fi.Size())
+	}
+	return Parse(fh, path)
+}
+
+// openDevice fills nd's Image and capacity from device d of the .vmx at
+// vmxPath, or leaves an empty drive / a Missing disk as described on Read.
+func openDevice(nd *neutral.Disk, d device, vmxPath string, openDisk func(string) (disk.Image, error), opt ReadOptions) error {
+	p := d.fileName
+	if p != "" && !filepath.IsAbs(p) {
+		p = filepath.Join(filepath.Dir(vmxPath), filepath.FromSlash(p))
+	}
+	fail := func(err error) error {
+		return fmt.Errorf("vmx %s: line %d: %s %q: %w", vmxPath, d.fileLine, d.fileKey, d.fileName, err)
+	}
+	var img disk.Image
+	var err error
+	if d.cdrom {
+		if d.deviceType != "cdrom-image" && !(d.deviceType == "" && strings.HasSuffix(strings.ToLower(p), ".iso")) {
+			return nil // host drive or no media
+		}
+		if fi, err := os.Stat(p); err != nil || !fi.Mode().IsRegular() {
+			return nil // the ISO is not here (often a datastore path): an empty drive
+		}
+		if img, err = disk.OpenRaw(p); err != nil {
+			return fail(err)
+		}
+	} else {
+		// Only the file the .vmx names counts as missing: a descriptor
+		// that is here but lost its extent is a broken disk, an error.
+		if _, err := os.Stat(p); opt.MarkMissing && errors.Is(err, fs.ErrNotExist) {
+			nd.Missing, nd.File = true, p
+			return nil
+		}
+		if img, err = openDisk(p); err != nil {
+			return fail(err)
+		}
+		if img == nil {
+			return fail(errors.New("opener returned no image"))
+		}
+	}
+	nd.Image = img
+	nd.CapacityBytes = img.Size()
+	return nil
 }
