@@ -43,7 +43,7 @@ const l2CacheBytes = 32 << 20
 
 func newL2Cache(clusterSize int64) *l2Cache {
 	n := max(8, int(l2CacheBytes/clusterSize))
-	return &l2Cache{max: n, tables: make(map[uint64][]byte, n)}
+	return &l2Cache{max: n, tables: map[uint64][]byte{}}
 }
 
 func (c *l2Cache) get(off uint64) []byte {
