@@ -1,0 +1,49 @@
+package formats
+
+import (
+	"github.com/vmconv/vmconv/disk"
+	"github.com/vmconv/vmconv/formats/vhd"
+)
+
+func init() {
+	Register(&Format{
+		Name:    "vpc",
+		Aliases: []string{"vhd"},
+		// Dynamic and differencing disks start with the footer copy; fixed
+		// ones have it only at the end and are found by extension.
+		Exts:  []string{".vhd", ".vpc"},
+		Magic: vhd.Detect,
+		OpenImage: func(path string) (disk.Image, error) {
+			return vhd.Open(path)
+		},
+		CreateImage: func(out *disk.Output, path string, size int64, opts map[string]string) (disk.Writer, error) {
+			o, err := vhd.ParseOptions(opts)
+			if err != nil {
+				return nil, err
+			}
+			return vhd.Create(out, path, size, o)
+		},
+		Check: func(path string) ([]string, error) {
+			probs, err := vhd.Check(path)
+			if err != nil {
+				return nil, err
+			}
+			var out []string
+			for _, p := range probs {
+				out = append(out, p.String())
+			}
+			return out, nil
+		},
+		ImageInfo: func(img disk.Image) *ImageInfo {
+			vi := img.(*vhd.Image).Info()
+			return &ImageInfo{
+				Subformat:       vi.Subformat,
+				ActualSize:      vi.ActualSize,
+				ClusterSize:     vi.BlockSize,
+				BackingFilename: vi.BackingFile,
+				BackingChain:    vi.Chain,
+				FormatSpecific:  map[string]any{"type": "vpc", "data": vi},
+			}
+		},
+	})
+}
