@@ -1,0 +1,43 @@
+package formats
+
+import (
+	"github.com/vmconv/vmconv/disk"
+	"github.com/vmconv/vmconv/formats/vhdx"
+)
+
+func init() {
+	Register(&Format{
+		Name:  "vhdx",
+		Exts:  []string{".vhdx"},
+		Magic: vhdx.Detect,
+		OpenImage: func(path string) (disk.Image, error) {
+			return vhdx.Open(path)
+		},
+		CreateImage: func(out *disk.Output, path string, size int64, opts map[string]string) (disk.Writer, error) {
+			o, err := vhdx.ParseOptions(opts)
+			if err != nil {
+				return nil, err
+			}
+			return vhdx.Create(out, path, size, o)
+		},
+		Check: func(path string) ([]string, error) {
+			probs, err := vhdx.Check(path)
+			if err != nil {
+				return nil, err
+			}
+			var out []string
+			for _, p := range probs {
+				out = append(out, p.String())
+			}
+			return out, nil
+		},
+		ImageInfo: func(img disk.Image) *ImageInfo {
+			vi := img.(*vhdx.Image).Info()
+			return &ImageInfo{
+				ActualSize:     vi.ActualSize,
+				ClusterSize:    vi.BlockSize,
+				FormatSpecific: map[string]any{"type": "vhdx", "data": vi},
+			}
+		},
+	})
+}
