@@ -113,29 +113,31 @@ var vdevRe = regexp.MustCompile(`^(xvd|hd|sd)[a-z]{1,3}[0-9]{0,3}$`)
 // next free xvdX.
 func planVdevs(vm *neutral.VM) []string {
 	out := make([]string, len(vm.Disks))
-	used := map[int]bool{}
+	used := map[string]bool{}
 	for i, d := range vm.Disks {
-		if vdevRe.MatchString(d.ID) {
-			if idx, part, err := VdevIndex(d.ID); err == nil && !used[idx*256+part] {
-				out[i], used[idx*256+part] = d.ID, true
+		if vdevRe.MatchString(d.ID) && !used[d.ID] {
+			if _, _, err := VdevIndex(d.ID); err == nil {
+				out[i], used[d.ID] = d.ID, true
 			}
 		}
 	}
 	for i, d := range vm.Disks {
-		if out[i] != "" || d.Bus != "ide" || d.Unit > 3 || used[d.Unit*256] {
+		if out[i] != "" || d.Bus != "ide" || d.Unit > 3 || used[VdevName("hd", d.Unit)] {
 			continue
 		}
-		out[i], used[d.Unit*256] = VdevName("hd", d.Unit), true
+		out[i] = VdevName("hd", d.Unit)
+		used[out[i]] = true
 	}
 	next := 0
 	for i := range vm.Disks {
 		if out[i] != "" {
 			continue
 		}
-		for used[next*256] {
+		for used[VdevName("xvd", next)] {
 			next++
 		}
-		out[i], used[next*256] = VdevName("xvd", next), true
+		out[i] = VdevName("xvd", next)
+		used[out[i]] = true
 	}
 	return out
 }
