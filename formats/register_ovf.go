@@ -29,8 +29,8 @@ func init() {
 		Exts:       []string{".ova"},
 		DiskFormat: "vmdk",
 		Magic:      ovf.IsOVA,
-		OpenVM:     func(path string) (*neutral.VM, error) { return readOVF(path, false) },
-		DescribeVM: func(path string) (*neutral.VM, error) { return readOVF(path, true) },
+		OpenVM:     func(path string) (*neutral.VM, error) { return readOVA(path, false) },
+		DescribeVM: func(path string) (*neutral.VM, error) { return readOVA(path, true) },
 		WriteVM:    writeOVF(true),
 		StreamsOut: true,
 		StreamVM: func(r io.Reader) (VMStream, error) {
@@ -89,6 +89,16 @@ func ovfDiskFormat(path, name string) (*Format, error) {
 
 func readOVF(path string, describe bool) (*neutral.VM, error) {
 	res, err := ovf.Read(path, ovf.ReadOptions{Disks: ovfDisks, MarkMissing: describe})
+	if err != nil {
+		return nil, err
+	}
+	ovfWarn(path, res.Warnings)
+	return res.VM, nil
+}
+
+// readOVA reads an archive as an OVA whatever its first bytes.
+func readOVA(path string, describe bool) (*neutral.VM, error) {
+	res, err := ovf.ReadOVA(path, ovf.ReadOptions{Disks: ovfDisks, MarkMissing: describe})
 	if err != nil {
 		return nil, err
 	}

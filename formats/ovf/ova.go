@@ -112,13 +112,13 @@ func indexOVA(name string, f *os.File) ([]member, error) {
 	tr := tar.NewReader(sr)
 	var out []member
 	for {
+		before, _ := sr.Seek(0, io.SeekCurrent)
 		hdr, err := tr.Next()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			pos, _ := sr.Seek(0, io.SeekCurrent)
-			return nil, fmt.Errorf("ova %s: tar header near offset %#x: %w", name, pos, err)
+			return nil, fmt.Errorf("ova %s: tar header near offset %#x: %w", name, before, err)
 		}
 		if hdr.Typeflag == tar.TypeDir || hdr.Typeflag == tar.TypeXGlobalHeader {
 			continue

@@ -175,3 +175,72 @@ func mustLookup(t *testing.T, name string) *formats.Format {
 	require.NoError(t, err)
 	return f
 }
+
+// An OVA whose disk is not a VMDK: the descriptor names qcow2 and the
+// registry's qcow2 reader opens it (from a temporary copy: it needs a
+// file); a pipe cannot carry it, which the error says.
+func TestOVAWithQcow2Disk(t *testing.T) {
+	if f, err := formats.Lookup("qcow2"); err != nil || f.OpenImage == nil {
+		t.Skip("qcow2 is not a registered readable format here")
+	}
+	testutil.RequireTool(t, "qemu-img")
+	testutil.RequireTool(t, "python3")
+	dir := t.TempDir()
+	raw := filepath.Join(dir, "disk.raw")
+	require.NoError(t, os.WriteFile(raw, bytes.Repeat([]byte("qcow2 in an ova "), foreignDiskSize/16), 0o644))
+	q := filepath.Join(dir, "box-disk1.vmdk")
+	testutil.Run(t, "qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw, q)
+	desc, err := os.ReadFile(filepath.Join("testdata", "vbox-nxos-box.ovf"))
+	require.NoError(t, err)
+	desc = bytes.Replace(desc, []byte(`ovf:capacity="4294967296"`), []byte(`ovf:capacity="`+strconv.Itoa(foreignDiskSize)+`"`), 1)
+	desc = bytes.Replace(desc, []byte("http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized"),
+		[]byte("http://www.gnome.org/~markmc/qcow-image-format.html"), 1)
+	ovfPath := filepath.Join(dir, "box.ovf")
+	require.NoError(t, os.WriteFile(ovfPath, desc, 0o644))
+	cert := filepath.Join(dir, "box.cert")
+	require.NoError(t, os.WriteFile(cert, []byte("-----BEGIN CERTIFICATE-----\n"), 0o644))
+	ova := filepath.Join(dir, "box.ova")
+	testutil.Run(t, "python3", filepath.Join("testdata", "tools", "mkova.py"), ova, ovfPath, q, cert, "--mf=box.mf", "--mf-at=second")
+
+	vm, err := formats.OpenVM(ova, mustLookup(t, "ova"))
+	require.NoError(t, err)
+	defer vm.Close()
+	got, err := disk.Digest(context.Background(), vm.Disks[0].Image, disk.CopyOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, rawDigest(t, raw), got)
+
+	_, _, err = streamDigest(t, ova)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "cannot be read from a pipe")
+}
+
+// Damaged archives: a clear error naming the file and where, never a panic.
+func TestBadOVA(t *testing.T) {
+	ova, _ := foreignOVA(t, []string{"ovf", "disk"}, "second", false)
+	data, err := os.ReadFile(ova)
+	require.NoError(t, err)
+	dir := t.TempDir()
+	tests := []struct {
+		name    string
+		data    []byte
+		wantErr string
+	}{
+		{"truncated in the disk", data[:len(data)/2], "truncated"},
+		{"truncated in the descriptor", data[:700], "truncated"},
+		{"not a tar", append([]byte("garbage!"), data[8:]...), "tar header near offset 0x0"},
+		{"empty", nil, "no .ovf descriptor among its 0 members"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := filepath.Join(dir, "bad.ova")
+			require.NoError(t, os.WriteFile(p, tc.data, 0o644))
+			_, err := formats.OpenVM(p, mustLookup(t, "ova"))
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), "bad.ova")
+			assert.Contains(t, err.Error(), tc.wantErr)
+			_, _, serr := streamDigest(t, p)
+			require.Error(t, serr)
+			t.Logf("file: %v\npipe: %v", err, serr)
+		})
+	}
+}
