@@ -7,7 +7,7 @@ import (
 // prepared is what Prepare computed for one chunk on a worker: which of its
 // clusters hold data and, when compressing, their compressed forms.
 type prepared struct {
-	nonZero []bool  // per cluster piece of the chunk
+	nonZero []bool // per cluster piece of the chunk
 	buf     appendBuf
 	packed  []piece // compressed clusters, in order
 	scratch []byte  // a zero-padded last cluster

@@ -228,9 +228,9 @@ func makeChild(t testing.TB, child, parent string, parentID [16]byte, size int64
 	}
 	binary.BigEndian.PutUint32(file[1536+4:], uint32(blockOff/512)) // block 1
 	copy(file[locOff:], loc)
-	file[blockOff+1] = 0xFF          // sectors 8-15
-	file[blockOff+100/8] = 0xFF      // sectors 96-103 (libvhdi 20210425 misreads runs ending inside a bitmap byte)
-	file[blockOff+200/8] = 0x30      // sectors 202-203: bit 7 is sector 0
+	file[blockOff+1] = 0xFF     // sectors 8-15
+	file[blockOff+100/8] = 0xFF // sectors 96-103 (libvhdi 20210425 misreads runs ending inside a bitmap byte)
+	file[blockOff+200/8] = 0x30 // sectors 202-203: bit 7 is sector 0
 	data := file[blockOff+512:]
 	for i := range data {
 		data[i] = 0xC7
