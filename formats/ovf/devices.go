@@ -67,11 +67,19 @@ func (m *mapper) controllers() (map[string]*controller, error) {
 			return nil, m.errf("item %s: more than 4 %s controllers", clip(it.InstanceID), bus)
 		}
 		taken[bus][idx] = true
+		if dev := scsiDevs[strings.ToLower(strings.TrimSpace(it.ResourceSubType))]; bus == "scsi" && dev != "" {
+			m.vmware[fmt.Sprintf("scsi%d.virtualDev", idx)] = dev
+		}
 		byID[strings.TrimSpace(it.InstanceID)] = &controller{bus: bus, index: idx,
 			subtype: strings.ToLower(strings.TrimSpace(it.ResourceSubType)), used: map[int]bool{}}
 	}
 	return byID, nil
 }
+
+// scsiDevs maps SCSI ResourceSubTypes to VMX scsiN.virtualDev, so the
+// controller model reaches a .vmx (and comes back in an OVF).
+var scsiDevs = map[string]string{"lsilogic": "lsilogic", "lsilogicsas": "lsisas1068", "buslogic": "buslogic",
+	"virtualscsi": "pvscsi", "pvscsi": "pvscsi"}
 
 // hostRef splits a HostResource ("ovf:/disk/vmdisk1", "/disk/vmdisk1",
 // "ovf:/file/file2") into its kind and id.

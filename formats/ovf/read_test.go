@@ -111,3 +111,21 @@ func TestMissingDiskIsAnError(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "nostalgia-disk1.vmdk")
 }
+
+// The SCSI controller model reaches the VMX keys (and an OVF written again).
+func TestSCSIModel(t *testing.T) {
+	for file, want := range map[string]string{"esx65-untangle-pvscsi.ovf": "pvscsi", "vsphere8-simplevm-efi.ovf": "lsisas1068",
+		"esx5-ubuntu12.ovf": "lsilogic", "ovftool35-vcloud-idesas.ovf": "lsisas1068"} {
+		res, err := Read(filepath.Join("testdata", file), ReadOptions{MarkMissing: true})
+		require.NoError(t, err)
+		key := "scsi0.virtualDev"
+		if file == "ovftool35-vcloud-idesas.ovf" {
+			key = "scsi1.virtualDev"
+		}
+		assert.Equal(t, want, res.VM.Extensions.VMware[key], file)
+		files := make([]PackageFile, len(res.VM.Disks))
+		desc, err := descriptor(res.VM, files, 14)
+		require.NoError(t, err)
+		assert.Contains(t, string(desc), "<rasd:ResourceSubType>"+map[string]string{"pvscsi": "VirtualSCSI", "lsisas1068": "lsilogicsas", "lsilogic": "lsilogic"}[want]+"</rasd:ResourceSubType>", file)
+	}
+}

@@ -58,6 +58,7 @@ type mapper struct {
 	vm       *neutral.VM
 	contents []Content
 	warnings []string
+	vmware   map[string]string // VMX keys for Extensions.VMware
 }
 
 func (m *mapper) errf(format string, args ...any) error {
@@ -67,7 +68,7 @@ func (m *mapper) errf(format string, args ...any) error {
 // ToVM maps a parsed descriptor (read from file, named in errors) to a
 // neutral VM. The drives have capacities but no Image.
 func ToVM(env *Envelope, file string) (*Mapped, error) {
-	m := &mapper{file: file, env: env}
+	m := &mapper{file: file, env: env, vmware: map[string]string{}}
 	if err := m.pickSystem(); err != nil {
 		return nil, err
 	}
@@ -340,7 +341,7 @@ func vmxGuestOS(t string) string {
 // model: the annotation and vmw:ExtraConfig entries (VMX keys), so a VM
 // that goes to VMX gets them.
 func (m *mapper) mapExtensions() error {
-	ext := map[string]string{}
+	ext := m.vmware
 	if a := strings.TrimSpace(m.vs.Annotation); a != "" {
 		ext["annotation"] = a
 	}
