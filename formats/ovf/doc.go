@@ -20,7 +20,9 @@
 //
 // An OVA is indexed once (members are never read to be found) and its
 // disks are opened in place through Disks.OpenAt (single-file sparse VMDK),
-// else copied to an unlinked temporary file for formats that need one. The
+// else copied to an unlinked temporary file for formats that need one, and
+// for files stored gzip-compressed (ovf:compression="gzip", bounded by what
+// the disk can hold). The
 // manifest (SHA1/SHA256/SHA512, "SHA256(f)= x" and "SHA256 (f) = x") is
 // checked for every file it lists; the descriptor before it is parsed.
 // StreamReader reads an OVA from a pipe in one pass, hashing every member

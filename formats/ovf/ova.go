@@ -268,8 +268,10 @@ func (a *archive) openDrive(mp *Mapped, i int, opt ReadOptions) error {
 		return nil
 	case c.Href == "":
 		return nil
-	case c.Compression != "" && !strings.EqualFold(c.Compression, "identity"):
-		return fmt.Errorf("%s: file %q is stored with ovf:compression=%q, which is not supported", where, clip(c.Href), clip(c.Compression))
+	}
+	gz, err := gzipped(c.Compression)
+	if err != nil {
+		return fmt.Errorf("%s: file %q: %w", where, clip(c.Href), err)
 	}
 	m := a.find(memberName(c.Href))
 	if m == nil {
@@ -282,7 +284,15 @@ func (a *archive) openDrive(mp *Mapped, i int, opt ReadOptions) error {
 	if c.Size >= 0 && c.Size != m.size {
 		return fmt.Errorf("%s: file %q is %d bytes in the archive, the descriptor says ovf:size=%d", where, clip(c.Href), m.size, c.Size)
 	}
-	img, err := a.openMember(m, c.DiskFormat, opt)
+	var img disk.Image
+	if gz {
+		var r io.Reader
+		if r, err = gunzip(a.section(m), inflateLimit(d.CapacityBytes, d.Device)); err == nil {
+			img, err = spoolAndOpen(r, m.name, c.DiskFormat, opt.Disks.Open)
+		}
+	} else {
+		img, err = a.openMember(m, c.DiskFormat, opt)
+	}
 	if err != nil {
 		return fmt.Errorf("%s: file %q: %w", where, clip(c.Href), err)
 	}

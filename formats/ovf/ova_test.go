@@ -244,3 +244,39 @@ func TestBadOVA(t *testing.T) {
 		})
 	}
 }
+
+// ovftool --compress stores disks gzip-compressed (ovf:compression="gzip"):
+// read from a file and from a pipe, the manifest covering the stored bytes.
+func TestGzipCompressedDisk(t *testing.T) {
+	ova, raw := foreignOVA(t, []string{"ovf", "disk"}, "", false)
+	dir := filepath.Dir(ova)
+	vmdkPath := filepath.Join(dir, "box-disk1.vmdk")
+	testutil.Run(t, "python3", "-c", `import gzip,shutil,sys; shutil.copyfileobj(open(sys.argv[1],"rb"), gzip.open(sys.argv[1]+".gz","wb"))`, vmdkPath)
+	require.NoError(t, os.Rename(vmdkPath+".gz", vmdkPath))
+	desc, err := os.ReadFile(filepath.Join(dir, "box.ovf"))
+	require.NoError(t, err)
+	desc = bytes.Replace(desc, []byte(`<File ovf:href="box-disk1.vmdk"`), []byte(`<File ovf:compression="gzip" ovf:href="box-disk1.vmdk"`), 1)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "box.ovf"), desc, 0o644))
+	gz := filepath.Join(dir, "gz.ova")
+	testutil.Run(t, "python3", filepath.Join("testdata", "tools", "mkova.py"), gz, filepath.Join(dir, "box.ovf"), vmdkPath, "--mf=box.mf")
+	want := rawDigest(t, raw)
+
+	vm, err := formats.OpenVM(gz, mustLookup(t, "ova"))
+	require.NoError(t, err)
+	defer vm.Close()
+	got, err := disk.Digest(context.Background(), vm.Disks[0].Image, disk.CopyOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, want, got)
+
+	_, digests, err := streamDigest(t, gz)
+	require.NoError(t, err)
+	assert.Equal(t, map[string]string{"sata0:0": want}, digests)
+
+	// The OVF directory form too.
+	vm2, err := formats.OpenVM(filepath.Join(dir, "box.ovf"), mustLookup(t, "ovf"))
+	require.NoError(t, err)
+	defer vm2.Close()
+	got, err = disk.Digest(context.Background(), vm2.Disks[0].Image, disk.CopyOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, want, got)
+}

@@ -148,8 +148,10 @@ func openDirDrive(mp *Mapped, i int, dir string, mf *Manifest, opt ReadOptions) 
 		return nil
 	case c.Href == "":
 		return nil // an empty CD-ROM drive
-	case c.Compression != "" && !strings.EqualFold(c.Compression, "identity"):
-		return fmt.Errorf("%s: file %q is stored with ovf:compression=%q, which is not supported", where, clip(c.Href), clip(c.Compression))
+	}
+	gz, err := gzipped(c.Compression)
+	if err != nil {
+		return fmt.Errorf("%s: file %q: %w", where, clip(c.Href), err)
 	}
 	p, err := hrefPath(dir, c.Href)
 	if err != nil {
@@ -170,13 +172,33 @@ func openDirDrive(mp *Mapped, i int, dir string, mf *Manifest, opt ReadOptions) 
 	if opt.Disks.Open == nil {
 		return fmt.Errorf("%s: no disk opener", where)
 	}
-	img, err := opt.Disks.Open(p, c.DiskFormat)
+	var img disk.Image
+	if gz {
+		img, err = openGzipFile(p, c.DiskFormat, inflateLimit(d.CapacityBytes, d.Device), opt.Disks.Open)
+	} else {
+		img, err = opt.Disks.Open(p, c.DiskFormat)
+	}
 	if err != nil {
 		return fmt.Errorf("%s: file %q: %w", where, clip(c.Href), err)
 	}
 	d.Image = img
 	d.CapacityBytes = img.Size()
 	return nil
+}
+
+// openGzipFile decompresses a file to an unlinked temporary file and opens
+// that.
+func openGzipFile(p, format string, limit int64, open func(string, string) (disk.Image, error)) (disk.Image, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	r, err := gunzip(f, limit)
+	if err != nil {
+		return nil, err
+	}
+	return spoolAndOpen(r, filepath.Base(p), format, open)
 }
 
 func verifyFile(mf *Manifest, name, path string) error {

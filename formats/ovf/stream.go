@@ -333,23 +333,32 @@ func (s *StreamReader) nextDisk() (string, disk.Stream, error) {
 func (s *StreamReader) handOut(i int, n string, r io.Reader, size int64, live bool) (string, disk.Stream, error) {
 	c := s.mp.Contents[i]
 	d := s.mp.VM.Disks[i]
-	if c.Compression != "" && !strings.EqualFold(c.Compression, "identity") {
-		return "", nil, fmt.Errorf("ova %s: %q is stored with ovf:compression=%q, which is not supported", s.name, clip(n), clip(c.Compression))
+	gz, err := gzipped(c.Compression)
+	if err != nil {
+		return "", nil, fmt.Errorf("ova %s: %q: %w", s.name, clip(n), err)
+	}
+	if gz && c.DiskFormat == "raw" {
+		return "", nil, fmt.Errorf("ova %s: %q is a gzip-compressed ISO, whose size a pipe cannot tell; read the OVA from a file", s.name, clip(n))
 	}
 	s.handed[i] = true
 	h := newHashingReader(r)
 	if live {
 		s.cur, s.curName = h, n
 	}
+	var src io.Reader = h
+	if gz {
+		if src, err = gunzip(h, inflateLimit(d.CapacityBytes, d.Device)); err != nil {
+			return "", nil, fmt.Errorf("ova %s: %q: %w", s.name, clip(n), err)
+		}
+	}
 	var st disk.Stream
-	var err error
 	if c.DiskFormat == "raw" {
 		st = &rawStream{r: h, size: size}
 	} else {
 		if s.opt.OpenStream == nil {
 			return "", nil, errors.New("ova: no stream opener")
 		}
-		st, err = s.opt.OpenStream(h, c.DiskFormat)
+		st, err = s.opt.OpenStream(src, c.DiskFormat)
 		if err != nil {
 			return "", nil, fmt.Errorf("ova %s: %s %s: file %q: %w", s.name, d.Device, d.ID, clip(n), err)
 		}
