@@ -1,12 +1,15 @@
 package ovf
 
 import (
+	"archive/tar"
 	"bytes"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/vmconv/vmconv/disk"
 )
 
 func addDescriptorSeeds(f *testing.F) {
@@ -16,6 +19,21 @@ func addDescriptorSeeds(f *testing.F) {
 			f.Add(data)
 		}
 	}
+	// A small OVA: descriptor, manifest, a raw "disk".
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	desc := []byte(`<Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1" xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1">` +
+		`<References><File ovf:href="d.img" ovf:id="f1"/></References><DiskSection><Disk ovf:diskId="d1" ovf:fileRef="f1" ovf:capacity="1024" ovf:format="http://en.wikipedia.org/wiki/Byte"/></DiskSection>` +
+		`<VirtualSystem ovf:id="v"><VirtualHardwareSection><Item><ResourceType>17</ResourceType><HostResource>ovf:/disk/d1</HostResource></Item></VirtualHardwareSection></VirtualSystem></Envelope>`)
+	for _, m := range []struct {
+		n string
+		d []byte
+	}{{"a.ovf", desc}, {"a.mf", []byte("SHA256(d.img)= " + strings.Repeat("00", 32) + "\n")}, {"d.img", bytes.Repeat([]byte{1}, 1024)}} {
+		tw.WriteHeader(&tar.Header{Name: m.n, Size: int64(len(m.d)), Mode: 0o644, Typeflag: tar.TypeReg})
+		tw.Write(m.d)
+	}
+	tw.Close()
+	f.Add(b.Bytes())
 	f.Add([]byte(`<Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1"><VirtualSystem><VirtualHardwareSection>` +
 		`<Item><ResourceType>4</ResourceType><VirtualQuantity>99999999999999</VirtualQuantity><AllocationUnits>byte * 2^60</AllocationUnits></Item>` +
 		`</VirtualHardwareSection></VirtualSystem></Envelope>`))
@@ -28,6 +46,7 @@ func FuzzOVF(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		DetectDescriptor(data)
 		IsOVA(data)
+		streamAll(data)
 		env, err := Parse("fuzz.ovf", data)
 		if err != nil {
 			return
@@ -120,6 +139,29 @@ func FuzzManifest(f *testing.F) {
 			}
 		}
 	})
+}
+
+// streamAll reads data as an OVA from a pipe, every disk to its end; a
+// raw disk is read as it is, any other through a reader that drains it.
+func streamAll(data []byte) {
+	s, err := NewStreamReader(bytes.NewReader(data), "fuzz.ova", Disks{OpenStream: func(r io.Reader, _ string) (disk.Stream, error) {
+		return &rawStream{r: r, size: 1 << 20}, nil
+	}})
+	if err != nil {
+		return
+	}
+	defer s.Close()
+	for i := 0; i < 100; i++ {
+		_, st, err := s.NextDisk()
+		if err != nil {
+			return
+		}
+		for {
+			if _, _, err := st.Next(); err != nil {
+				break
+			}
+		}
+	}
 }
 
 type zeros struct{}

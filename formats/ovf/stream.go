@@ -121,6 +121,9 @@ func (s *StreamReader) next() (*tar.Header, error) {
 		default:
 			return nil, fmt.Errorf("ova %s: member %q: tar type %q, want a regular file", s.name, clip(hdr.Name), hdr.Typeflag)
 		}
+		if len(s.seen) >= maxMembers {
+			return nil, fmt.Errorf("ova %s: more than %d members", s.name, maxMembers)
+		}
 		if s.seen[memberName(hdr.Name)] {
 			return nil, fmt.Errorf("ova %s: member %q appears twice", s.name, clip(hdr.Name))
 		}
