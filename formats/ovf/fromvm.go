@@ -90,7 +90,7 @@ type wOS struct {
 	ID          int    `xml:"ovf:id,attr"`
 	OSType      string `xml:"vmw:osType,attr,omitempty"`
 	Info        string `xml:"Info"`
-	Description string `xml:"Description"`
+	Description string `xml:"Description,omitempty"`
 }
 
 type wHardware struct {
