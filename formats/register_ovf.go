@@ -3,6 +3,7 @@ package formats
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -23,6 +24,7 @@ func init() {
 		OpenVM:     func(path string) (*neutral.VM, error) { return readOVF(path, false) },
 		DescribeVM: func(path string) (*neutral.VM, error) { return readOVF(path, true) },
 		WriteVM:    writeOVF(false),
+		Check:      checkOVF(readOVF),
 	})
 	Register(&Format{
 		Name:       "ova",
@@ -32,6 +34,7 @@ func init() {
 		OpenVM:     func(path string) (*neutral.VM, error) { return readOVA(path, false) },
 		DescribeVM: func(path string) (*neutral.VM, error) { return readOVA(path, true) },
 		WriteVM:    writeOVF(true),
+		Check:      checkOVF(readOVA),
 		StreamsOut: true,
 		StreamVM: func(r io.Reader) (VMStream, error) {
 			s, err := ovf.NewStreamReader(r, "-", ovfDisks)
@@ -94,6 +97,21 @@ func readOVF(path string, describe bool) (*neutral.VM, error) {
 	}
 	ovfWarn(path, res.Warnings)
 	return res.VM, nil
+}
+
+// checkOVF reads a package with every file checked against its manifest:
+// a mismatch is a problem found; a package that cannot be read is an error.
+func checkOVF(read func(string, bool) (*neutral.VM, error)) func(string) ([]string, error) {
+	return func(path string) ([]string, error) {
+		vm, err := read(path, false)
+		if errors.Is(err, ovf.ErrManifest) {
+			return []string{err.Error()}, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		return nil, vm.Close()
+	}
 }
 
 // readOVA reads an archive as an OVA whatever its first bytes.
