@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"runtime"
 	"sync"
 
 	"github.com/klauspost/compress/flate"
@@ -94,8 +95,10 @@ func newCompressor(typ uint8, level int) (*compressor, error) {
 		if level > 1 {
 			lvl = zstd.EncoderLevelFromZstd(level)
 		}
-		enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(lvl), zstd.WithEncoderConcurrency(1),
-			zstd.WithEncoderCRC(false), zstd.WithLowerEncoderMem(true))
+		// EncodeAll takes one of the encoder's Concurrency states: one per
+		// core lets every copy worker compress at once.
+		enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(lvl), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)),
+			zstd.WithEncoderCRC(false))
 		if err != nil {
 			return nil, err
 		}
