@@ -29,6 +29,7 @@ type outEntry struct {
 	dir          bool
 	nested       bool // inside a pending directory: placed by its rename
 	file         *os.File
+	wb           *writeback
 }
 
 // insidePendingDir maps a target inside a directory this output creates to
@@ -114,7 +115,7 @@ func (o *Output) Create(target string) (*os.File, error) {
 			return nil, fmt.Errorf("create %s: %w", target, err)
 		}
 		o.mu.Lock()
-		o.entries = append(o.entries, outEntry{target: target, temp: inside, file: f, nested: true})
+		o.entries = append(o.entries, outEntry{target: target, temp: inside, file: f, nested: true, wb: startWriteback(f)})
 		o.mu.Unlock()
 		return f, nil
 	}
@@ -133,7 +134,7 @@ func (o *Output) Create(target string) (*os.File, error) {
 		return nil, fmt.Errorf("create %s: %w", target, err)
 	}
 	o.mu.Lock()
-	o.entries = append(o.entries, outEntry{target: target, temp: f.Name(), file: f})
+	o.entries = append(o.entries, outEntry{target: target, temp: f.Name(), file: f, wb: startWriteback(f)})
 	o.mu.Unlock()
 	return f, nil
 }
@@ -171,6 +172,7 @@ func (o *Output) Commit() error {
 	}
 	for _, e := range o.entries {
 		if e.file != nil {
+			e.wb.Stop()
 			if err := e.file.Sync(); err != nil {
 				o.abortLocked()
 				return fmt.Errorf("write %s: %w", e.target, err)
@@ -217,6 +219,7 @@ func (o *Output) abortLocked() {
 	}
 	for _, e := range o.entries {
 		if e.file != nil {
+			e.wb.Stop()
 			e.file.Close()
 		}
 		if !e.nested {

@@ -1,0 +1,51 @@
+package disk
+
+import (
+	"crypto/rand"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// Background writeback only starts writes early: the committed file holds
+// exactly the bytes written, including those rewritten after writeback ran.
+func TestWritebackKeepsBytes(t *testing.T) {
+	tests := []struct {
+		name    string
+		size    int
+		rewrite bool // overwrite the start after writeback has seen it
+	}{
+		{"small, under the lag", 64 << 10, false},
+		{"larger than the lag", 8 << 20, false},
+		{"start rewritten after writeback", 8 << 20, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			want := make([]byte, tc.size)
+			_, err := rand.Read(want)
+			require.NoError(t, err)
+			target := filepath.Join(t.TempDir(), "out.raw")
+			out := NewOutput(false)
+			f, err := out.Create(target)
+			require.NoError(t, err)
+			for off := 0; off < len(want); off += 1 << 20 {
+				_, err := f.WriteAt(want[off:min(len(want), off+1<<20)], int64(off))
+				require.NoError(t, err)
+			}
+			time.Sleep(3 * writebackEvery)
+			if tc.rewrite {
+				copy(want[:4096], want[len(want)-4096:])
+				_, err := f.WriteAt(want[:4096], 0)
+				require.NoError(t, err)
+			}
+			require.NoError(t, out.Commit())
+			got, err := os.ReadFile(target)
+			require.NoError(t, err)
+			assert.Equal(t, want, got)
+		})
+	}
+}
