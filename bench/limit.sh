@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# vmconv against its peers and against the physical limit, durable on both
+# sides, in one run. For each case:
+#   peer     qemu-img convert (or Xen Orchestra's XVA writer, as bench/xva.sh
+#            drives it) followed by `sync -d OUT`, so its data is on disk too
+#   vmconv   vmconv convert (fsyncs its output before renaming it into place)
+#   floors   write: dd if=/dev/zero of=F bs=1M count=<vmconv output's
+#            allocated MiB> conv=fdatasync, timed in the same round;
+#            CPU: one core's deflate/inflate throughput on the same grains
+#            (go test -bench in formats/vmdk, -cpu 1) divided by the cores
+#   floor    the larger of the two; vmconv/floor is how far from the limit
+# `sync` runs before every timed command. Medians of ROUNDS runs with the
+# spread (min–max); peak RSS from /usr/bin/time -v. Prints a markdown table.
+# With BASE=/path/to/older/vmconv the older build is timed in the same rounds
+# and every output's content digest (vmconv digest) is compared with its
+# output's (VMDK CIDs and XVA UUIDs are random per run, so bytes differ).
+# Usage: bench/limit.sh [WORKDIR]   (env: ROUNDS=5 VMCONV=bin/vmconv BASE=)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+rounds=${ROUNDS:-5}
+vmconv=$(realpath "${VMCONV:-bin/vmconv}")
+[ -x "$vmconv" ] || go build -o "$vmconv" ./cmd/vmconv
+base=${BASE:+$(realpath "$BASE")}
+work=$(realpath -m "${1:-${TMPDIR:-/tmp}/vmconv-limit}")
+mkdir -p "$work"
+xo=$repo/formats/xva/testdata/xo
+[ -d "$xo/node_modules/@xen-orchestra/xva" ] || bash formats/xva/ci-setup.sh >/dev/null
+cores=$(nproc)
+
+# The image: 1 GiB ext4 holding ~550 MB of /usr (the same file list every
+# time on a given host), the rest free or holes.
+img=$work/img.raw
+if [ ! -s "$img" ]; then
+	echo "== building $img" >&2
+	rm -rf "$work/stage"; mkdir -p "$work/stage"
+	(cd /usr && find bin share lib -type f -printf '%s %p\n' 2>/dev/null | sort -k2 |
+		awk -v b=$((520 << 20)) '{t += $1; if (t > b) exit; print $2}' |
+		tar -cf - -T - 2>/dev/null) | tar -xf - -C "$work/stage"
+	mkfs.ext4 -q -F -d "$work/stage" "$img" 1G
+	rm -rf "$work/stage"
+fi
+cd "$work"
+# Inputs made by the peers' own tools, so neither side reads its own output.
+[ -s in-stream.vmdk ] || qemu-img convert -O vmdk -o subformat=streamOptimized img.raw in-stream.vmdk
+[ -s disk.vmdk ] || qemu-img convert -O vmdk -o subformat=monolithicSparse img.raw disk.vmdk
+printf '%s\n' '.encoding = "UTF-8"' 'config.version = "8"' 'virtualHW.version = "14"' \
+	'displayName = "bench"' 'guestOS = "debian11-64"' 'memsize = "1024"' \
+	'scsi0.present = "TRUE"' 'scsi0.virtualDev = "lsilogic"' \
+	'scsi0:0.present = "TRUE"' 'scsi0:0.fileName = "disk.vmdk"' >vm.vmx
+printf '{"vm": {"name_label": "bench", "memory": 1073741824, "nCpus": 1, "firmware": "bios"}, "disks": [{"path": "%s", "name_label": "disk"}]}\n' \
+	"$img" >xo.json
+echo "== image: $(du -h --apparent-size img.raw | cut -f1) virtual, $(du -m img.raw | cut -f1) MiB allocated; $cores cores; $rounds rounds" >&2
+
+# CPU floors: seconds of one core for all grains, divided by the cores.
+echo "== codec throughput (one core)" >&2
+bench=$( (cd "$repo" && VMCONV_BENCH_STREAM=$work/in-stream.vmdk VMCONV_BENCH_RAW=$img \
+	go test ./formats/vmdk/ -run '^$' -bench 'InflateGrains/klauspost|DeflateGrains' -cpu 1 -benchtime 3x) )
+cpu_floor() { echo "$bench" | awk -v n="$1" -v c="$cores" '$1 ~ n {printf "%.2f", $3 / 1e9 / c}'; }
+inflate_floor=$(cpu_floor InflateGrains)
+deflate_floor=$(cpu_floor DeflateGrains)
+
+# measure CMD: prints "seconds maxrss_kib" of one run, after a sync.
+measure() {
+	sync
+	/usr/bin/time -v -o time.out bash -c "$1" >/dev/null 2>err.out || { cat err.out >&2; return 1; }
+	awk -F': ' '/Elapsed \(wall clock\)/ {n = split($2, a, ":"); t = 0; for (i = 1; i <= n; i++) t = t * 60 + a[i]; s = t}
+		/Maximum resident set size/ {m = $2} END {print s, m}' time.out
+}
+# stats: "median min max" of the numbers on stdin.
+stats() { sort -n | awk '{a[NR] = $1} END {printf "%.2f %.2f %.2f\n", a[int((NR + 1) / 2)], a[1], a[NR]}'; }
+spread() { printf '%s (%s–%s)' "$1" "$2" "$3"; }
+
+echo "| case | peer | peer s | vmconv s | peer ÷ vmconv | write floor s | CPU floor s | vmconv ÷ floor | RSS vmconv / peer MiB |"
+echo "|---|---|---|---|---|---|---|---|---|"
+# row NAME PEERNAME 'peer cmd' 'vmconv args' OUT CPUFLOOR
+row() {
+	local name=$1 peer=$2 theirs=$3 ours=$4 out=$5 cpu=$6
+	local tp=() tv=() tf=() tb=() rp=0 rv=0 s m mib same=""
+	for r in $(seq "$rounds"); do
+		rm -rf out.* floor.bin
+		read -r s m < <(measure "$theirs"); tp+=("$s"); rp=$((m > rp ? m : rp))
+		rm -rf out.*
+		read -r s m < <(measure "$vmconv convert $ours"); tv+=("$s"); rv=$((m > rv ? m : rv))
+		mib=$(du -m "$out" | cut -f1)
+		if [ -n "$base" ]; then
+			[ "$r" = 1 ] && "$vmconv" digest "$out" >want.sha
+			rm -rf out.*
+			read -r s m < <(measure "$base convert $ours"); tb+=("$s")
+			[ "$r" = 1 ] && { "$vmconv" digest "$out" | cmp -s - want.sha && same=identical || same=DIFFERENT; }
+		fi
+		rm -rf out.*
+		read -r s m < <(measure "dd if=/dev/zero of=floor.bin bs=1M count=$mib conv=fdatasync status=none"); tf+=("$s")
+	done
+	rm -f floor.bin
+	local p v f fl
+	read -r p pmin pmax < <(printf '%s\n' "${tp[@]}" | stats)
+	read -r v vmin vmax < <(printf '%s\n' "${tv[@]}" | stats)
+	read -r f fmin fmax < <(printf '%s\n' "${tf[@]}" | stats)
+	fl=$(awk -v a="$f" -v b="${cpu:-0}" 'BEGIN {print (a > b) ? a : b}')
+	printf '| %s | %s | %s | %s | %.2f× | %s | %s | %.2f× | %d / %d |\n' "$name" "$peer" \
+		"$(spread "$p" "$pmin" "$pmax")" "$(spread "$v" "$vmin" "$vmax")" \
+		"$(awk -v a="$p" -v b="$v" 'BEGIN {print (b > 0) ? a / b : 0}')" \
+		"$(spread "$f" "$fmin" "$fmax")" "${cpu:-–}" \
+		"$(awk -v a="$v" -v b="$fl" 'BEGIN {print (b > 0) ? a / b : 0}')" $((rv / 1024)) $((rp / 1024))
+	if [ -n "$base" ]; then
+		read -r s _ < <(printf '%s\n' "${tb[@]}" | stats)
+		echo "|  ↳ BASE build | | | $s ($(printf '%s\n' "${tb[@]}" | stats | awk '{print $2 "–" $3}')) | | | | output $same | |"
+	fi
+}
+
+XO="node $xo/write-xva.mjs"
+row "raw → streamOptimized" qemu-img \
+	"qemu-img convert -O vmdk -o subformat=streamOptimized img.raw out.vmdk && sync -d out.vmdk" \
+	"-O vmdk -o subformat=streamOptimized img.raw out.vmdk" out.vmdk "$deflate_floor"
+row "streamOptimized → raw" qemu-img \
+	"qemu-img convert -O raw in-stream.vmdk out.raw && sync -d out.raw" \
+	"in-stream.vmdk out.raw" out.raw "$inflate_floor"
+row "raw → monolithicSparse" qemu-img \
+	"qemu-img convert -O vmdk -o subformat=monolithicSparse img.raw out.vmdk && sync -d out.vmdk" \
+	"-O vmdk -o subformat=monolithicSparse img.raw out.vmdk" out.vmdk ""
+row "VMX → XVA" "Xen Orchestra" \
+	"$XO xo.json out.xva && sync -d out.xva" \
+	"vm.vmx out.xva" out.xva ""
+rm -rf out.* time.out err.out want.sha
