@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -180,6 +181,9 @@ func virtualSize(t testing.TB, p string) int64 {
 func libvhdiRead(t testing.TB, path, parent string) []byte {
 	t.Helper()
 	py := testutil.RequireTool(t, "/usr/bin/python3")
+	if err := exec.Command(py, "-c", "import pyvhdi").Run(); err != nil {
+		testutil.Unavailable(t, "python3-libvhdi (pyvhdi) is not installed")
+	}
 	out := filepath.Join(t.TempDir(), "lib.raw")
 	cmd := []string{"-c", "import sys,pyvhdi\nf=pyvhdi.file();f.open(sys.argv[1])\nif len(sys.argv)>3:\n  p=pyvhdi.file();p.open(sys.argv[3]);f.set_parent(p)\nopen(sys.argv[2],'wb').write(f.read_buffer(f.get_media_size()))", path, out}
 	if parent != "" {
