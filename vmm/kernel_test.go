@@ -14,8 +14,10 @@ import (
 )
 
 func TestLoadKernelCache(t *testing.T) {
-	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	// The probe is built (and cached for the other tests) before the cache
+	// directory moves to a temporary one for this test.
 	e, err := os.ReadFile(probe.ELF(t))
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
 	require.NoError(t, err)
 	want, err := loader.LoadELF(bytes.NewReader(e), int64(len(e)))
 	require.NoError(t, err)

@@ -138,7 +138,10 @@ func builtinModules(kernelDir string) map[string]bool {
 // run/tmp is the commands' TMPDIR: sparse files, hole punching), then
 // serves the control console: each line it reads is a shell command run
 // chrooted in the host's root, its output and a closing exit-status line
-// written back.
+// written back. The 9p mount caches loosely (the test binaries and guest
+// disks are read many times), so the cache is dropped before each command,
+// which then sees the host's files as they are now, and what the command
+// wrote is synced to the host before its exit status goes back.
 const initScript = `#!/bin/busybox sh
 /bin/busybox mkdir -p /usr/bin /sbin /usr/sbin
 /bin/busybox --install -s
@@ -170,9 +173,12 @@ stty -F /dev/hvc0 raw -echo
 echo "@@lab-ready@@" >&3
 while read -r line <&3; do
 	[ "$line" = "@@lab-poweroff@@" ] && break
+	echo 3 > /proc/sys/vm/drop_caches
 	chroot /host /bin/sh -c "$line" </dev/null >&3 2>&3
+	status=$?
+	sync
 	echo "" >&3
-	echo "@@lab-exit $?@@" >&3
+	echo "@@lab-exit $status@@" >&3
 done
 poweroff -f
 `
@@ -243,4 +249,15 @@ func initramfs(kernelDir, busybox, cacheDir string) (string, error) {
 		return "", fmt.Errorf("lab: %w", err)
 	}
 	return out, os.Rename(tmp.Name(), out)
+}
+
+// ModuleFiles returns the files of the named modules of the kernel package
+// at kernelDir and of everything they depend on, in an order insmod can
+// load them; modules built into the kernel are left out.
+func ModuleFiles(kernelDir string, names ...string) ([]string, error) {
+	set, err := findModules(kernelDir)
+	if err != nil {
+		return nil, err
+	}
+	return loadOrder(set, builtinModules(kernelDir), names)
 }

@@ -39,6 +39,15 @@ var shared struct {
 // be missing: see testutil.Unavailable). TestMain must end it with Main.
 func Shared(t testing.TB) *Lab {
 	t.Helper()
+	l, err := Get()
+	if err != nil {
+		testutil.Unavailable(t, err.Error())
+	}
+	return l
+}
+
+// Get is Shared for callers without a testing.TB (testscript commands).
+func Get() (*Lab, error) {
 	shared.Lock()
 	defer shared.Unlock()
 	if shared.lab == nil && shared.err == nil {
@@ -48,9 +57,9 @@ func Shared(t testing.TB) *Lab {
 		}
 	}
 	if shared.err != nil {
-		testutil.Unavailable(t, "the KVM lab cannot start: "+shared.err.Error())
+		return nil, fmt.Errorf("the KVM lab cannot start: %w", shared.err)
 	}
-	return shared.lab
+	return shared.lab, nil
 }
 
 // Main runs the tests and then stops the lab if one was started: call it

@@ -1,0 +1,98 @@
+package lab
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestMain(m *testing.M) { os.Exit(Main(m)) }
+
+func TestRunPattern(t *testing.T) {
+	for _, tc := range []struct{ name, want string }{
+		{"TestX", "^TestX$"},
+		{"TestScripts/guest-builtin", "^TestScripts$/^guest-builtin$"},
+		{"TestA/b.c", `^TestA$/^b\.c$`},
+	} {
+		assert.Equal(t, tc.want, RunPattern(tc.name), tc.name)
+	}
+}
+
+func TestQuoteArgs(t *testing.T) {
+	assert.Equal(t, `a 'b c' 'it'\''s' ''`, QuoteArgs([]string{"a", "b c", "it's", ""}))
+}
+
+// TestModuleOrder reads the dependencies of the stock kernel's modules and
+// orders them the way insmod needs: virtio_ring before virtio before
+// virtio_mmio, kvm before kvm-amd.
+func TestModuleOrder(t *testing.T) {
+	kernel, err := DebianKernel()
+	if err != nil {
+		t.Skip(err) // the tests that boot the lab fail on this instead
+	}
+	files, err := ModuleFiles(kernel, "virtio_mmio", "kvm-amd")
+	require.NoError(t, err)
+	pos := map[string]int{}
+	for i, f := range files {
+		n := filepath.Base(f)
+		pos[modName(n[:len(n)-len(".ko")])] = i + 1
+	}
+	for _, pair := range [][2]string{{"virtio_ring", "virtio"}, {"virtio", "virtio_mmio"}, {"kvm", "kvm_amd"}} {
+		require.NotZero(t, pos[pair[0]], "%s is loaded", pair[0])
+		require.NotZero(t, pos[pair[1]], "%s is loaded", pair[1])
+		assert.Less(t, pos[pair[0]], pos[pair[1]], "%s before %s", pair[0], pair[1])
+	}
+	_, err = ModuleFiles(kernel, "no_such_module")
+	assert.ErrorContains(t, err, "no_such_module")
+}
+
+// TestLabRuns boots the lab and runs commands in it: exit statuses, the
+// working directory, the environment, output as it comes, and /dev/kvm.
+func TestLabRuns(t *testing.T) {
+	l := Shared(t)
+	t.Logf("lab ready in %.1f s", l.ReadyIn.Seconds())
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "hello"), []byte("from the host\n"), 0o644))
+	for _, tc := range []struct {
+		name string
+		argv []string
+		code int
+		out  string
+	}{
+		{"true", []string{"true"}, 0, ""},
+		{"status", []string{"sh", "-c", "echo before; exit 3"}, 3, "before\n"},
+		{"shared files", []string{"cat", "hello"}, 0, "from the host\n"},
+		{"env", []string{"sh", "-c", `echo "$GREETING $TMPDIR"`}, 0, "hi there " + TempDir + "\n"},
+		{"kvm", []string{"sh", "-c", "test -c /dev/kvm && echo kvm"}, 0, "kvm\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out bytes.Buffer
+			code, err := l.Run(ctx, &out, dir, []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "GREETING=hi there"}, tc.argv)
+			require.NoError(t, err)
+			assert.Equal(t, tc.code, code)
+			assert.Equal(t, tc.out, out.String())
+		})
+	}
+	// A host file changed after the lab read it is read anew.
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "hello"), []byte("changed on the host\n"), 0o644))
+	var out bytes.Buffer
+	_, err := l.Run(ctx, &out, dir, nil, []string{"/bin/cat", "hello"})
+	require.NoError(t, err)
+	assert.Equal(t, "changed on the host\n", out.String())
+	// The lab writes into the host's files.
+	out.Reset()
+	code, err := l.Run(ctx, &out, dir, nil, []string{"/bin/sh", "-c", "echo made > made"})
+	require.NoError(t, err)
+	require.Equal(t, 0, code, out.String())
+	b, err := os.ReadFile(filepath.Join(dir, "made"))
+	require.NoError(t, err)
+	assert.Equal(t, "made\n", string(b))
+}
