@@ -6,17 +6,31 @@ vmconv=$(realpath "${1:-bin/vmconv}")
 repo=$(cd "$(dirname "$0")/.." && pwd)
 work=${DEMO_DIR:-$(mktemp -d /tmp/vmconv-demo.XXXXXX)}
 mkdir -p "$work"
+work=$(cd "$work" && pwd)
 cd "$work"
 echo "== working in $work"
 
-# A 256 MiB sample disk: a boot sector, some files' worth of data, holes,
-# a lone non-zero byte and a tail that is not a multiple of 1 MiB (VMDK sizes are whole sectors).
-rm -f sample.raw
-truncate -s $((256 * 1024 * 1024 + 25 * 512)) sample.raw
-printf '\x55\xaa' | dd of=sample.raw bs=1 seek=510 conv=notrunc status=none
-head -c $((24 * 1024 * 1024)) /dev/urandom | dd of=sample.raw bs=1M seek=1 conv=notrunc status=none
+# A 256 MiB sample disk that boots: an MBR and a FAT32 /boot holding the
+# probe kernel (built by gcc from vmm/testdata/probe) and a grub.cfg naming
+# it; then some files' worth of data, holes, a lone non-zero byte and a tail
+# that is not a multiple of 1 MiB (VMDK sizes are whole sectors).
+sh "$repo/vmm/testdata/probe/build.sh" probe.elf >/dev/null
+(cd "$repo" && go run ./scripts/demodisk "$work/sample.raw" $((256 * 1024 * 1024 + 25 * 512)) "$work/probe.elf")
+head -c $((24 * 1024 * 1024)) /dev/urandom | dd of=sample.raw bs=1M seek=64 conv=notrunc status=none
 dd if=/dev/zero bs=1M count=8 status=none | tr '\0' 'v' | dd of=sample.raw bs=1M seek=100 conv=notrunc status=none
 printf 'X' | dd of=sample.raw bs=1 seek=$((200 * 1024 * 1024 + 4097)) conv=notrunc status=none
+
+# boots FILE: boot what FILE holds to the probe's last line, with the
+# built-in engine where /dev/kvm is hardware-backed, else QEMU.
+can_boot=1
+if ! command -v qemu-system-x86_64 >/dev/null && ! grep -qw -e svm -e vmx /proc/cpuinfo; then
+	can_boot=0
+	echo "== (no hardware virtualization and no QEMU here: install qemu-system-x86 to see every copy boot)"
+fi
+boots() {
+	[ $can_boot = 1 ] || return 0
+	"$vmconv" verify --expect 'probe: all done' --memory 64 --timeout 1m "$1" | sed 's/^/  boot: /'
+}
 
 "$vmconv" info sample.raw
 want=$("$vmconv" digest sample.raw | cut -d' ' -f1)
@@ -40,6 +54,7 @@ for sub in monolithicSparse streamOptimized monolithicFlat twoGbMaxExtentSparse 
 	"$vmconv" check "sample-$sub.vmdk" | sed 's/^/  /'
 	"$vmconv" convert --force "sample-$sub.vmdk" "back-$sub.raw"
 	check "sample-$sub.vmdk" "back-$sub.raw"
+	boots "sample-$sub.vmdk"
 done
 
 echo "== a whole VM: VMware -> Xen -> bundle -> VMware"
@@ -73,6 +88,7 @@ for v in vm/demo.vmx demo.xva demo.vmb back-vm/demo.vmx; do
 	got=$("$vmconv" digest "$v" | cut -d' ' -f1)
 	[ "$got" = "$want" ] || { echo "DIGEST MISMATCH: $v $got" >&2; exit 1; }
 	printf '  %-40s %s\n' "$v" "$got"
+	boots "$v"
 done
 "$vmconv" info back-vm/demo.vmx | grep -E 'cpus|memory|nic' | sed 's/^/  /'
 echo "== every copy has the sample's digest"

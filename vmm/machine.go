@@ -134,7 +134,10 @@ func e820Map(layout []guest.Layout) []loader.E820Entry {
 	return e
 }
 
-// newMachine builds a VM ready to run; console receives serial output.
+// newMachine builds the machine for cfg, step by step as a boot loader and
+// a board would: the kernel placed, the VM and its memory, the boot
+// information (command line, ACPI tables, initrd, zero page, page tables),
+// the legacy devices, one virtio-blk per disk, the vCPUs.
 func newMachine(cfg *Config, console io.Writer, host string) (_ *machine, err error) {
 	m := &machine{cfg: cfg, host: host, stopCh: make(chan struct{})}
 	defer func() {
@@ -148,107 +151,180 @@ func newMachine(cfg *Config, console io.Writer, host string) (_ *machine, err er
 	}
 	layout := memoryLayout(cfg.MemoryMiB)
 	m.e820 = e820Map(layout)
-	var kernelEnd uint64
-	for i, s := range k.Segments {
-		if s.PAddr < highMemStart || s.PAddr+s.MemSize > layout[0].Size {
-			return nil, fmt.Errorf("vmm: kernel segment %d at %#x+%#x does not fit in low RAM [%#x, %#x) of %d MiB",
-				i, s.PAddr, s.MemSize, highMemStart, layout[0].Size, cfg.MemoryMiB)
-		}
-		kernelEnd = max(kernelEnd, s.PAddr+s.MemSize)
+	kernelEnd, err := kernelFits(k, layout[0].Size, cfg.MemoryMiB)
+	if err != nil {
+		return nil, err
 	}
+	if err = m.createVM(layout); err != nil {
+		return nil, err
+	}
+	if err = m.loadSegments(k); err != nil {
+		return nil, err
+	}
+	virt := virtioDevices(len(cfg.Disks))
+	if err = m.writeCmdline(virt); err != nil {
+		return nil, err
+	}
+	rsdp, err := m.writeACPI(virt)
+	if err != nil {
+		return nil, err
+	}
+	bp := loader.BootParams{CmdlineAddr: cmdlineAddr, CmdlineLen: len(m.cmd), E820: m.e820, RSDP: rsdp}
+	if bp.InitrdAddr, bp.InitrdSize, err = m.placeInitrd(min(layout[0].Size, k.InitrdAddrMax+1), kernelEnd); err != nil {
+		return nil, err
+	}
+	if err = m.writeZeroPage(k, bp); err != nil {
+		return nil, err
+	}
+	if err = m.addLegacyDevices(console); err != nil {
+		return nil, err
+	}
+	if err = m.addDisks(virt); err != nil {
+		return nil, err
+	}
+	if err = m.createVCPUs(); err != nil {
+		return nil, err
+	}
+	if err = m.setBSP(m.vcpus[0], k.Entry); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
 
+// kernelFits checks that every kernel segment lies in low RAM above 1 MiB
+// and returns where the kernel ends.
+func kernelFits(k *loader.Kernel, lowRAM uint64, memMiB int64) (end uint64, err error) {
+	for i, s := range k.Segments {
+		if s.PAddr < highMemStart || s.PAddr+s.MemSize > lowRAM {
+			return 0, fmt.Errorf("vmm: kernel segment %d at %#x+%#x does not fit in low RAM [%#x, %#x) of %d MiB",
+				i, s.PAddr, s.MemSize, highMemStart, lowRAM, memMiB)
+		}
+		end = max(end, s.PAddr+s.MemSize)
+	}
+	return end, nil
+}
+
+// createVM opens /dev/kvm and makes the VM: its TSS and identity map pages,
+// the in-kernel interrupt controllers and PIT, and guest RAM per layout.
+func (m *machine) createVM(layout []guest.Layout) (err error) {
 	if m.sys, err = kvm.Open(); err != nil {
-		return nil, &ErrNoKVM{Host: host, Err: err}
+		return &ErrNoKVM{Host: m.host, Err: err}
 	}
 	if m.vm, err = m.sys.CreateVM(); err != nil {
-		return nil, err
+		return err
 	}
 	if err = m.vm.SetTSSAddr(tssAddr); err != nil {
-		return nil, err
+		return err
 	}
 	if m.sys.CheckExtension(kvm.CapSetIdentityMapAddr) > 0 {
 		if err = m.vm.SetIdentityMapAddr(identityMap); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	if err = m.vm.CreateIRQChip(); err != nil {
-		return nil, err
+		return err
 	}
 	if err = m.vm.CreatePIT2(); err != nil {
-		return nil, err
+		return err
 	}
 	if m.mem, err = guest.Map(layout); err != nil {
-		return nil, err
+		return err
 	}
 	for i, r := range m.mem.Regions {
 		if err = m.vm.SetMemory(uint32(i), r.GPA, r.Data); err != nil {
-			return nil, err
+			return err
 		}
 	}
+	return nil
+}
 
-	// Kernel, command line, initrd, ACPI tables, page tables, zero page.
+// loadSegments copies the kernel's segments into guest RAM, each zero-filled
+// past its file data.
+func (m *machine) loadSegments(k *loader.Kernel) error {
 	for _, s := range k.Segments {
 		b, err := m.mem.Slice(s.PAddr, s.MemSize)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		copy(b, s.Data)
 		clear(b[len(s.Data):])
 	}
-	var virt []acpi.MMIODevice
-	var words []string
-	for i := range cfg.Disks {
-		base := virtioBase + uint64(i)*devices.MMIOSize
-		virt = append(virt, acpi.MMIODevice{Base: base, Size: devices.MMIOSize, IRQ: virtioIRQs[i]})
-		words = append(words, fmt.Sprintf("virtio_mmio.device=4K@%#x:%d", base, virtioIRQs[i]))
+	return nil
+}
+
+// virtioDevices places one virtio-mmio transport per disk.
+func virtioDevices(n int) []acpi.MMIODevice {
+	virt := make([]acpi.MMIODevice, n)
+	for i := range virt {
+		virt[i] = acpi.MMIODevice{Base: virtioBase + uint64(i)*devices.MMIOSize, Size: devices.MMIOSize, IRQ: virtioIRQs[i]}
 	}
-	m.cmd = strings.TrimSpace(strings.Join(append([]string{withConsole(cfg.Cmdline)}, words...), " "))
+	return virt
+}
+
+// writeCmdline writes the guest's command line with the serial console and
+// the virtio-mmio transports (the kernel finds them there, not by probing).
+func (m *machine) writeCmdline(virt []acpi.MMIODevice) error {
+	words := []string{withConsole(m.cfg.Cmdline)}
+	for _, v := range virt {
+		words = append(words, fmt.Sprintf("virtio_mmio.device=4K@%#x:%d", v.Base, v.IRQ))
+	}
+	m.cmd = strings.TrimSpace(strings.Join(words, " "))
 	if len(m.cmd) >= cmdlineMax {
-		return nil, fmt.Errorf("vmm: command line of %d bytes is too long", len(m.cmd))
+		return fmt.Errorf("vmm: command line of %d bytes is too long", len(m.cmd))
 	}
-	if err = m.mem.Write(cmdlineAddr, append([]byte(m.cmd), 0)); err != nil {
-		return nil, err
-	}
-	tabs, err := acpi.Build(acpiAddr, acpi.Config{CPUs: cfg.CPUs, IOAPICAddr: ioapicAddr, LAPICAddr: lapicAddr,
+	return m.mem.Write(cmdlineAddr, append([]byte(m.cmd), 0))
+}
+
+// writeACPI writes the ACPI tables below 1 MiB and returns the RSDP's address.
+func (m *machine) writeACPI(virt []acpi.MMIODevice) (uint64, error) {
+	tabs, err := acpi.Build(acpiAddr, acpi.Config{CPUs: m.cfg.CPUs, IOAPICAddr: ioapicAddr, LAPICAddr: lapicAddr,
 		UART: true, Virtio: virt, SleepPort: sleepPort})
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
 	if acpiAddr+uint64(len(tabs.Blob)) > highMemStart {
-		return nil, fmt.Errorf("vmm: ACPI tables of %d bytes do not fit below 1 MiB", len(tabs.Blob))
+		return 0, fmt.Errorf("vmm: ACPI tables of %d bytes do not fit below 1 MiB", len(tabs.Blob))
 	}
-	if err = m.mem.Write(acpiAddr, tabs.Blob); err != nil {
-		return nil, err
+	return tabs.RSDP, m.mem.Write(acpiAddr, tabs.Blob)
+}
+
+// placeInitrd puts the initrd, if any, page-aligned as high as it may go
+// below top and above the kernel, and returns where.
+func (m *machine) placeInitrd(top, kernelEnd uint64) (addr, size uint64, err error) {
+	if len(m.cfg.Initrd) == 0 {
+		return 0, 0, nil
 	}
-	bp := loader.BootParams{CmdlineAddr: cmdlineAddr, CmdlineLen: len(m.cmd), E820: m.e820, RSDP: tabs.RSDP}
-	if len(cfg.Initrd) > 0 {
-		top := min(layout[0].Size, k.InitrdAddrMax+1)
-		n := uint64(len(cfg.Initrd))
-		addr := (top - n) &^ 0xfff
-		if n > top || addr < (kernelEnd+0xfff)&^0xfff {
-			return nil, fmt.Errorf("vmm: initrd of %d MiB does not fit between the kernel and %#x; give more memory", n>>20, top)
-		}
-		if err = m.mem.Write(addr, cfg.Initrd); err != nil {
-			return nil, err
-		}
-		bp.InitrdAddr, bp.InitrdSize = addr, n
+	size = uint64(len(m.cfg.Initrd))
+	addr = (top - size) &^ 0xfff
+	if size > top || addr < (kernelEnd+0xfff)&^0xfff {
+		return 0, 0, fmt.Errorf("vmm: initrd of %d MiB does not fit between the kernel and %#x; give more memory", size>>20, top)
 	}
+	return addr, size, m.mem.Write(addr, m.cfg.Initrd)
+}
+
+// writeZeroPage writes the boot parameters and the identity-mapped page
+// tables the 64-bit entry point expects.
+func (m *machine) writeZeroPage(k *loader.Kernel, bp loader.BootParams) error {
 	zp, err := loader.ZeroPage(k, bp)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if err = m.mem.Write(zeroPageAddr, zp); err != nil {
-		return nil, err
+		return err
 	}
-	if err = m.writePageTables(); err != nil {
-		return nil, err
-	}
+	return m.writePageTables()
+}
 
-	// Devices.
-	irq := func(gsi uint32) devices.IRQ {
-		return func(level bool) { _ = m.vm.IRQLine(gsi, level) }
-	}
-	m.uart = devices.NewUART(console, irq(uartGSI))
+// irq raises and lowers one GSI of the in-kernel IOAPIC.
+func (m *machine) irq(gsi uint32) devices.IRQ {
+	return func(level bool) { _ = m.vm.IRQLine(gsi, level) }
+}
+
+// addLegacyDevices registers the port-I/O devices a PC kernel expects: the
+// serial console, the i8042 (its reset line), the RTC, the PCI host bridge
+// and the ACPI sleep control (poweroff).
+func (m *machine) addLegacyDevices(console io.Writer) error {
+	m.uart = devices.NewUART(console, m.irq(uartGSI))
 	reg := []struct {
 		name       string
 		base, size uint64
@@ -261,50 +337,56 @@ func newMachine(cfg *Config, console io.Writer, host string) (_ *machine, err er
 		{"acpi-sleep", sleepPort, 2, devices.NewSleepControl(func() { m.stop(stopReason{reason: "guest powered off (ACPI S5)", reset: true}) })},
 	}
 	for _, r := range reg {
-		if err = m.pio.Register(r.name, r.base, r.size, r.dev); err != nil {
-			return nil, err
+		if err := m.pio.Register(r.name, r.base, r.size, r.dev); err != nil {
+			return err
 		}
 	}
-	for i, d := range cfg.Disks {
+	return nil
+}
+
+// addDisks puts each disk behind a copy-on-write overlay and attaches it
+// as a virtio-blk device; a device error stops the machine as a fault.
+func (m *machine) addDisks(virt []acpi.MMIODevice) error {
+	for i, d := range m.cfg.Disks {
 		ov, err := disk.NewOverlay(d.Image)
 		if err != nil {
-			return nil, fmt.Errorf("vmm: disk %s: %w", d.ID, err)
+			return fmt.Errorf("vmm: disk %s: %w", d.ID, err)
 		}
 		m.ovls = append(m.ovls, ov)
-		id := d.ID
-		b := devices.NewBlock(m.mem, ov, id, irq(virtioIRQs[i]), func(err error) {
+		b := devices.NewBlock(m.mem, ov, d.ID, m.irq(virt[i].IRQ), func(err error) {
 			m.stop(stopReason{reason: err.Error(), fault: true})
 		})
 		m.blocks = append(m.blocks, b)
-		if err = m.mmio.Register("virtio-blk "+id, virt[i].Base, virt[i].Size, b); err != nil {
-			return nil, err
+		if err = m.mmio.Register("virtio-blk "+d.ID, virt[i].Base, virt[i].Size, b); err != nil {
+			return err
 		}
 	}
+	return nil
+}
 
-	// vCPUs.
+// createVCPUs makes the vCPUs with the CPUID each should see, the MSRs
+// and the local APIC's LINT pins set as firmware leaves them.
+func (m *machine) createVCPUs() error {
 	cpuid, err := m.sys.SupportedCPUID()
 	if err != nil {
-		return nil, err
+		return err
 	}
-	m.tids = make([]atomic.Int64, cfg.CPUs)
-	for i := 0; i < cfg.CPUs; i++ {
+	m.tids = make([]atomic.Int64, m.cfg.CPUs)
+	for i := 0; i < m.cfg.CPUs; i++ {
 		c, err := m.vm.CreateVCPU(i)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		m.vcpus = append(m.vcpus, c)
-		if err = c.SetCPUID(vcpuCPUID(cpuid, i, cfg.CPUs)); err != nil {
-			return nil, err
+		if err = c.SetCPUID(vcpuCPUID(cpuid, i, m.cfg.CPUs)); err != nil {
+			return err
 		}
 		setMSRs(c)
 		if err = setLINTs(c); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	if err = m.setBSP(m.vcpus[0], k.Entry); err != nil {
-		return nil, err
-	}
-	return m, nil
+	return nil
 }
 
 // withConsole puts the kernel's console on our only serial port unless the

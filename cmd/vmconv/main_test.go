@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -13,17 +14,30 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/vmconv/vmconv/internal/testutil"
+	"github.com/vmconv/vmconv/vmm/lab"
 )
 
+// withLab stops the KVM lab, if the scripts started one, once the tests end.
+type withLab struct{ m *testing.M }
+
+func (w withLab) Run() int { return lab.Main(w.m) }
+
 func TestMain(m *testing.M) {
-	testscript.Main(m, map[string]func(){
+	testscript.Main(withLab{m}, map[string]func(){
 		"vmconv": func() { os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) },
 	})
 }
 
-func TestScripts(t *testing.T) {
-	testscript.Run(t, testscript.Params{
-		Dir: "testdata/script",
+func TestScripts(t *testing.T) { testscript.Run(t, scriptParams("testdata/script")) }
+
+// TestLabScripts runs the scripts that boot guests in the built-in machine
+// (the `lab` command). They run after TestScripts, on their own, because
+// in the KVM lab they share this machine's cores with nothing else.
+func TestLabScripts(t *testing.T) { testscript.Run(t, scriptParams("testdata/lab")) }
+
+func scriptParams(dir string) testscript.Params {
+	return testscript.Params{
+		Dir: dir,
 		Setup: func(env *testscript.Env) error {
 			env.Setenv(testutil.StrictEnv, os.Getenv(testutil.StrictEnv))
 			env.Setenv("GUEST", guestDir())
@@ -38,6 +52,7 @@ func TestScripts(t *testing.T) {
 		Condition: condition,
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"mkraw": cmdMkraw,
+			"lab":   cmdLab,
 			"filesize": func(ts *testscript.TestScript, neg bool, args []string) {
 				// filesize FILE OP N: compare a file's apparent size.
 				if len(args) != 3 {
@@ -53,7 +68,7 @@ func TestScripts(t *testing.T) {
 				}
 			},
 		},
-	})
+	}
 }
 
 // guestDir is where the real Debian guest is cached, or "" when unknown.
@@ -146,4 +161,40 @@ func parseSize(s string) (int64, error) {
 		return 0, fmt.Errorf("size %q: %w", s, err)
 	}
 	return n * mult, nil
+}
+
+// cmdLab runs a command where guests boot on hardware virtualization: in
+// the KVM lab when this host has no hardware-backed /dev/kvm (the lab
+// shares the host's files, so $WORK is the same there), else right here.
+// Its stdout and stderr together become the script's stdout.
+//
+//	lab vmconv verify --engine builtin guest.xva
+func cmdLab(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) == 0 {
+		ts.Fatalf("usage: lab COMMAND [ARG...]")
+	}
+	if !lab.Needed() {
+		err := ts.Exec(args[0], args[1:]...)
+		if (err != nil) != neg {
+			ts.Fatalf("%s: %v (want failure: %v)", args[0], err, neg)
+		}
+		return
+	}
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if ts.Getenv(k) == "" {
+			env = append(env, kv)
+		}
+	}
+	for _, k := range []string{"PATH", "HOME", "WORK", "GUEST", "REPO", testutil.StrictEnv} {
+		env = append(env, k+"="+ts.Getenv(k))
+	}
+	l, err := lab.Get()
+	ts.Check(err)
+	code, err := l.Run(context.Background(), ts.Stdout(), ts.Getenv("WORK"), env, args)
+	ts.Check(err)
+	if (code != 0) != neg {
+		ts.Fatalf("%s exited with status %d in the lab", args[0], code)
+	}
 }

@@ -48,15 +48,6 @@ func Run(t testing.TB, name string, args ...string) string {
 	return string(out)
 }
 
-// SkipForHost skips a test that needs what this host's /dev/kvm cannot give
-// (no /dev/kvm at all, or no hardware virtualization). It is the one skip
-// StrictEnv does not turn into a failure: it is a property of the machine,
-// not a missing package, and the reason is printed.
-func SkipForHost(t testing.TB, reason string) {
-	t.Helper()
-	t.Skip("host check: " + reason)
-}
-
 // GuestDir is where testdata/guest/build.sh caches the real Debian guest built
 // from the script's current contents, keyed by its hash
 // (VMCONV_GUEST_DIR overrides). repoRoot is the path of the repository's top.

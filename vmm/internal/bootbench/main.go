@@ -1,7 +1,8 @@
 // Command bootbench boots a kernel with raw disks in vmconv's VMM and exits
 // when the expected marker appears: the vmconv side of bench/boot.sh.
 //
-//	bootbench -kernel K -disk D.raw [-disk ...] -append A -expect RE -memory M -cpus N
+//	bootbench -kernel K [-initrd I] -disk D.raw [-disk ...] -append A -expect RE -memory M -cpus N
+//	bootbench -pvh K      (prints the path of K unpacked to an ELF QEMU enters through PVH)
 package main
 
 import (
@@ -15,6 +16,7 @@ import (
 
 	"github.com/vmconv/vmconv/disk"
 	"github.com/vmconv/vmconv/vmm"
+	"github.com/vmconv/vmconv/vmm/qemu"
 )
 
 type list []string
@@ -31,10 +33,24 @@ func main() {
 	cpus := flag.Int("cpus", 1, "vCPUs")
 	timeout := flag.Duration("timeout", time.Minute, "timeout")
 	quiet := flag.Bool("q", false, "do not copy the console to stdout")
+	initrd := flag.String("initrd", "", "initrd")
+	pvh := flag.String("pvh", "", "print the PVH ELF QEMU should boot for this kernel, and exit")
 	flag.Var(&disks, "disk", "raw disk image (repeatable)")
 	flag.Parse()
+	if *pvh != "" {
+		fmt.Println(qemu.PVHKernel(*pvh))
+		return
+	}
 	cfg := vmm.Config{KernelPath: *kernel, Cmdline: *appendLine, MemoryMiB: *mem, CPUs: *cpus,
 		Expect: regexp.MustCompile(*expect), Timeout: *timeout}
+	if *initrd != "" {
+		b, err := os.ReadFile(*initrd)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		cfg.Initrd = b
+	}
 	if !*quiet {
 		cfg.Console = os.Stdout
 	}
