@@ -10,9 +10,10 @@ func init() {
 		Name:    "vpc",
 		Aliases: []string{"vhd"},
 		// Dynamic and differencing disks start with the footer copy; fixed
-		// ones have it only at the end and are found by extension.
-		Exts:  []string{".vhd", ".vpc"},
-		Magic: vhd.Detect,
+		// ones have it only at the end.
+		Exts:      []string{".vhd", ".vpc"},
+		Magic:     vhd.Detect,
+		TailMagic: vhd.DetectTail,
 		OpenImage: func(path string) (disk.Image, error) {
 			return vhd.Open(path)
 		},

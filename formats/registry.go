@@ -26,6 +26,11 @@ type Format struct {
 	Exts []string
 	// Magic reports whether a file's first bytes are this format's.
 	Magic func(head []byte) bool
+	// TailMagic reports whether a file's last bytes (tailSize of them, or
+	// the whole file when shorter) are this format's, for formats whose
+	// only signature is at the end (a fixed VHD's footer); size is the
+	// file's. It is tried when no format's Magic matched.
+	TailMagic func(tail []byte, size int64) bool
 	// IsDir reports whether a directory is in this format.
 	IsDir func(path string) bool
 
@@ -135,11 +140,16 @@ func ByExtension(path string) *Format {
 	return best
 }
 
-// headSize is how much of a file detection reads.
-const headSize = 4096
+// headSize and tailSize are how much of a file's start and end detection
+// reads.
+const (
+	headSize = 4096
+	tailSize = 512
+)
 
-// Detect finds the format of an existing file or directory: magic first,
-// then the extension, then raw for regular files.
+// Detect finds the format of an existing file or directory: magic at the
+// start first, then magic at the end, then the extension, then raw for
+// regular files.
 func Detect(path string) (*Format, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -161,18 +171,51 @@ func Detect(path string) (*Format, error) {
 	head := make([]byte, headSize)
 	n, err := io.ReadFull(fh, head)
 	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, fmt.Errorf("%s: read the first %d bytes: %w", path, headSize, err)
 	}
-	return DetectHead(path, head[:n])
-}
-
-// DetectHead detects a format from a file's first bytes and its name.
-func DetectHead(path string, head []byte) (*Format, error) {
+	if f := byMagic(head[:n]); f != nil {
+		return f, nil
+	}
+	tail, err := readTail(fh, fi.Size())
+	if err != nil {
+		return nil, fmt.Errorf("%s: read the last %d bytes at %#x: %w", path, tailSize, max(0, fi.Size()-tailSize), err)
+	}
 	for _, f := range registry {
-		if f.Magic != nil && f.Magic(head) {
+		if f.TailMagic != nil && f.TailMagic(tail, fi.Size()) {
 			return f, nil
 		}
 	}
+	return byName(path)
+}
+
+func readTail(r io.ReaderAt, size int64) ([]byte, error) {
+	tail := make([]byte, min(size, tailSize))
+	if _, err := r.ReadAt(tail, size-int64(len(tail))); err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	return tail, nil
+}
+
+// DetectHead detects a format from a file's first bytes and its name, for
+// input that has no end to look at (a pipe).
+func DetectHead(path string, head []byte) (*Format, error) {
+	if f := byMagic(head); f != nil {
+		return f, nil
+	}
+	return byName(path)
+}
+
+func byMagic(head []byte) *Format {
+	for _, f := range registry {
+		if f.Magic != nil && f.Magic(head) {
+			return f
+		}
+	}
+	return nil
+}
+
+// byName is the format an extension names, else raw.
+func byName(path string) (*Format, error) {
 	if f := ByExtension(path); f != nil && f.Name != "raw" {
 		return f, nil
 	}

@@ -9,6 +9,9 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/vmconv/vmconv/formats/vhd"
+	"github.com/vmconv/vmconv/internal/testutil"
 )
 
 func tarWith(t *testing.T, name string) []byte {
@@ -76,4 +79,61 @@ func TestLookupAndExtensions(t *testing.T) {
 	assert.Equal(t, "vmdk", vmx.DiskFormatName())
 	raw, _ := Lookup("raw")
 	assert.Equal(t, "raw", raw.DiskFormatName())
+}
+
+// TestDetectFixedVHD: a fixed VHD is raw data and a footer, with no
+// signature at its start; it is found by its footer whatever its name,
+// and a footer that does not hold (checksum, size) leaves the file raw.
+func TestDetectFixedVHD(t *testing.T) {
+	testutil.RequireTool(t, "qemu-img")
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src.raw")
+	require.NoError(t, os.WriteFile(src, bytes.Repeat([]byte("fixed vhd "), 10000), 0o644))
+	made := filepath.Join(dir, "made.vhd")
+	testutil.Run(t, "qemu-img", "convert", "-f", "raw", "-O", "vpc", "-o", "subformat=fixed", src, made)
+	good, err := os.ReadFile(made)
+	require.NoError(t, err)
+	end := len(good) - 512
+	tests := []struct {
+		name   string
+		file   string
+		mutate func(b []byte) []byte
+		want   string
+	}{
+		{"no extension", "disk", nil, "vpc"},
+		{"a raw extension", "disk.img", nil, "vpc"},
+		{"footer checksum wrong", "disk", func(b []byte) []byte { b[end+70]++; return b }, "raw"},
+		{"footer size larger than the file", "disk", func(b []byte) []byte {
+			b = b[end-4096:] // the footer says more than the file holds now
+			return b
+		}, "raw"},
+		{"shorter than a footer", "disk", func(b []byte) []byte { return b[end+1:] }, "raw"},
+		{"damaged, but named .vhd", "disk.vhd", func(b []byte) []byte { b[end+70]++; return b }, "vpc"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			b := append([]byte(nil), good...)
+			if tc.mutate != nil {
+				b = tc.mutate(b)
+			}
+			p := filepath.Join(t.TempDir(), tc.file)
+			require.NoError(t, os.WriteFile(p, b, 0o644))
+			f, err := Detect(p)
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, f.Name)
+		})
+	}
+	// Found by its footer, it opens as the VHD it is.
+	p := filepath.Join(dir, "noext")
+	require.NoError(t, os.Rename(made, p))
+	f, err := Detect(p)
+	require.NoError(t, err)
+	img, err := f.OpenImage(p)
+	require.NoError(t, err)
+	defer img.Close()
+	assert.Equal(t, "fixed", img.(*vhd.Image).Info().Subformat)
+	buf := make([]byte, 10)
+	_, err = img.ReadAt(buf, 10)
+	require.NoError(t, err)
+	assert.Equal(t, "fixed vhd ", string(buf))
 }

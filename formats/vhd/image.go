@@ -64,9 +64,27 @@ func Detect(head []byte) bool {
 	return len(head) >= 8 && string(head[:8]) == "conectix"
 }
 
-// DetectTail reports whether the last 512 bytes of a file are a VHD footer.
-func DetectTail(tail []byte) bool {
-	return len(tail) >= footerSize && string(tail[len(tail)-footerSize:][:8]) == "conectix"
+// DetectTail reports whether tail, the last bytes of a file of size bytes,
+// ends with a VHD footer: its cookie, a right checksum, a known disk type
+// and, for a fixed disk, a virtual size the file holds. A fixed VHD has no
+// other signature; the checks keep a raw disk that merely holds the word
+// "conectix" at its end a raw disk.
+func DetectTail(tail []byte, size int64) bool {
+	if len(tail) < footerSize {
+		return false
+	}
+	f, err := decodeFooter(tail[len(tail)-footerSize:])
+	if err != nil {
+		return false
+	}
+	switch f.DiskType {
+	case typeFixed:
+		vs := f.virtualSize()
+		return vs >= 0 && vs <= size-footerSize
+	case typeDynamic, typeDifferencing:
+		return true
+	}
+	return false
 }
 
 // Open opens a VHD and, for a differencing disk, its parents.
@@ -122,6 +140,9 @@ func newImage(path string, r io.ReaderAt, size int64) (*Image, error) {
 	}
 	ft := &img.footer
 	img.size = ft.virtualSize()
+	if img.size < 0 {
+		return nil, fmt.Errorf("vhd %s: footer at %#x: current size %#x is too large", path, size-footerSize, ft.CurrentSize)
+	}
 	switch ft.DiskType {
 	case typeFixed:
 		if img.size > size-footerSize {
