@@ -17,7 +17,8 @@ import (
 // real image's grains: bench/limit.sh divides it by the cores to get the CPU
 // floor of the streamOptimized cases. Inputs come from the environment
 // (VMCONV_BENCH_STREAM: a streamOptimized VMDK; VMCONV_BENCH_RAW: a raw
-// image); without them the benchmarks skip. Run with -cpu 1.
+// image); without them the benchmarks skip. Run with -cpu 1; with
+// -tags libdeflate, InflateGrains/libdeflate runs too.
 
 // benchGrains returns the compressed grains of the stream file.
 func benchGrains(b *testing.B) (grains [][]byte, grainBytes int64) {
@@ -43,18 +44,20 @@ func benchGrains(b *testing.B) (grains [][]byte, grainBytes int64) {
 
 func BenchmarkInflateGrains(b *testing.B) {
 	grains, gb := benchGrains(b)
-	b.Run("klauspost", func(b *testing.B) {
-		var inf inflater
-		out := make([]byte, gb)
-		b.SetBytes(int64(len(grains)) * gb)
-		for b.Loop() {
-			for _, g := range grains {
-				if _, err := inflateGrain(&inf, out, g); err != nil {
-					b.Fatal(err)
+	for _, dc := range decoders {
+		b.Run(dc.name, func(b *testing.B) {
+			dec := dc.new()
+			out := make([]byte, gb)
+			b.SetBytes(int64(len(grains)) * gb)
+			for b.Loop() {
+				for _, g := range grains {
+					if _, err := dec.inflate(out, g); err != nil {
+						b.Fatal(err)
+					}
 				}
 			}
-		}
-	})
+		})
+	}
 	b.Run("stdlib", func(b *testing.B) {
 		out := make([]byte, gb)
 		var br bytes.Reader

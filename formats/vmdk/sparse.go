@@ -1,14 +1,10 @@
 package vmdk
 
 import (
-	"bytes"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"sync"
-
-	"github.com/klauspost/compress/zlib"
 )
 
 // sparseExtent is one hosted sparse ("KDMV") extent opened for reading. Its
@@ -186,13 +182,6 @@ func (s *sparseExtent) lookup(g int64) (grainState, uint32) {
 	}
 }
 
-type inflater struct {
-	cmp []byte
-	out []byte
-	br  bytes.Reader
-	zr  io.ReadCloser
-}
-
 // readGrain copies the bytes of grain g at sector sec, from offset inOff in the
 // grain, into p.
 func (s *sparseExtent) readGrain(p []byte, g int64, sec uint32, inOff int64) error {
@@ -296,48 +285,6 @@ func (s *sparseExtent) inflateAt(inf *inflater, dst []byte, g, off, hint int64) 
 	n, err := inflateGrain(inf, dst, inf.cmp[hl:hl+size])
 	if err != nil {
 		return 0, fmt.Errorf("vmdk %s: grain %d at %#x: %w", s.name, g, off, err)
-	}
-	return n, nil
-}
-
-var errInflateOverrun = errors.New("compressed grain inflates past the grain size")
-
-// inflateGrain decompresses one zlib stream into out, refusing output beyond
-// len(out).
-func inflateGrain(inf *inflater, out, data []byte) (int, error) {
-	inf.br.Reset(data)
-	if inf.zr == nil {
-		zr, err := zlib.NewReader(&inf.br)
-		if err != nil {
-			return 0, fmt.Errorf("zlib: %w", err)
-		}
-		inf.zr = zr
-	} else if err := inf.zr.(zlib.Resetter).Reset(&inf.br, nil); err != nil {
-		return 0, fmt.Errorf("zlib: %w", err)
-	}
-	n := 0
-	for n < len(out) {
-		m, err := inf.zr.Read(out[n:])
-		n += m
-		if err == io.EOF {
-			return n, nil // a short grain: the last of the disk
-		}
-		if err != nil {
-			return 0, fmt.Errorf("zlib: %w", err)
-		}
-	}
-	var one [1]byte
-	for {
-		m, err := inf.zr.Read(one[:])
-		if m > 0 {
-			return 0, fmt.Errorf("%w (%d bytes)", errInflateOverrun, len(out))
-		}
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return 0, fmt.Errorf("zlib: %w", err)
-		}
 	}
 	return n, nil
 }
