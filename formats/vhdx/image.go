@@ -221,23 +221,37 @@ func (img *Image) readMetadata() error {
 		if e.Length > 1*mib || uint64(e.Offset)+uint64(e.Length) > uint64(m.Length) || (e.Length > 0 && e.Offset < 64*kib) {
 			return fmt.Errorf("%s: %d bytes at %#x lie outside the metadata region", where, e.Length, e.Offset)
 		}
-		switch e.ItemID {
-		case itemFileParams, itemDiskSize, itemDiskID, itemLogicalSect, itemPhysicalSect:
-		case itemParentLoc:
-			return fmt.Errorf("%s: a differencing VHDX (parent locator), which is not supported", where)
-		default:
-			if e.Flags&metaIsRequired != 0 {
-				return fmt.Errorf("%s: unknown required metadata item", where)
-			}
-			continue
+		if err := img.readItem(items, e, where); err != nil {
+			return err
 		}
-		v := make([]byte, e.Length)
-		if _, err := img.r.ReadAt(v, int64(m.FileOffset)+int64(e.Offset)); err != nil {
-			return fmt.Errorf("%s: %w", where, err)
-		}
-		items[e.ItemID] = v
 	}
 	return img.parseItems(items)
+}
+
+// itemSizes are the sizes of the metadata items read: only that much of
+// each is read, whatever length its entry claims.
+var itemSizes = map[GUID]uint32{itemFileParams: 8, itemDiskSize: 8, itemDiskID: 16, itemLogicalSect: 4, itemPhysicalSect: 4}
+
+// readItem reads one known metadata item into items; an item listed twice
+// is refused, as qemu refuses it.
+func (img *Image) readItem(items map[GUID][]byte, e MetadataEntry, where string) error {
+	size, known := itemSizes[e.ItemID]
+	switch {
+	case e.ItemID == itemParentLoc:
+		return fmt.Errorf("%s: a differencing VHDX (parent locator), which is not supported", where)
+	case !known && e.Flags&metaIsRequired != 0:
+		return fmt.Errorf("%s: unknown required metadata item", where)
+	case !known:
+		return nil
+	case items[e.ItemID] != nil:
+		return fmt.Errorf("%s: the item is listed twice", where)
+	}
+	v := make([]byte, min(size, e.Length))
+	if _, err := img.r.ReadAt(v, int64(img.meta.FileOffset)+int64(e.Offset)); err != nil {
+		return fmt.Errorf("%s: %w", where, err)
+	}
+	items[e.ItemID] = v
+	return nil
 }
 
 func (img *Image) parseItems(items map[GUID][]byte) error {

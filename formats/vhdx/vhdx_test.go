@@ -207,6 +207,9 @@ func TestCorruptInput(t *testing.T) {
 		}, "past the end of the file"},
 		{"block size 3 MiB", func(b []byte) []byte { le.PutUint32(b[metaOff+64*kib:], 3<<20); return b }, "block size 3145728"},
 		{"required unknown metadata", func(b []byte) []byte { b[metaOff+32] ^= 0xFF; return b }, "unknown required metadata item"},
+		{"metadata item listed twice", func(b []byte) []byte { copy(b[metaOff+64:metaOff+96], b[metaOff+32:]); return b }, "listed twice"},
+		{"differencing: has-parent flag", func(b []byte) []byte { le.PutUint32(b[metaOff+64*kib+4:], 2); return b }, "differencing VHDX"},
+		{"differencing: parent locator item", func(b []byte) []byte { copy(b[metaOff+32:], itemParentLoc[:]); return b }, "differencing VHDX"},
 		{"BAT entry past end", func(b []byte) []byte { le.PutUint64(b[batOff:], payloadFull|1<<40); return b }, "BAT entry 0 at 0x300000"},
 		{"BAT state 5", func(b []byte) []byte { b[batOff] = 5; return b }, "state 5"},
 	}
