@@ -166,6 +166,7 @@ func (c *checker) refs(rt []uint64, fn func(off, n int64, copied *bool)) {
 // the file and compressed clusters that do not inflate.
 func (c *checker) mapping() {
 	img := c.img
+	var buf []byte
 	for off := int64(0); off < img.size; {
 		r, err := img.mapAt(off)
 		if err != nil {
@@ -176,7 +177,9 @@ func (c *checker) mapping() {
 		switch r.kind {
 		case kCompressed:
 			c.res.Clusters++
-			buf := make([]byte, img.clusterSize)
+			if buf == nil {
+				buf = make([]byte, img.clusterSize)
+			}
 			if err := img.readCompressed(buf, off, r.entry); err != nil {
 				c.add(0, "%v", err)
 			}
@@ -222,7 +225,10 @@ func (c *checker) refcounts(rt []uint64, start, end int64) {
 			return 0
 		}
 		if i != blockIdx {
-			block = make([]byte, cs)
+			if block == nil {
+				block = make([]byte, cs)
+			}
+			clear(block)
 			if _, err := img.r.ReadAt(block, int64(rt[i]&offsetMask)); err != nil && !errors.Is(err, io.EOF) {
 				c.add(int64(rt[i]), "read refcount block %d: %v", i, err)
 			}
