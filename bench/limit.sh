@@ -7,20 +7,30 @@
 #   floors   write: dd if=/dev/zero of=F bs=1M count=<vmconv output's
 #            allocated MiB> conv=fdatasync, timed in the same round;
 #            CPU: one core's deflate/inflate throughput on the same grains
-#            (go test -bench in formats/vmdk, -cpu 1) divided by the cores
+#            (go test -bench in formats/vmdk, -cpu 1) divided by the cores,
+#            with the inflater the vmconv binary was built with (libdeflate
+#            when built with -tags libdeflate, else klauspost)
 #   floor    the larger of the two; vmconv/floor is how far from the limit
 # `sync` runs before every timed command. Medians of ROUNDS runs with the
 # spread (min–max); peak RSS from /usr/bin/time -v. Prints a markdown table.
 # With BASE=/path/to/older/vmconv the older build is timed in the same rounds
 # and every output's content digest (vmconv digest) is compared with its
 # output's (VMDK CIDs and XVA UUIDs are random per run, so bytes differ).
+# A missing VMCONV is built, with -tags libdeflate where libdeflate's header
+# is installed (Debian: libdeflate-dev).
 # Usage: bench/limit.sh [WORKDIR]   (env: ROUNDS=5 VMCONV=bin/vmconv BASE=)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
 rounds=${ROUNDS:-5}
 vmconv=$(realpath "${VMCONV:-bin/vmconv}")
-[ -x "$vmconv" ] || go build -o "$vmconv" ./cmd/vmconv
+if [ ! -x "$vmconv" ]; then
+	tags=$(echo '#include <libdeflate.h>' | gcc -E -x c - >/dev/null 2>&1 && echo libdeflate || true)
+	go build -tags "$tags" -o "$vmconv" ./cmd/vmconv
+fi
+# The inflater the binary uses, for the CPU floor.
+inflater=klauspost
+go version -m "$vmconv" | grep -q -- '-tags=.*libdeflate' && inflater=libdeflate
 base=${BASE:+$(realpath "$BASE")}
 work=$(realpath -m "${1:-${TMPDIR:-/tmp}/vmconv-limit}")
 mkdir -p "$work"
@@ -53,9 +63,10 @@ printf '{"vm": {"name_label": "bench", "memory": 1073741824, "nCpus": 1, "firmwa
 echo "== image: $(du -h --apparent-size img.raw | cut -f1) virtual, $(du -m img.raw | cut -f1) MiB allocated; $cores cores; $rounds rounds" >&2
 
 # CPU floors: seconds of one core for all grains, divided by the cores.
-echo "== codec throughput (one core)" >&2
+echo "== codec throughput (one core; inflate: $inflater)" >&2
 bench=$( (cd "$repo" && VMCONV_BENCH_STREAM=$work/in-stream.vmdk VMCONV_BENCH_RAW=$img \
-	go test ./formats/vmdk/ -run '^$' -bench 'InflateGrains/klauspost|DeflateGrains' -cpu 1 -benchtime 3x) )
+	go test -tags "${inflater/klauspost/}" ./formats/vmdk/ -run '^$' \
+	-bench "InflateGrains/$inflater\$|DeflateGrains" -cpu 1 -benchtime 3x) )
 cpu_floor() { echo "$bench" | awk -v n="$1" -v c="$cores" '$1 ~ n {printf "%.2f", $3 / 1e9 / c}'; }
 inflate_floor=$(cpu_floor InflateGrains)
 deflate_floor=$(cpu_floor DeflateGrains)
