@@ -60,7 +60,7 @@ func TestDebianKernel(t *testing.T) {
 	var console bytes.Buffer
 	rep, err := Verify(context.Background(), Config{KernelPath: m[0], Initrd: g.initrd, Cmdline: "console=ttyS0 panic=-1",
 		CPUs: cpus, MemoryMiB: memMiB, Disks: []Disk{{ID: "root", Format: "raw", Image: image}}, Console: &console,
-		Expect: diskSays, Timeout: 3 * time.Minute})
+		Expect: diskSays, Timeout: 6 * time.Minute})
 	require.NoError(t, err)
 	out := console.String()
 	require.Equal(t, verdict.Pass, rep.Result, "%s\n%s", rep.Reason, out)
