@@ -196,10 +196,7 @@ func (s *sparseExtent) readGrain(p []byte, g int64, sec uint32, inOff int64) err
 		}
 		return nil
 	}
-	inf, _ := s.pool.Get().(*inflater)
-	if inf == nil {
-		inf = &inflater{out: make([]byte, s.grainBytes), cmp: make([]byte, 0, s.grainBytes/2)}
-	}
+	inf := s.inflater()
 	defer s.pool.Put(inf)
 	// A whole grain inflates straight into p; a part goes through inf.out.
 	dst := inf.out
@@ -218,6 +215,14 @@ func (s *sparseExtent) readGrain(p []byte, g int64, sec uint32, inOff int64) err
 	return nil
 }
 
+// inflater returns a pooled inflater; the caller puts it back.
+func (s *sparseExtent) inflater() *inflater {
+	if inf, ok := s.pool.Get().(*inflater); ok {
+		return inf
+	}
+	return &inflater{out: make([]byte, s.grainBytes), cmp: make([]byte, 0, s.grainBytes/2)}
+}
+
 // recordHint guesses the length of grain g's compressed record from where the
 // next grain of its table starts: writers append grains in order, so one read
 // usually fetches the whole record.
@@ -232,12 +237,34 @@ func (s *sparseExtent) recordHint(g int64, sec uint32) int64 {
 	return 16 << 10
 }
 
-// grainRecordHeader is the size of the LBA+size prefix of a compressed grain.
+// recordHeader is the size of the LBA+size prefix of a compressed grain.
 func (s *sparseExtent) recordHeader() int64 {
 	if s.hdr.markers() {
 		return 12
 	}
 	return 4
+}
+
+// recordSize checks the header of grain g's compressed record at file offset
+// off (rec: at least its recordHeader bytes) and returns the compressed size.
+func (s *sparseExtent) recordSize(rec []byte, g, off int64) (int64, error) {
+	var size int64
+	if s.hdr.markers() {
+		m := decodeMarker(rec)
+		if want := uint64(g) * s.hdr.GrainSize; m.Val != want {
+			return 0, fmt.Errorf("vmdk %s: grain %d at %#x: marker LBA %d, want %d", s.name, g, off, m.Val, want)
+		}
+		size = int64(m.Size)
+	} else {
+		size = int64(binary.LittleEndian.Uint32(rec))
+	}
+	if size == 0 || size > 2*s.grainBytes {
+		return 0, fmt.Errorf("vmdk %s: grain %d at %#x: compressed size %d, want 1 to %d", s.name, g, off, size, 2*s.grainBytes)
+	}
+	if off+s.recordHeader()+size > s.fileSize {
+		return 0, fmt.Errorf("vmdk %s: grain %d at %#x: compressed data (%d bytes) runs past the end of the file (%#x)", s.name, g, off, size, s.fileSize)
+	}
+	return size, nil
 }
 
 // inflateAt decompresses the grain record at file offset off into inf.out and
@@ -255,21 +282,9 @@ func (s *sparseExtent) inflateAt(inf *inflater, dst []byte, g, off, hint int64) 
 	if _, err := s.r.ReadAt(inf.cmp, off); err != nil && err != io.EOF {
 		return 0, fmt.Errorf("vmdk %s: read grain %d at %#x: %w", s.name, g, off, err)
 	}
-	var size int64
-	if s.hdr.markers() {
-		m := decodeMarker(inf.cmp)
-		if want := uint64(g) * s.hdr.GrainSize; m.Val != want {
-			return 0, fmt.Errorf("vmdk %s: grain %d at %#x: marker LBA %d, want %d", s.name, g, off, m.Val, want)
-		}
-		size = int64(m.Size)
-	} else {
-		size = int64(binary.LittleEndian.Uint32(inf.cmp))
-	}
-	if size == 0 || size > 2*s.grainBytes {
-		return 0, fmt.Errorf("vmdk %s: grain %d at %#x: compressed size %d, want 1 to %d", s.name, g, off, size, 2*s.grainBytes)
-	}
-	if off+hl+size > s.fileSize {
-		return 0, fmt.Errorf("vmdk %s: grain %d at %#x: compressed data (%d bytes) runs past the end of the file (%#x)", s.name, g, off, size, s.fileSize)
+	size, err := s.recordSize(inf.cmp, g, off)
+	if err != nil {
+		return 0, err
 	}
 	if total := hl + size; total > first {
 		if int64(cap(inf.cmp)) < total {
