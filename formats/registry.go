@@ -163,6 +163,12 @@ func Detect(path string) (*Format, error) {
 		}
 		return nil, fmt.Errorf("%s: a directory that is not a VM bundle", path)
 	}
+	return detectFile(path, fi.Size())
+}
+
+// detectFile detects the format of a file of size bytes by its content,
+// then its name.
+func detectFile(path string, size int64) (*Format, error) {
 	fh, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -176,12 +182,12 @@ func Detect(path string) (*Format, error) {
 	if f := byMagic(head[:n]); f != nil {
 		return f, nil
 	}
-	tail, err := readTail(fh, fi.Size())
+	tail, err := readTail(fh, size)
 	if err != nil {
-		return nil, fmt.Errorf("%s: read the last %d bytes at %#x: %w", path, tailSize, max(0, fi.Size()-tailSize), err)
+		return nil, fmt.Errorf("%s: read the last %d bytes at %#x: %w", path, tailSize, max(0, size-tailSize), err)
 	}
 	for _, f := range registry {
-		if f.TailMagic != nil && f.TailMagic(tail, fi.Size()) {
+		if f.TailMagic != nil && f.TailMagic(tail, size) {
 			return f, nil
 		}
 	}
