@@ -18,7 +18,9 @@
 # output's (VMDK CIDs and XVA UUIDs are random per run, so bytes differ).
 # A missing VMCONV is built, with -tags libdeflate where libdeflate's header
 # is installed (Debian: libdeflate-dev).
-# Usage: bench/limit.sh [WORKDIR]   (env: ROUNDS=5 VMCONV=bin/vmconv BASE=)
+# CASES, an extended regular expression, runs only the cases whose names
+# match (e.g. CASES='streamOptimized → raw').
+# Usage: bench/limit.sh [WORKDIR]   (env: ROUNDS=5 VMCONV=bin/vmconv BASE= CASES=)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -87,6 +89,7 @@ echo "|---|---|---|---|---|---|---|---|---|"
 # row NAME PEERNAME 'peer cmd' 'vmconv args' OUT CPUFLOOR
 row() {
 	local name=$1 peer=$2 theirs=$3 ours=$4 out=$5 cpu=$6
+	[ -z "${CASES:-}" ] || grep -qE -- "$CASES" <<<"$name" || return 0
 	local tp=() tv=() tf=() tb=() rp=0 rv=0 s m mib same=""
 	for r in $(seq "$rounds"); do
 		rm -rf out.* floor.bin
