@@ -220,7 +220,8 @@ func VdevIndex(v string) (disk, part int, err error) {
 	n--
 	if digits != "" {
 		p, e := strconv.Atoi(digits)
-		if e != nil || p < 1 || p > 255 {
+		// libxl refuses leading zeros in a partition number (xvda01).
+		if e != nil || p < 1 || p > 255 || digits[0] == '0' {
 			return 0, 0, fmt.Errorf("vdev %q: partition %q", clip(v), clip(digits))
 		}
 		part = p

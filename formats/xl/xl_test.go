@@ -104,6 +104,7 @@ func TestDiskSpec(t *testing.T) {
 		{spec: "format=vmdk, vdev=xvda, target=/x", wantErr: `format "vmdk"`},
 		{spec: "format=raw, target=/x", wantErr: "no vdev"},
 		{spec: "format=raw, vdev=fd0, target=/x", wantErr: `vdev "fd0"`},
+		{spec: "format=raw, vdev=xvda01, target=/x", wantErr: `partition "01"`},
 		{spec: "/x,raw,xvda,maybe", wantErr: `access "maybe"`},
 		{spec: "vdev=xvda", wantErr: "no target"},
 	}
