@@ -63,35 +63,38 @@ fi
 # Measuring part: on hardware virtualization (here or in the lab).
 work=$LAB_BOOT_WORK
 hardware || { echo "lab-boot: /dev/kvm is not hardware-backed here" >&2; exit 1; }
+# Fifos and scratch files on a local filesystem (the lab's 9p share has no fifos).
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
 
 # ours KERNEL INITRD DISK CMDLINE MEM MARKER: "<ms> <peak RSS KiB>" or "fail".
 ours() {
 	local t0 t1 initrd=()
 	[ -n "$2" ] && initrd=(-initrd "$2")
 	t0=$(date +%s%N)
-	if /usr/bin/time -f '%M' -o "$work/rss" "$work/bootbench" -q -kernel "$1" "${initrd[@]}" -disk "$3" \
-		-append "$4" -memory "$5" -cpus "$cpus" -expect "$6" -timeout 15m 2>"$work/err"; then
+	if /usr/bin/time -f '%M' -o "$scratch/rss" "$work/bootbench" -q -kernel "$1" "${initrd[@]}" -disk "$3" \
+		-append "$4" -memory "$5" -cpus "$cpus" -expect "$6" -timeout 15m 2>"$scratch/err"; then
 		t1=$(date +%s%N)
-		echo "$(((t1 - t0) / 1000000)) $(tail -n 1 "$work/rss")"
+		echo "$(((t1 - t0) / 1000000)) $(tail -n 1 "$scratch/rss")"
 	else
 		echo fail
-		sed 's/^/    ours: /' "$work/err" | tail -n 5 >&2
+		sed 's/^/    ours: /' "$scratch/err" | tail -n 5 >&2
 	fi
 }
 
-# theirs: the same for QEMU/KVM, stopped once its console shows the marker;
-# its peak RSS is VmHWM read just before.
+# theirs: the same for QEMU/KVM, stopped once its console shows the marker
+# (GNU time still reports the peak RSS of a child killed by a signal).
 theirs() {
-	local t0 t1 pid initrd=() hwm
+	local t0 t1 pid initrd=()
 	[ -n "$2" ] && initrd=(-initrd "$2")
-	rm -f "$work/con"
-	mkfifo "$work/con"
+	rm -f "$scratch/con"
+	mkfifo "$scratch/con"
 	t0=$(date +%s%N)
-	qemu-system-x86_64 -accel kvm -M microvm -cpu host -m "$5" -smp "$cpus" -L "$work/bios" \
+	/usr/bin/time -f '%M' -o "$scratch/rssq" qemu-system-x86_64 -accel kvm -M microvm -cpu host -m "$5" -smp "$cpus" -L "$work/bios" \
 		-nodefaults -no-user-config -display none -serial stdio -no-reboot \
 		-kernel "$1" "${initrd[@]}" -append "$4" \
 		-drive id=d0,file="$3",format=raw,if=none,snapshot=on -device virtio-blk-device,drive=d0 \
-		</dev/null >"$work/con" 2>"$work/err" &
+		</dev/null >"$scratch/con" 2>"$scratch/err" &
 	pid=$!
 	# A prompt has no newline after it: read bytes, not lines.
 	if python3 -c 'import os, sys
@@ -101,16 +104,17 @@ while want not in buf:
     b = os.read(0, 65536)
     if not b:
         sys.exit(1)
-    buf = buf[-64:] + b' "$6" <"$work/con"; then
+    buf = buf[-64:] + b' "$6" <"$scratch/con"; then
 		t1=$(date +%s%N)
-		hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
-		echo "$(((t1 - t0) / 1000000)) $hwm"
+		pkill -P "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+		echo "$(((t1 - t0) / 1000000)) $(tail -n 1 "$scratch/rssq")"
 	else
 		echo fail
-		sed 's/^/    qemu: /' "$work/err" | tail -n 5 >&2
+		sed 's/^/    qemu: /' "$scratch/err" | tail -n 5 >&2
+		pkill -P "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
 	fi
-	kill "$pid" 2>/dev/null || true
-	wait "$pid" 2>/dev/null || true
 }
 
 med() { printf '%s\n' "$@" | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }

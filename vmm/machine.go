@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -145,10 +146,11 @@ func newMachine(cfg *Config, console io.Writer, host string) (_ *machine, err er
 			m.close()
 		}
 	}()
-	k, err := loadKernel(cfg.Kernel)
+	k, release, err := loadKernel(cfg.Kernel)
 	if err != nil {
 		return nil, err
 	}
+	defer release()
 	layout := memoryLayout(cfg.MemoryMiB)
 	m.e820 = e820Map(layout)
 	kernelEnd, err := kernelFits(k, layout[0].Size, cfg.MemoryMiB)
@@ -188,7 +190,16 @@ func newMachine(cfg *Config, console io.Writer, host string) (_ *machine, err er
 	if err = m.setBSP(m.vcpus[0], k.Entry); err != nil {
 		return nil, err
 	}
+	m.dropLoaderMemory()
 	return m, nil
+}
+
+// dropLoaderMemory returns what loading took from the heap (the kernel
+// file, the initrd: now copied into guest RAM) to the system before the
+// guest runs, so the VMM's peak RSS is the guest's pages and little more.
+func (m *machine) dropLoaderMemory() {
+	m.cfg.Kernel, m.cfg.Initrd = nil, nil
+	debug.FreeOSMemory()
 }
 
 // kernelFits checks that every kernel segment lies in low RAM above 1 MiB
@@ -238,8 +249,9 @@ func (m *machine) createVM(layout []guest.Layout) (err error) {
 	return nil
 }
 
-// loadSegments copies the kernel's segments into guest RAM, each zero-filled
-// past its file data.
+// loadSegments copies the kernel's segments into guest RAM. Their bss
+// (past the file data) is left alone: guest RAM is a fresh anonymous
+// mapping, zero already, and clearing it would only make its pages resident.
 func (m *machine) loadSegments(k *loader.Kernel) error {
 	for _, s := range k.Segments {
 		b, err := m.mem.Slice(s.PAddr, s.MemSize)
@@ -247,7 +259,6 @@ func (m *machine) loadSegments(k *loader.Kernel) error {
 			return err
 		}
 		copy(b, s.Data)
-		clear(b[len(s.Data):])
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package loader
 
 import (
 	"bytes"
+	"reflect"
 	"testing"
 )
 
@@ -14,6 +15,16 @@ func FuzzLoad(f *testing.F) {
 		k, err := Load(bytes.NewReader(b), int64(len(b)))
 		if err == nil && len(k.Segments) == 0 {
 			t.Fatal("kernel without segments")
+		}
+		// The in-memory loader agrees with the copying one on every input.
+		if bytes.HasPrefix(b, []byte("\x7fELF")) {
+			kb, errb := LoadELFBytes(b)
+			if (err == nil) != (errb == nil) {
+				t.Fatalf("LoadELF error %v, LoadELFBytes error %v", err, errb)
+			}
+			if err == nil && !reflect.DeepEqual(k.Segments, kb.Segments) {
+				t.Fatal("LoadELFBytes segments differ from LoadELF's")
+			}
 		}
 	})
 }

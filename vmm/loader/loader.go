@@ -93,6 +93,25 @@ func Load(r io.ReaderAt, size int64) (*Kernel, error) {
 
 // LoadELF reads a 64-bit x86 ELF kernel of size bytes.
 func LoadELF(r io.ReaderAt, size int64) (*Kernel, error) {
+	return loadELF(r, size, func(p *elf.Prog) ([]byte, error) {
+		data := make([]byte, p.Filesz)
+		if _, err := p.ReadAt(data, 0); err != nil && !(err == io.EOF && p.Filesz == 0) {
+			return nil, err
+		}
+		return data, nil
+	})
+}
+
+// LoadELFBytes is LoadELF of a kernel held in memory (or mapped from a
+// file): the segments' data are slices of b, not copies, so a 60 MiB
+// vmlinux costs no heap.
+func LoadELFBytes(b []byte) (*Kernel, error) {
+	return loadELF(bytes.NewReader(b), int64(len(b)), func(p *elf.Prog) ([]byte, error) {
+		return b[p.Off : p.Off+p.Filesz : p.Off+p.Filesz], nil // bounds checked by loadELF
+	})
+}
+
+func loadELF(r io.ReaderAt, size int64, segment func(*elf.Prog) ([]byte, error)) (*Kernel, error) {
 	f, err := elf.NewFile(r)
 	if err != nil {
 		return nil, fmt.Errorf("kernel ELF: %w", err)
@@ -116,8 +135,8 @@ func LoadELF(r io.ReaderAt, size int64) (*Kernel, error) {
 			if p.Memsz > MaxKernel || total > MaxKernel || p.Paddr+p.Memsz < p.Paddr {
 				return nil, fmt.Errorf("kernel ELF: segment %d at %#x: size %#x too large", i, p.Paddr, p.Memsz)
 			}
-			data := make([]byte, p.Filesz)
-			if _, err := p.ReadAt(data, 0); err != nil && !(err == io.EOF && p.Filesz == 0) {
+			data, err := segment(p)
+			if err != nil {
 				return nil, fmt.Errorf("kernel ELF: segment %d at file offset %#x: %w", i, p.Off, err)
 			}
 			k.Segments = append(k.Segments, Segment{PAddr: p.Paddr, Data: data, MemSize: p.Memsz})
