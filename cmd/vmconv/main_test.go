@@ -190,9 +190,7 @@ func cmdLab(ts *testscript.TestScript, neg bool, args []string) {
 	for _, k := range []string{"PATH", "HOME", "WORK", "GUEST", "REPO", testutil.StrictEnv} {
 		env = append(env, k+"="+ts.Getenv(k))
 	}
-	l, err := lab.Get()
-	ts.Check(err)
-	code, err := l.Run(context.Background(), ts.Stdout(), ts.Getenv("WORK"), env, args)
+	code, err := lab.RunShared(context.Background(), ts.Stdout(), ts.Getenv("WORK"), env, args)
 	ts.Check(err)
 	if (code != 0) != neg {
 		ts.Fatalf("%s exited with status %d in the lab", args[0], code)

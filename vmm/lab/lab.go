@@ -324,6 +324,16 @@ func (l *Lab) RunLine(ctx context.Context, w io.Writer, line string) (int, error
 	}
 }
 
+// exitedNow reports whether QEMU has ended.
+func (l *Lab) exitedNow() bool {
+	select {
+	case <-l.exited:
+		return true
+	default:
+		return false
+	}
+}
+
 // Close stops the lab: the init powers the machine off when its console
 // closes; QEMU is killed if it has not gone within a few seconds.
 func (l *Lab) Close() error {

@@ -96,3 +96,24 @@ func TestLabRuns(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "made\n", string(b))
 }
+
+// TestRunSharedRestarts crashes the lab's kernel during a command: the
+// command runs once more in a new lab, and the crash is said.
+func TestRunSharedRestarts(t *testing.T) {
+	Shared(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	crashOnce := "if [ ! -e crashed ]; then touch crashed; sync; echo c > /proc/sysrq-trigger; sleep 60; fi; echo survived"
+	var out bytes.Buffer
+	code, err := RunShared(ctx, &out, dir, []string{"PATH=/usr/bin:/bin"}, []string{"/bin/sh", "-c", crashOnce})
+	require.NoError(t, err, out.String())
+	assert.Equal(t, 0, code)
+	assert.Contains(t, out.String(), "the lab died during the command")
+	assert.Contains(t, out.String(), "survived\n")
+	// The new lab is the shared one from now on.
+	out.Reset()
+	code, err = RunShared(ctx, &out, dir, nil, []string{"/bin/true"})
+	require.NoError(t, err)
+	assert.Equal(t, 0, code)
+}
