@@ -208,7 +208,11 @@ func (l *Lab) startQEMU() error {
 // qemuArgs boots the kernel in a microvm with the host's root on 9p and the
 // control console on stdio.
 func qemuArgs(kernel, initrd, console string, o Options) []string {
-	cmdline := "console=ttyS0 quiet panic=-1 reboot=t"
+	// A lab whose kernel locks up (seen under emulated AMD-V: both CPUs
+	// stuck, RCU starved) panics after a minute instead of hanging its
+	// command until the test times out; a panic ends QEMU (-no-reboot), and
+	// RunShared then runs the command again in a new lab.
+	cmdline := "console=ttyS0 quiet panic=-1 reboot=t oops=panic softlockup_panic=1 watchdog_thresh=30"
 	if khz := qemu.HostTSCkHz(); khz > 0 {
 		// Under TCG the PIT calibration of the TSC can fail under load.
 		cmdline += " tsc_early_khz=" + strconv.FormatInt(khz, 10)
