@@ -72,13 +72,13 @@ ours() {
 	local t0 t1 initrd=()
 	[ -n "$2" ] && initrd=(-initrd "$2")
 	t0=$(date +%s%N)
-	if /usr/bin/time -f '%M' -o "$scratch/rss" "$work/bootbench" -q -kernel "$1" "${initrd[@]}" -disk "$3" \
-		-append "$4" -memory "$5" -cpus "$cpus" -expect "$6" -timeout 15m 2>"$scratch/err"; then
+	if /usr/bin/time -f '%M' -o "$scratch/rss" "$work/bootbench" -kernel "$1" "${initrd[@]}" -disk "$3" \
+		-append "$4" -memory "$5" -cpus "$cpus" -expect "$6" -timeout 15m >"$scratch/console" 2>"$scratch/err"; then
 		t1=$(date +%s%N)
 		echo "$(((t1 - t0) / 1000000)) $(tail -n 1 "$scratch/rss")"
 	else
 		echo fail
-		sed 's/^/    ours: /' "$scratch/err" | tail -n 5 >&2
+		{ tail -n 20 "$scratch/console"; cat "$scratch/err"; } | sed 's/^/    ours: /' >&2
 	fi
 }
 
