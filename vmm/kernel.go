@@ -6,12 +6,9 @@ import (
 	"debug/elf"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/vmconv/vmconv/vmm/loader"
 )
@@ -19,16 +16,13 @@ import (
 // loadKernel reads an ELF or a bzImage. A bzImage's unpacked payload is kept
 // under the user's cache directory, named by the payload's SHA-256, so the
 // next boot of the same kernel skips the unpacking (seconds for an xz kernel).
-// A cached ELF is mapped, not read: its segments are copied straight from
-// the page cache into guest RAM, and release unmaps it once they are.
-func loadKernel(b []byte) (k *loader.Kernel, release func(), err error) {
-	release = func() {}
+// The segments are slices of the file's bytes, not copies.
+func loadKernel(b []byte) (k *loader.Kernel, err error) {
 	if bytes.HasPrefix(b, []byte(elf.ELFMAG)) {
-		k, err = loader.LoadELFBytes(b)
-		return k, release, err
+		return loader.LoadELFBytes(b)
 	}
 	if k, err = loader.ReadSetup(bytes.NewReader(b), int64(len(b))); err != nil {
-		return nil, release, err
+		return nil, err
 	}
 	sum := sha256.Sum256(k.Payload)
 	cache := ""
@@ -36,42 +30,26 @@ func loadKernel(b []byte) (k *loader.Kernel, release func(), err error) {
 		cache = filepath.Join(dir, "vmconv", "vmlinux", hex.EncodeToString(sum[:]))
 	}
 	if cache != "" {
-		if inner, unmap, err := mapELF(cache); err == nil {
+		if inner, err := readELF(cache); err == nil {
 			k.Segments, k.Entry, k.PVHEntry, k.Payload = inner.Segments, inner.Entry, inner.PVHEntry, nil
-			return k, unmap, nil
+			return k, nil
 		} else if !errors.Is(err, fs.ErrNotExist) {
 			os.Remove(cache) // damaged: unpack again
 		}
 	}
-	k, err = unpackKernel(k, cache)
-	return k, release, err
+	return unpackKernel(k, cache)
 }
 
-// mapELF maps the ELF at path read-only and loads it from the mapping.
-func mapELF(path string) (*loader.Kernel, func(), error) {
-	f, err := os.Open(path)
+// readELF reads the cached ELF at path and loads it; its segments are
+// slices of the one buffer, which is garbage once they are copied into
+// guest RAM. (Not mapped: the lab reads the cache over 9p, where a mapping
+// buys nothing and its page faults are one more thing to go wrong.)
+func readELF(path string) (*loader.Kernel, error) {
+	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, nil, err
-	}
-	if fi.Size() == 0 || fi.Size() > loader.MaxKernel {
-		return nil, nil, fmt.Errorf("%s: %d bytes", path, fi.Size())
-	}
-	m, err := unix.Mmap(int(f.Fd()), 0, int(fi.Size()), unix.PROT_READ, unix.MAP_PRIVATE)
-	if err != nil {
-		return nil, nil, err
-	}
-	unmap := func() { unix.Munmap(m) }
-	k, err := loader.LoadELFBytes(m)
-	if err != nil {
-		unmap()
-		return nil, nil, err
-	}
-	return k, unmap, nil
+	return loader.LoadELFBytes(b)
 }
 
 // unpackKernel decompresses a bzImage's payload, loads the ELF inside and

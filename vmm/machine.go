@@ -146,11 +146,10 @@ func newMachine(cfg *Config, console io.Writer, host string) (_ *machine, err er
 			m.close()
 		}
 	}()
-	k, release, err := loadKernel(cfg.Kernel)
+	k, err := loadKernel(cfg.Kernel)
 	if err != nil {
 		return nil, err
 	}
-	defer release()
 	layout := memoryLayout(cfg.MemoryMiB)
 	m.e820 = e820Map(layout)
 	kernelEnd, err := kernelFits(k, layout[0].Size, cfg.MemoryMiB)

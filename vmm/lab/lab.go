@@ -16,6 +16,7 @@ package lab
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -182,7 +183,52 @@ func Start(ctx context.Context, opt Options) (*Lab, error) {
 		return nil, err
 	}
 	l.ReadyIn = time.Since(start)
+	go l.watchConsole(2 * time.Second)
 	return l, nil
+}
+
+// wedgedSigns are what the lab's kernel prints when it can no longer run
+// its commands. Under emulated AMD-V it has been seen to stop taking timer
+// interrupts (its clock stops, so its own soft-lockup panic never comes)
+// after printing an RCU stall.
+var wedgedSigns = []string{
+	"rcu: INFO: rcu_preempt",
+	"watchdog: BUG: soft lockup",
+	"Oops: ",
+	"Kernel panic",
+}
+
+// watchConsole kills QEMU as soon as the lab's console shows it is wedged,
+// so that the command running ends (RunShared reruns it in a new lab)
+// rather than hangs until the test's deadline.
+func (l *Lab) watchConsole(every time.Duration) {
+	var off int64
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.exited:
+			return
+		case <-t.C:
+		}
+		f, err := os.Open(l.console)
+		if err != nil {
+			continue
+		}
+		b, _ := io.ReadAll(io.NewSectionReader(f, off, 1<<30))
+		f.Close()
+		if i := bytes.LastIndexByte(b, '\n'); i >= 0 {
+			b = b[:i+1] // whole lines only
+		}
+		off += int64(len(b))
+		for _, sign := range wedgedSigns {
+			if bytes.Contains(b, []byte(sign)) {
+				fmt.Fprintf(os.Stderr, "lab: its kernel printed %q: stopping it\n", sign)
+				l.kill()
+				return
+			}
+		}
+	}
 }
 
 // startQEMU starts QEMU from a thread that lives as long as QEMU does, with

@@ -117,3 +117,21 @@ func TestRunSharedRestarts(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 0, code)
 }
+
+// TestWedgedLabIsStopped has the lab's kernel print what a wedged lab
+// prints: the lab is stopped at once, and the command runs again in a new one.
+func TestWedgedLabIsStopped(t *testing.T) {
+	Shared(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	wedgeOnce := "if [ ! -e wedged ]; then touch wedged; sync; echo '<2>rcu: INFO: rcu_preempt (a test)' > /dev/kmsg; sleep 600; fi; echo survived"
+	var out bytes.Buffer
+	start := time.Now()
+	code, err := RunShared(ctx, &out, dir, []string{"PATH=/usr/bin:/bin"}, []string{"/bin/sh", "-c", wedgeOnce})
+	require.NoError(t, err, out.String())
+	assert.Equal(t, 0, code)
+	assert.Contains(t, out.String(), "the lab died during the command")
+	assert.Contains(t, out.String(), "survived\n")
+	assert.Less(t, time.Since(start), 2*time.Minute, "the wedged lab was stopped, not waited for")
+}
