@@ -168,6 +168,9 @@ mount -t sysfs sys /host/sys
 mount -t devtmpfs dev /host/dev
 mount -t tmpfs -o mode=755 run /host/run
 mkdir -m 1777 /host/run/tmp
+# A heartbeat on the kernel console: the host stops a lab whose heart stops
+# (its clock can stop under emulated AMD-V, and then nothing else is said).
+( while :; do echo "@@lab-alive@@" > /dev/ttyS0; sleep 5; done ) &
 exec 3<>/dev/hvc0
 stty -F /dev/hvc0 raw -echo
 echo "@@lab-ready@@" >&3

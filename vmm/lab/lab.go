@@ -198,11 +198,19 @@ var wedgedSigns = []string{
 	"Kernel panic",
 }
 
+// heartbeatMark is what the lab's init writes to its console every 5 s;
+// silenceLimit is how long the host waits for it before stopping the lab.
+const (
+	heartbeatMark = "@@lab-alive@@"
+	silenceLimit  = 90 * time.Second
+)
+
 // watchConsole kills QEMU as soon as the lab's console shows it is wedged,
-// so that the command running ends (RunShared reruns it in a new lab)
-// rather than hangs until the test's deadline.
+// or its heartbeat stops, so that the command running ends (RunShared
+// reruns it in a new lab) rather than hangs until the test's deadline.
 func (l *Lab) watchConsole(every time.Duration) {
 	var off int64
+	lastBeat := time.Now()
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -211,24 +219,40 @@ func (l *Lab) watchConsole(every time.Duration) {
 			return
 		case <-t.C:
 		}
-		f, err := os.Open(l.console)
-		if err != nil {
-			continue
-		}
-		b, _ := io.ReadAll(io.NewSectionReader(f, off, 1<<30))
-		f.Close()
-		if i := bytes.LastIndexByte(b, '\n'); i >= 0 {
-			b = b[:i+1] // whole lines only
-		}
+		b := l.consoleFrom(off)
 		off += int64(len(b))
+		if bytes.Contains(b, []byte(heartbeatMark)) {
+			lastBeat = time.Now()
+		}
+		why := ""
 		for _, sign := range wedgedSigns {
 			if bytes.Contains(b, []byte(sign)) {
-				fmt.Fprintf(os.Stderr, "lab: its kernel printed %q: stopping it\n", sign)
-				l.kill()
-				return
+				why = fmt.Sprintf("its kernel printed %q", sign)
 			}
 		}
+		if why == "" && time.Since(lastBeat) > silenceLimit {
+			why = fmt.Sprintf("no heartbeat for %v", silenceLimit)
+		}
+		if why != "" {
+			fmt.Fprintf(os.Stderr, "lab: %s: stopping it\n", why)
+			l.kill()
+			return
+		}
 	}
+}
+
+// consoleFrom returns the whole lines of the console log from off on.
+func (l *Lab) consoleFrom(off int64) []byte {
+	f, err := os.Open(l.console)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	b, _ := io.ReadAll(io.NewSectionReader(f, off, 1<<30))
+	if i := bytes.LastIndexByte(b, '\n'); i >= 0 {
+		return b[:i+1]
+	}
+	return nil
 }
 
 // startQEMU starts QEMU from a thread that lives as long as QEMU does, with
@@ -414,7 +438,7 @@ func (l *Lab) kill() {
 // Console returns the lab kernel's console log so far.
 func (l *Lab) Console() string {
 	b, _ := os.ReadFile(l.console)
-	return string(b)
+	return strings.ReplaceAll(string(b), heartbeatMark+"\n", "")
 }
 
 func (l *Lab) consoleTail() string {
