@@ -133,7 +133,10 @@ func newDiskGuest(t *testing.T, root string) diskGuest {
 		// Kernel messages would split the line on the console: hush them.
 		"/bin/busybox dmesg -n 1\n" +
 		"echo \"disk says $(/bin/busybox cat /mnt/token) (end)\"\n" +
-		"echo o > /proc/sysrq-trigger\n"
+		// The console drains after echo returns: let it, before powering off.
+		"/bin/busybox sleep 3\n" +
+		"echo o > /proc/sysrq-trigger\n" +
+		"/bin/busybox sleep 60\n"
 	require.NoError(t, w.File("init", 0o755, []byte(init)))
 	require.NoError(t, w.Close())
 	g.initrd = buf.Bytes()
