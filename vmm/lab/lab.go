@@ -195,6 +195,8 @@ var wedgedSigns = []string{
 	"rcu: INFO: rcu_preempt",
 	"watchdog: BUG: soft lockup",
 	"Oops: ",
+	"BUG: ",
+	"stack guard page",
 	"Kernel panic",
 }
 
