@@ -66,23 +66,24 @@ func Get() (*Lab, error) {
 // kernel runs KVM on AMD-V that QEMU emulates, and that emulation can fail
 // under it (a kernel oops in svm_vcpu_run has been seen, about once in
 // twenty real-guest boots): when the lab itself dies during the command,
-// RunShared says so on w and runs the command once more in a new lab. A
-// command that fails in a lab that lives is not run again.
+// RunShared says so on w and runs the command again in a new lab, up to
+// three times in all. A command that fails in a lab that lives is not run
+// again.
 func RunShared(ctx context.Context, w io.Writer, dir string, env, argv []string) (int, error) {
+	const attempts = 3
 	l, err := Get()
-	if err != nil {
-		return -1, err
+	for attempt := 1; ; attempt++ {
+		if err != nil {
+			return -1, err
+		}
+		code, err := l.Run(ctx, w, dir, env, argv)
+		if err == nil || ctx.Err() != nil || !l.exitedNow() || attempt == attempts {
+			return code, err
+		}
+		fmt.Fprintf(w, "\nlab: the lab died during the command; running it again in a new lab. %v\n", err)
+		fmt.Fprintf(os.Stderr, "lab: the lab died during %q; restarting it (attempt %d of %d)\n", QuoteArgs(argv), attempt+1, attempts)
+		l, err = restart(l)
 	}
-	code, err := l.Run(ctx, w, dir, env, argv)
-	if err == nil || ctx.Err() != nil || !l.exitedNow() {
-		return code, err
-	}
-	fmt.Fprintf(w, "\nlab: the lab died during the command; running it once more in a new lab. %v\n", err)
-	fmt.Fprintf(os.Stderr, "lab: the lab died during %q; restarting it once\n", QuoteArgs(argv))
-	if l, err = restart(l); err != nil {
-		return -1, err
-	}
-	return l.Run(ctx, w, dir, env, argv)
 }
 
 // restart replaces a dead shared lab with a new one.
