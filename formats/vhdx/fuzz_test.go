@@ -145,25 +145,9 @@ func fuzzOpen(t *testing.T, file *sparseFile) {
 	if err != nil {
 		return
 	}
-	const window = 64 << 20
-	ext, err := img.Extents(0, window)
-	if err != nil {
+	if err := testutil.WalkWindow(t, img, 0, 64<<20); err != nil {
 		t.Fatal(err)
 	}
-	pos := int64(0)
-	buf := make([]byte, 16<<10)
-	for i, e := range ext {
-		if e.Offset != pos || e.Length <= 0 {
-			t.Fatalf("extents not contiguous at %#x: %+v", pos, e)
-		}
-		pos = e.End()
-		if e.Kind == disk.Data && i < 8 {
-			img.ReadAt(buf[:min(e.Length, int64(len(buf)))], e.Offset)
-		}
-	}
-	if pos != min(img.Size(), window) {
-		t.Fatalf("extents end at %#x, want %#x", pos, min(img.Size(), window))
-	}
-	img.ReadAt(buf, img.Size()-100)
+	img.ReadAt(make([]byte, 16<<10), img.Size()-100)
 	check("fuzz.vhdx", file, file.size)
 }
