@@ -369,3 +369,34 @@ func TestFindSkippedConfig(t *testing.T) {
 	require.Len(t, e.Skipped, 1)
 	assert.Contains(t, e.Skipped[0], "kernel /boot/vmlinuz-gone")
 }
+
+// RHEL 9: grubenv no longer holds kernelopts; an entry that still says
+// $kernelopts gets the command line kernel-install keeps in the root
+// filesystem's /etc/kernel/cmdline.
+func TestFindBLSKernelCmdlineFile(t *testing.T) {
+	grubenv := "# GRUB Environment Block\nsaved_entry=ab12-5.14.0-427.el9.x86_64\nboot_success=1\n"
+	grubenv += strings.Repeat("#", 1024-len(grubenv))
+	k, i := randomBytes(t, 90000), randomBytes(t, 70000)
+	boot := tree(t, map[string][]byte{
+		"grub2/grubenv": []byte(grubenv),
+		"loader/entries/ab12-5.14.0-427.el9.x86_64.conf": []byte("title Rocky Linux (5.14.0-427.el9.x86_64) 9.4\nversion 5.14.0-427.el9.x86_64\nlinux /vmlinuz-5.14.0-427.el9.x86_64\ninitrd /initramfs-5.14.0-427.el9.x86_64.img $tuned_initrd\noptions $kernelopts $tuned_params\ngrub_users $grub_users\n"),
+		"vmlinuz-5.14.0-427.el9.x86_64":       k,
+		"initramfs-5.14.0-427.el9.x86_64.img": i,
+	})
+	root := tree(t, map[string][]byte{
+		"etc/fstab":          []byte("/dev/mapper/rl-root / xfs defaults 0 0\n"),
+		"etc/kernel/cmdline": []byte("root=/dev/mapper/rl-root ro crashkernel=1G-4G:192M rd.lvm.lv=rl/root\n"),
+	})
+	d := mkdisk(t, "gpt", []partSpec{
+		{img: mkext(t, boot, 16, bootUUID, "-t", "ext4"), typ: "0FC63DAF-8483-4772-8E79-3D69D8477DE4"},
+		{img: mkext(t, root, 8, rootUUID, "-t", "ext4"), typ: "0FC63DAF-8483-4772-8E79-3D69D8477DE4"},
+	})
+	check(t, []disk.Image{openImage(t, d)}, want{
+		kernel: k, initrd: i,
+		kernelPath: "/vmlinuz-5.14.0-427.el9.x86_64", initrdPath: "/initramfs-5.14.0-427.el9.x86_64.img",
+		cmdline:  "root=/dev/mapper/rl-root ro crashkernel=1G-4G:192M rd.lvm.lv=rl/root",
+		adjusted: "root=/dev/mapper/rl-root ro crashkernel=1G-4G:192M rd.lvm.lv=rl/root console=ttyS0",
+		config:   "disk 0 partition 1: /loader/entries/ab12-5.14.0-427.el9.x86_64.conf", partition: 1, fs: "ext4",
+		title: "Rocky Linux (5.14.0-427.el9.x86_64) 9.4",
+	})
+}
