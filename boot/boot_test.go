@@ -380,8 +380,8 @@ func TestFindBLSKernelCmdlineFile(t *testing.T) {
 	boot := tree(t, map[string][]byte{
 		"grub2/grubenv": []byte(grubenv),
 		"loader/entries/ab12-5.14.0-427.el9.x86_64.conf": []byte("title Rocky Linux (5.14.0-427.el9.x86_64) 9.4\nversion 5.14.0-427.el9.x86_64\nlinux /vmlinuz-5.14.0-427.el9.x86_64\ninitrd /initramfs-5.14.0-427.el9.x86_64.img $tuned_initrd\noptions $kernelopts $tuned_params\ngrub_users $grub_users\n"),
-		"vmlinuz-5.14.0-427.el9.x86_64":       k,
-		"initramfs-5.14.0-427.el9.x86_64.img": i,
+		"vmlinuz-5.14.0-427.el9.x86_64":                  k,
+		"initramfs-5.14.0-427.el9.x86_64.img":            i,
 	})
 	root := tree(t, map[string][]byte{
 		"etc/fstab":          []byte("/dev/mapper/rl-root / xfs defaults 0 0\n"),
