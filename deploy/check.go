@@ -37,13 +37,13 @@ const completionIndexField = "metadata.annotations['batch.kubernetes.io/job-comp
 // QEMU itself, vmconv's bounded window of chunks in flight, page cache slack.
 const memoryOverheadMiB = 512
 
-// Check returns every way the Jobs in m break the batch contract, joined;
-// nil when there is none.
+// Check returns every way the manifests in m fail API validation (see
+// Validate) or break the batch contract, joined; nil when there is none.
 func Check(m *Manifests) error {
 	if len(m.Jobs) == 0 {
 		return fmt.Errorf("%s: %w: no Job among the resources", m.Dir, ErrNoBatch)
 	}
-	var errs []error
+	errs := []error{Validate(m)}
 	for _, job := range m.Jobs {
 		if err := checkJob(m, job); err != nil {
 			errs = append(errs, fmt.Errorf("%s: Job/%s: %w", m.Sources["Job/"+job.Name], job.Name, err))

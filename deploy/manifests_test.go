@@ -260,6 +260,33 @@ func TestBrokenManifestsRejected(t *testing.T) {
 			msg:   `runs "vmconv-qemu"`,
 		},
 		{
+			name:  "mount of a volume the pod lacks",
+			edits: []edit{{"job.yaml", "            - name: tmp\n", "            - name: scratch\n"}},
+			want:  deploy.ErrInvalid,
+			msg:   `mounts volume "scratch"`,
+		},
+		{
+			name:  "secret key not a valid key",
+			edits: []edit{{"secret-s3.example.yaml", "  AWS_REGION: us-east-1", "  AWS_REGION: us-east-1\n  aws region: x"}},
+			want:  deploy.ErrInvalid,
+			msg:   `key "aws region"`,
+		},
+		{
+			name:  "failure policy names another container",
+			edits: []edit{{"job.yaml", "          containerName: vmconv", "          containerName: converter"}},
+			want:  deploy.ErrInvalid,
+			msg:   `container "converter"`,
+		},
+		{
+			name:  "job name not a DNS subdomain",
+			edits: []edit{
+				{"job.yaml", "  name: vmconv-batch", "  name: vmconv_batch"},
+				{"kvm/job-kvm.yaml", "  name: vmconv-batch", "  name: vmconv_batch"},
+			},
+			want:  deploy.ErrInvalid,
+			msg:   `Job name "vmconv_batch"`,
+		},
+		{
 			name:  "overlay patch with a typo",
 			edits: []edit{{"kvm/job-kvm.yaml", "          resources:", "          resource:"}},
 			want:  deploy.ErrDecode,
