@@ -30,8 +30,14 @@ var (
 	ErrImage            = errors.New("image is not one the kustomization sets")
 )
 
-// completionIndexField is where the Job controller puts a pod's index.
-const completionIndexField = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+// completionIndexFields are where the Job controller puts a pod's index: an
+// annotation, and since the PodIndexLabel feature also a label. The
+// controller adds JOB_COMPLETION_INDEX from one of them unless the
+// container defines it already.
+var completionIndexFields = []string{
+	"metadata.annotations['batch.kubernetes.io/job-completion-index']",
+	"metadata.labels['batch.kubernetes.io/job-completion-index']",
+}
 
 // memoryOverheadMiB is what a verify run needs beside the guest's RAM:
 // QEMU itself, vmconv's bounded window of chunks in flight, page cache slack.
@@ -301,8 +307,8 @@ func checkEnv(c *corev1.Container, env map[string]bool) error {
 		if e.Name != "JOB_COMPLETION_INDEX" || e.ValueFrom == nil || e.ValueFrom.FieldRef == nil {
 			continue
 		}
-		if fp := e.ValueFrom.FieldRef.FieldPath; fp != completionIndexField {
-			errs = append(errs, fmt.Errorf("%w: JOB_COMPLETION_INDEX comes from %q, not %s", ErrEnvRef, fp, completionIndexField))
+		if fp := e.ValueFrom.FieldRef.FieldPath; !slices.Contains(completionIndexFields, fp) {
+			errs = append(errs, fmt.Errorf("%w: JOB_COMPLETION_INDEX comes from %q, not the completion index (%s)", ErrEnvRef, fp, strings.Join(completionIndexFields, " or ")))
 		}
 	}
 	return errors.Join(errs...)

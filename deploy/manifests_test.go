@@ -278,13 +278,13 @@ func TestBrokenManifestsRejected(t *testing.T) {
 			msg:   `container "converter"`,
 		},
 		{
-			name:  "job name not a DNS subdomain",
+			name: "job name not a DNS subdomain",
 			edits: []edit{
 				{"job.yaml", "  name: vmconv-batch", "  name: vmconv_batch"},
 				{"kvm/job-kvm.yaml", "  name: vmconv-batch", "  name: vmconv_batch"},
 			},
-			want:  deploy.ErrInvalid,
-			msg:   `Job name "vmconv_batch"`,
+			want: deploy.ErrInvalid,
+			msg:  `Job name "vmconv_batch"`,
 		},
 		{
 			name:  "overlay patch with a typo",
@@ -304,6 +304,78 @@ func TestBrokenManifestsRejected(t *testing.T) {
 			require.Error(t, err)
 			assert.ErrorIs(t, err, tc.want)
 			assert.Contains(t, err.Error(), tc.msg)
+		})
+	}
+}
+
+// TestManifestVariantsAccepted: equivalent spellings of the contract that
+// Check must not refuse.
+func TestManifestVariantsAccepted(t *testing.T) {
+	tests := []struct {
+		name  string
+		edits []edit
+	}{
+		{
+			name: "shard count from VMCONV_SHARDS",
+			edits: []edit{
+				{"job.yaml", "            - --shards\n            - \"4\"\n", ""},
+				{"job.yaml", "          env:\n", "          env:\n            - name: VMCONV_SHARDS\n              value: \"4\"\n"},
+			},
+		},
+		{
+			name:  "inline --shards=N",
+			edits: []edit{{"job.yaml", "            - --shards\n            - \"4\"\n", "            - --shards=4\n"}},
+		},
+		{
+			name: "credentials through envFrom",
+			edits: []edit{{"job.yaml", `            - name: AWS_ACCESS_KEY_ID
+              valueFrom:
+                secretKeyRef:
+                  name: vmconv-s3
+                  key: AWS_ACCESS_KEY_ID
+            - name: AWS_SECRET_ACCESS_KEY
+              valueFrom:
+                secretKeyRef:
+                  name: vmconv-s3
+                  key: AWS_SECRET_ACCESS_KEY
+            - name: AWS_REGION
+              valueFrom:
+                secretKeyRef:
+                  name: vmconv-s3
+                  key: AWS_REGION
+`, ""}, {"job.yaml", "          resources:\n            # One", "          envFrom:\n            - secretRef:\n                name: vmconv-s3\n          resources:\n            # One"}},
+		},
+		{
+			name:  "index from the pod label",
+			edits: []edit{{"job.yaml", "metadata.annotations['batch", "metadata.labels['batch"}},
+		},
+		{
+			name:  "tagged image",
+			edits: []edit{{"job.yaml", "image: vmconv-qemu\n", "image: vmconv-qemu:v1.2.3\n"}},
+		},
+		{
+			name: "image by digest on a registry with a port",
+			edits: []edit{
+				{"job.yaml", "image: vmconv-qemu\n", "image: registry.local:5000/vmconv-qemu@sha256:0123\n"},
+				{"kustomization.yaml", "  - name: vmconv-qemu", "  - name: registry.local:5000/vmconv-qemu"},
+			},
+		},
+		{
+			name: "no verify: no memory floor",
+			edits: []edit{
+				{"configmap-plan.yaml", "      verify: true\n", "      verify: false\n"},
+				{"configmap-plan.yaml", "      memory: 1024\n", "      memory: 65536\n"},
+			},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := copyTree(t, "kubernetes")
+			for _, e := range tc.edits {
+				apply(t, filepath.Join(dir, e.file), e)
+			}
+			assert.NoError(t, loadAndCheck(dir))
+			assert.NoError(t, loadAndCheck(filepath.Join(dir, "kvm")))
 		})
 	}
 }
