@@ -3,6 +3,7 @@ package deploy_test
 import (
 	"context"
 	"debug/elf"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/vmconv/vmconv/deploy"
 )
 
 // buildLine finds the Containerfile's `go build` command, continuation
@@ -147,4 +150,51 @@ func TestDynamicPartsSeesALoader(t *testing.T) {
 	assert.Contains(t, parts, "PT_INTERP")
 	assert.Contains(t, parts, "PT_DYNAMIC")
 	assert.Contains(t, strings.Join(parts, " "), "needs libc.so")
+}
+
+// containerfileStages returns each stage's name and its lines, in order.
+func containerfileStages(t *testing.T) (names []string, body map[string][]string) {
+	t.Helper()
+	raw, err := os.ReadFile("Containerfile")
+	require.NoError(t, err)
+	body = map[string][]string{}
+	from := regexp.MustCompile(`^FROM\s+(\S+)\s+AS\s+(\S+)$`)
+	var cur string
+	for _, line := range strings.Split(strings.ReplaceAll(string(raw), "\\\n", " "), "\n") {
+		if m := from.FindStringSubmatch(strings.TrimSpace(line)); m != nil {
+			cur = m[2]
+			names = append(names, cur)
+			body[cur] = []string{"FROM " + m[1]}
+			continue
+		}
+		if cur != "" && !strings.HasPrefix(strings.TrimSpace(line), "#") {
+			body[cur] = append(body[cur], strings.TrimSpace(line))
+		}
+	}
+	return names, body
+}
+
+// TestContainerfileStages: the targets the README and the Job name exist,
+// the default target is the static image, the qemu target carries QEMU, and
+// both run as the uid the Job's securityContext expects.
+func TestContainerfileStages(t *testing.T) {
+	names, body := containerfileStages(t)
+	assert.Equal(t, []string{"build", "qemu", "static"}, names)
+	assert.Equal(t, "static", names[len(names)-1], "the last stage is what a plain build produces")
+	assert.Contains(t, body["static"][0], "distroless/static")
+
+	qemu := strings.Join(body["qemu"], "\n")
+	assert.Contains(t, qemu, "debian:12-slim")
+	assert.Contains(t, qemu, "qemu-system-x86")
+	assert.Contains(t, qemu, "qemu-utils")
+
+	m, err := deploy.Load("kubernetes")
+	require.NoError(t, err)
+	sc := m.Jobs[0].Spec.Template.Spec.SecurityContext
+	require.NotNil(t, sc.RunAsUser)
+	user := fmt.Sprintf("USER %d:%d", *sc.RunAsUser, *sc.RunAsGroup)
+	for _, stage := range []string{"qemu", "static"} {
+		assert.Contains(t, body[stage], user, "stage %s", stage)
+		assert.Contains(t, body[stage], "COPY --from=build /out/vmconv /usr/local/bin/vmconv", "stage %s", stage)
+	}
 }
