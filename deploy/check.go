@@ -472,9 +472,6 @@ func checkResources(c *corev1.Container, plan *Plan) error {
 	if !ok {
 		return errors.Join(append(errs, fmt.Errorf("%w: no memory limit", ErrResources))...)
 	}
-	if req, ok := c.Resources.Requests[corev1.ResourceMemory]; ok && req.Cmp(limit) > 0 {
-		errs = append(errs, fmt.Errorf("%w: memory request %s exceeds limit %s", ErrResources, req.String(), limit.String()))
-	}
 	if guest := plan.maxMemoryMiB(); guest > 0 {
 		need := resource.NewQuantity((guest+memoryOverheadMiB)<<20, resource.BinarySI)
 		if limit.Cmp(*need) < 0 {

@@ -287,6 +287,18 @@ func TestBrokenManifestsRejected(t *testing.T) {
 			msg:  `Job name "vmconv_batch"`,
 		},
 		{
+			name:  "memory request above its limit",
+			edits: []edit{{"job.yaml", "              memory: 2Gi", "              memory: 4Gi"}},
+			want:  deploy.ErrInvalid,
+			msg:   "memory request 4Gi exceeds its limit 3Gi",
+		},
+		{
+			name:  "KVM device request without a matching limit",
+			edits: []edit{{"kvm/job-kvm.yaml", "            limits:\n              devices.kubevirt.io/kvm: \"1\"", "            limits:\n              devices.kubevirt.io/kvm: \"2\""}},
+			want:  deploy.ErrInvalid,
+			msg:   "devices.kubevirt.io/kvm needs a limit equal to its request",
+		},
+		{
 			name:  "overlay patch with a typo",
 			edits: []edit{{"kvm/job-kvm.yaml", "          resources:", "          resource:"}},
 			want:  deploy.ErrDecode,

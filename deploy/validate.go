@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 )
 
@@ -64,6 +65,7 @@ func validatePod(job *batchv1.Job) error {
 		for _, e := range c.Env {
 			errs = append(errs, problems(validation.IsEnvVarName(e.Name), "Job/%s container %s env %q", job.Name, c.Name, e.Name))
 		}
+		errs = append(errs, validateResources(job.Name, c))
 		for _, mnt := range c.VolumeMounts {
 			if !volumes[mnt.Name] {
 				errs = append(errs, fmt.Errorf("%w: Job/%s container %s mounts volume %q, which the pod does not have", ErrInvalid, job.Name, c.Name, mnt.Name))
@@ -71,6 +73,24 @@ func validatePod(job *batchv1.Job) error {
 			if !strings.HasPrefix(mnt.MountPath, "/") {
 				errs = append(errs, fmt.Errorf("%w: Job/%s container %s mountPath %q is not absolute", ErrInvalid, job.Name, c.Name, mnt.MountPath))
 			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// validateResources: a request may not exceed its limit, and an extended
+// resource such as the KVM device (anything outside the kubernetes.io
+// namespace) cannot be overcommitted: it needs a limit equal to its request.
+func validateResources(job string, c corev1.Container) error {
+	var errs []error
+	for name, req := range c.Resources.Requests {
+		limit, hasLimit := c.Resources.Limits[name]
+		extended := strings.Contains(string(name), "/") && !strings.Contains(string(name), "kubernetes.io/")
+		switch {
+		case extended && (!hasLimit || req.Cmp(limit) != 0):
+			errs = append(errs, fmt.Errorf("%w: Job/%s container %s: extended resource %s needs a limit equal to its request %s", ErrInvalid, job, c.Name, name, req.String()))
+		case hasLimit && req.Cmp(limit) > 0:
+			errs = append(errs, fmt.Errorf("%w: Job/%s container %s: %s request %s exceeds its limit %s", ErrInvalid, job, c.Name, name, req.String(), limit.String()))
 		}
 	}
 	return errors.Join(errs...)
