@@ -72,10 +72,10 @@ type Stripe struct {
 
 // Visible reports whether the LV is one users see (not a pool's or raid's
 // hidden sub-volume).
-func (lv *LV) Visible() bool { return slices.Contains(lv.Status, "VISIBLE") }
+func (lv LV) Visible() bool { return slices.Contains(lv.Status, "VISIBLE") }
 
 // SegmentTypes lists the LV's distinct segment types in order.
-func (lv *LV) SegmentTypes() []string {
+func (lv LV) SegmentTypes() []string {
 	var out []string
 	for _, s := range lv.Segments {
 		if !slices.Contains(out, s.Type) {
