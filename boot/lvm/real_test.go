@@ -25,6 +25,7 @@ func TestRealVGs(t *testing.T) {
 		disks []int // MiB
 		build func(l *lab)
 		lvs   map[string]int // LV -> segments LVM reports
+		bare  int            // PVs without metadata of their own
 	}{
 		{
 			name:  "one PV, a fragmented linear LV",
@@ -61,6 +62,19 @@ func TestRealVGs(t *testing.T) {
 			},
 			lvs: map[string]int{"root": 1},
 		},
+		{
+			name:  "a second PV without metadata, found by its UUID",
+			disks: []int{16, 16},
+			build: func(l *lab) {
+				l.lvm("pvcreate", "-y", l.loops[0])
+				l.lvm("pvcreate", "-y", "--pvmetadatacopies", "0", l.loops[1])
+				l.lvm("vgcreate", "-s", "2M", "vg4", l.loops[0], l.loops[1])
+				l.lvcreate("-i", "2", "-I", "128k", "-L", "4M", "-n", "data", "vg4")
+				l.lvcreate("-L", "20M", "-n", "root", "vg4")
+			},
+			lvs:  map[string]int{"root": 2, "data": 1},
+			bare: 1,
+		},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -74,12 +88,19 @@ func TestRealVGs(t *testing.T) {
 			}
 			require.Len(t, want, len(tc.lvs))
 			pvs := l.pvs()
+			bare := 0
 			for _, row := range l.report("pvs", "pv", "-o", "pv_uuid,vg_seqno") {
 				assert.Contains(t, uuids(pvs), strings.ReplaceAll(row["pv_uuid"], "-", ""))
-				for _, pv := range pvs {
-					assert.Equal(t, atoi(t, row["vg_seqno"]), int64(pv.VG.Seqno))
-				}
 			}
+			seqno := atoi(t, l.report("vgs", "vg", "-o", "vg_seqno")[0]["vg_seqno"])
+			for _, pv := range pvs {
+				if pv.VG == nil {
+					bare++
+					continue
+				}
+				assert.Equal(t, seqno, int64(pv.VG.Seqno))
+			}
+			assert.Equal(t, tc.bare, bare, "PVs without metadata")
 			vg, err := Assemble(pvs)
 			require.NoError(t, err)
 			extent := int64(vg.ExtentSize) * sectorSize

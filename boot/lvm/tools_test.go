@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/vmconv/vmconv/internal/testutil"
@@ -35,7 +36,7 @@ func newLab(t *testing.T, sizesMiB ...int) *lab {
 		testutil.Unavailable(t, "loop devices need root")
 	}
 	l := &lab{t: t, dir: t.TempDir()}
-	conf := fmt.Sprintf(`devices { obtain_device_list_from_udev = 0 external_device_info_source = "none" use_devicesfile = 0 }
+	conf := fmt.Sprintf(`devices { obtain_device_list_from_udev = 0 external_device_info_source = "none" use_devicesfile = 0 hints = "none" }
 activation { udev_sync = 0 udev_rules = 0 monitoring = 0 }
 backup { backup = 0 archive = 0 }
 global { locking_dir = %q thin_check_executable = "" }
@@ -199,12 +200,23 @@ func indexOf(list []string, s string) int {
 	return -1
 }
 
-// pattern is distinct content for an LV: every 16 bytes name the LV and
-// the offset they are at, so a misplaced chunk shows where it came from.
+// pattern is distinct content for an LV: every 16 bytes name the LV (its
+// first 6 characters) and the offset they are at in hex, so a misplaced
+// chunk shows where it came from.
 func pattern(name string, size int64) []byte {
 	b := make([]byte, size)
-	for off := int64(0); off < size; off += 16 {
-		copy(b[off:], fmt.Sprintf("%-6.6s%010x", name, off))
+	tag := fmt.Sprintf("%-6.6s", name)
+	const hex = "0123456789abcdef"
+	for off := int64(0); off+16 <= size; off += 16 {
+		copy(b[off:], tag)
+		for i, v := 15, off; i >= 6; i, v = i-1, v>>4 {
+			b[off+int64(i)] = hex[v&15]
+		}
 	}
 	return b
+}
+
+func TestPattern(t *testing.T) {
+	b := pattern("root", 64)
+	assert.Equal(t, "root  0000000000root  0000000010root  0000000020root  0000000030", string(b))
 }

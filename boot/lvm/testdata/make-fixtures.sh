@@ -13,7 +13,7 @@ loop=
 cleanup() { [ -n "$loop" ] && losetup -d "$loop"; rm -rf "$tmp"; }
 trap cleanup EXIT
 cat >"$tmp/lvm.conf" <<CONF
-devices { obtain_device_list_from_udev = 0 external_device_info_source = "none" use_devicesfile = 0 }
+devices { obtain_device_list_from_udev = 0 external_device_info_source = "none" use_devicesfile = 0 hints = "none" }
 activation { udev_sync = 0 udev_rules = 0 monitoring = 0 }
 backup { backup = 0 archive = 0 }
 global { locking_dir = "$tmp" thin_check_executable = "" }
