@@ -102,6 +102,8 @@ type PV struct {
 	size int64
 }
 
+// lvmCRC is LVM's checksum: CRC-32 (IEEE) seeded with 0xf597a6cf and not
+// inverted at the end, so crc32.Update does it with the inversions undone.
 func lvmCRC(b []byte) uint32 {
 	return ^crc32.Update(^uint32(initialCRC), crc32.IEEETable, b)
 }
@@ -109,7 +111,10 @@ func lvmCRC(b []byte) uint32 {
 // ReadPV reads the LVM2 label and metadata of the device r of size bytes.
 // It returns ErrNoLabel (cheaply: four sectors read) when there is none.
 func ReadPV(r io.ReaderAt, size int64) (*PV, error) {
-	head := make([]byte, labelScan*sectorSize)
+	if size < 0 {
+		return nil, fmt.Errorf("lvm: device size %d", size)
+	}
+	head := make([]byte, min(size, labelScan*sectorSize))
 	n, err := r.ReadAt(head, 0)
 	if n < len(head) && err != nil && err != io.EOF {
 		return nil, fmt.Errorf("lvm: reading label sectors: %w", err)

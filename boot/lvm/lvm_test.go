@@ -249,3 +249,61 @@ func TestParseConfigSyntax(t *testing.T) {
 	assert.Equal(t, []value{{kind: kindString, str: "x"}, {kind: kindInt, num: 1}, {kind: kindInt, num: 2}}, k.arr)
 	assert.Equal(t, `q"uote`, root.children[0].keys["s"].str)
 }
+
+func TestAssembleAll(t *testing.T) {
+	text := string(fixture(t, "vg-backup.txt"))
+	parse := func(name, id, pvID string) *VG {
+		s := strings.Replace(text, "vgfix {", name+" {", 1)
+		s = strings.Replace(s, `id = "`, `id = "`+id, 1) // the VG's id comes first
+		vg0, err := ParseMetadata([]byte(text))
+		require.NoError(t, err)
+		s = strings.Replace(s, vg0.PVs[0].ID, pvID, 1)
+		vg, err := ParseMetadata([]byte(s))
+		require.NoError(t, err)
+		return vg
+	}
+	a := parse("vga", "A", "aaaaaa-aaaa-aaaa-aaaa-aaaa-aaaa-aaaaaa")
+	b := parse("vgb", "B", "bbbbbb-bbbb-bbbb-bbbb-bbbb-bbbb-bbbbbb")
+	aOld := parse("vga", "A", "aaaaaa-aaaa-aaaa-aaaa-aaaa-aaaa-aaaaaa")
+	aOld.Seqno--
+	aOld.lvs = aOld.lvs[:1]
+	disk := bytes.NewReader(make([]byte, 16<<20))
+	pv := func(uuid string, vg *VG) *PV {
+		return &PV{UUID: strings.Repeat(uuid, 32), VG: vg, r: disk, size: disk.Size()}
+	}
+	cases := []struct {
+		name  string
+		pvs   []*PV
+		vgs   []string
+		nLVs  int    // LVs of the first VG
+		error string // of AssembleAll
+	}{
+		{"two VGs", []*PV{pv("b", b), pv("a", a)}, []string{"vga", "vgb"}, 2, ""},
+		{"the newest metadata wins", []*PV{pv("a", aOld), pv("c", a)}, []string{"vga"}, 2, ""},
+		{"a cloned disk", []*PV{pv("a", a), pv("a", a)}, nil, 0, "on two of the devices"},
+		{"no metadata", []*PV{pv("a", nil)}, nil, 0, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			vgs, err := AssembleAll(tc.pvs)
+			if tc.error != "" {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), tc.error)
+				return
+			}
+			require.NoError(t, err)
+			var names []string
+			for _, vg := range vgs {
+				names = append(names, vg.Name)
+			}
+			assert.Equal(t, tc.vgs, names)
+			if len(vgs) > 0 {
+				assert.Len(t, vgs[0].LVs(), tc.nLVs)
+				_, _, err := vgs[0].Open("root")
+				assert.NoError(t, err)
+			}
+			_, err = Assemble(tc.pvs)
+			assert.Equal(t, len(vgs) == 1, err == nil, "Assemble: %v", err)
+		})
+	}
+}
