@@ -11,7 +11,13 @@ import (
 // comments. Nothing in the Go ecosystem reads it, so this is a small
 // hand-written parser.
 
-const maxDepth = 16 // LVM writes 4 levels; lvm.conf uses fewer
+const (
+	maxDepth = 16 // LVM writes 4 levels; lvm.conf uses fewer
+	// maxItems bounds the sections, keys and array elements of one text,
+	// and with them the memory parsing takes: a VG of 16384 LVs needs a
+	// quarter of it.
+	maxItems = 1 << 20
+)
 
 type valueKind int
 
@@ -46,9 +52,18 @@ func (s *section) child(name string) *section {
 }
 
 type parser struct {
-	src  string
-	pos  int
-	line int
+	src   string
+	pos   int
+	line  int
+	items int
+}
+
+// item counts one more section, key or element against maxItems.
+func (p *parser) item() error {
+	if p.items++; p.items > maxItems {
+		return p.errorf("more than %d sections, keys and array elements", maxItems)
+	}
+	return nil
 }
 
 func (p *parser) errorf(format string, args ...any) error {
@@ -115,6 +130,9 @@ func (p *parser) body(s *section, depth int) error {
 			return nil
 		}
 		line := p.line
+		if err := p.item(); err != nil {
+			return err
+		}
 		name := p.word()
 		if name == "" {
 			return p.errorf("expected a name, found %q", p.src[p.pos])
@@ -190,6 +208,9 @@ func (p *parser) array() (value, error) {
 		case ',':
 			p.pos++
 			continue
+		}
+		if err := p.item(); err != nil {
+			return value{}, err
 		}
 		e, err := p.value(false)
 		if err != nil {

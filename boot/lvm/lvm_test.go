@@ -229,6 +229,7 @@ func TestParseConfigSyntax(t *testing.T) {
 		{"bare word value", "a { k = v }", `"v" is not a number`},
 		{"missing value", "a { k = ", "expected a value"},
 		{"name without body", "a", "followed by nothing"},
+		{"too many items", "a { k = [" + strings.Repeat("1,", maxItems) + "] }", "more than 1048576 sections, keys and array elements"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
