@@ -202,6 +202,7 @@ func TestParseMetadataCorrupt(t *testing.T) {
 		{"unclosed section", "\n}\n", "\n", "is not closed"},
 		{"unclosed string", "\n}\n", "\n}\nx = \"abc", "string not closed"},
 		{"missing id", "\tid = ", "\tid_ = ", "no id"},
+		{"LV without segments", "segment1 {", "notasegment {", `LV "boot" (line 66): no segments`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

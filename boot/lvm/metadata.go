@@ -194,6 +194,9 @@ func (vg *VG) parseLV(s *section, nseg *int) (LV, error) {
 		}
 		lv.Segments = append(lv.Segments, seg)
 	}
+	if len(lv.Segments) == 0 {
+		return lv, fmt.Errorf("no segments")
+	}
 	slices.SortFunc(lv.Segments, func(a, b Segment) int { return compare(a.StartExtent, b.StartExtent) })
 	for i, seg := range lv.Segments {
 		if seg.StartExtent != lv.Extents {
