@@ -53,10 +53,10 @@ func TestRealVGs(t *testing.T) {
 			lvs: map[string]int{"stripe": 1, "span": 2, "small": 1},
 		},
 		{
-			name:  "two metadata copies per PV, a 1 MiB data alignment",
+			name:  "two metadata copies, a bootloader area, 1 MiB data alignment",
 			disks: []int{24},
 			build: func(l *lab) {
-				l.lvm("pvcreate", "-y", "--pvmetadatacopies", "2", l.loops[0])
+				l.lvm("pvcreate", "-y", "--pvmetadatacopies", "2", "--bootloaderareasize", "512k", l.loops[0])
 				l.lvm("vgcreate", "vg3", l.loops[0])
 				l.lvcreate("-L", "8M", "-n", "root", "vg3")
 			},
@@ -89,8 +89,20 @@ func TestRealVGs(t *testing.T) {
 			require.Len(t, want, len(tc.lvs))
 			pvs := l.pvs()
 			bare := 0
-			for _, row := range l.report("pvs", "pv", "-o", "pv_uuid,vg_seqno") {
-				assert.Contains(t, uuids(pvs), strings.ReplaceAll(row["pv_uuid"], "-", ""))
+			// The label's areas are where LVM reports them.
+			for _, row := range l.report("pvs", "pv", "-o", "pv_uuid,dev_size,pe_start,pv_ba_start,pv_ba_size,pv_mda_count") {
+				i := indexOf(uuids(pvs), strings.ReplaceAll(row["pv_uuid"], "-", ""))
+				require.GreaterOrEqual(t, i, 0, "PV %s not read", row["pv_uuid"])
+				pv := pvs[i]
+				assert.Equal(t, atoi(t, row["dev_size"]), int64(pv.DeviceSize))
+				require.Len(t, pv.DataAreas, 1)
+				assert.Equal(t, atoi(t, row["pe_start"]), int64(pv.DataAreas[0].Offset))
+				assert.Len(t, pv.MetadataAreas, int(atoi(t, row["pv_mda_count"])))
+				var ba []DiskLocn
+				if n := atoi(t, row["pv_ba_size"]); n > 0 {
+					ba = []DiskLocn{{Offset: uint64(atoi(t, row["pv_ba_start"])), Size: uint64(n)}}
+				}
+				assert.Equal(t, ba, pv.BootloaderAreas)
 			}
 			seqno := atoi(t, l.report("vgs", "vg", "-o", "vg_seqno")[0]["vg_seqno"])
 			for _, pv := range pvs {
