@@ -1,6 +1,7 @@
 package lvm
 
 import (
+	"cmp"
 	"fmt"
 	"math/bits"
 	"slices"
@@ -197,7 +198,7 @@ func (vg *VG) parseLV(s *section, nseg *int) (LV, error) {
 	if len(lv.Segments) == 0 {
 		return lv, fmt.Errorf("no segments")
 	}
-	slices.SortFunc(lv.Segments, func(a, b Segment) int { return compare(a.StartExtent, b.StartExtent) })
+	slices.SortFunc(lv.Segments, func(a, b Segment) int { return cmp.Compare(a.StartExtent, b.StartExtent) })
 	for i, seg := range lv.Segments {
 		if seg.StartExtent != lv.Extents {
 			return lv, fmt.Errorf("segment %d starts at extent %d, not at %d where the one before ends", i+1, seg.StartExtent, lv.Extents)
@@ -210,16 +211,6 @@ func (vg *VG) parseLV(s *section, nseg *int) (LV, error) {
 	}
 	lv.Size = int64(lo) * sectorSize
 	return lv, nil
-}
-
-func compare(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func parseSegment(s *section) (Segment, error) {
