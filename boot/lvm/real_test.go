@@ -3,6 +3,7 @@ package lvm
 import (
 	"bytes"
 	"encoding/binary"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -130,6 +131,16 @@ func TestRealVGs(t *testing.T) {
 				for e := int64(0); e < size/extent; e++ {
 					w, g := want[info.Name][e*extent:(e+1)*extent], got[e*extent:(e+1)*extent]
 					assert.True(t, bytes.Equal(w, g), "%s extent %d starts %q, want %q", info.Name, e, g[:16], w[:16])
+				}
+				// Reads at odd offsets and lengths, across chunks and segments.
+				rng := rand.New(rand.NewPCG(uint64(size), 1))
+				for range 50 {
+					off := rng.Int64N(size)
+					b := make([]byte, rng.Int64N(min(size-off, 3*extent))+1)
+					n, err := r.ReadAt(b, off)
+					require.NoError(t, err)
+					require.Equal(t, len(b), n)
+					assert.True(t, bytes.Equal(want[info.Name][off:off+int64(n)], b), "%s: %d bytes at %d", info.Name, n, off)
 				}
 			}
 		})
