@@ -19,6 +19,7 @@ import (
 
 	"github.com/vmconv/vmconv/boot/ext4"
 	"github.com/vmconv/vmconv/boot/fat"
+	"github.com/vmconv/vmconv/boot/lvm"
 	"github.com/vmconv/vmconv/boot/part"
 	"github.com/vmconv/vmconv/disk"
 )
@@ -43,9 +44,10 @@ type Entry struct {
 	AdjustedCmdline string `json:"adjusted_cmdline"`
 	Config          string `json:"config"` // the file that decided, e.g. "disk 0 partition 1: /boot/grub/grub.cfg"
 	Title           string `json:"title,omitempty"`
-	Disk            int    `json:"disk"`      // index into the disks given to Find
-	Partition       int    `json:"partition"` // the kernel's partition (Linux numbering); 0 = whole disk
-	FS              string `json:"fs"`        // "ext4", "fat16", ...
+	Disk            int    `json:"disk"`         // index into the disks given to Find
+	Partition       int    `json:"partition"`    // the kernel's partition (Linux numbering); 0 = whole disk
+	LV              string `json:"lv,omitempty"` // "vg/lv" when the kernel is in an LVM logical volume
+	FS              string `json:"fs"`           // "ext4", "fat16", ...
 	// Skipped lists configurations found before this one that did not load
 	// (a grub.cfg whose default entry names a missing kernel, say).
 	Skipped []string `json:"skipped,omitempty"`
@@ -97,10 +99,14 @@ type volume struct {
 	label      string
 	partUUID   string
 	tableKind  string // "mbr", "gpt" or ""
+	lv         string // "vg/lv" for a filesystem in an LVM logical volume
 	fs         filesystem
 }
 
 func (v *volume) String() string {
+	if v.lv != "" {
+		return "LV " + v.lv
+	}
 	if v.part == 0 {
 		return fmt.Sprintf("disk %d", v.disk)
 	}
@@ -110,6 +116,9 @@ func (v *volume) String() string {
 // grubName is the GRUB device name of the volume: "hd0,msdos1", "hd1,gpt2", "hd0".
 func (v *volume) grubName() string {
 	switch {
+	case v.lv != "":
+		vg, lv, _ := strings.Cut(v.lv, "/")
+		return "lvm/" + strings.ReplaceAll(vg, "-", "--") + "-" + strings.ReplaceAll(lv, "-", "--")
 	case v.part == 0:
 		return fmt.Sprintf("hd%d", v.disk)
 	case v.tableKind == "gpt":
@@ -159,20 +168,33 @@ func openFS(r io.ReaderAt, size int64) (filesystem, string, string, string, erro
 	return nil, "", "", "", fmt.Errorf("no ext2/3/4 or FAT filesystem (%v; %v)", errExt, errFat)
 }
 
-// scanDisk lists the filesystems of a disk; notes say what was not usable.
-func scanDisk(i int, img disk.Image) (vols []*volume, notes []string) {
+// lvmPartTypes are the partition types an LVM physical volume is given.
+var lvmPartTypes = map[string]bool{"0x8e": true, part.GPTTypeLVM: true}
+
+// diskPV is an LVM physical volume found on one of the VM's disks.
+type diskPV struct {
+	disk int
+	pv   *lvm.PV
+}
+
+// scanDisk lists the filesystems of a disk, and the LVM physical volumes on
+// it; notes say what was not usable.
+func scanDisk(i int, img disk.Image) (vols []*volume, pvs []diskPV, notes []string) {
 	size := img.Size()
 	t, err := part.Read(img, size)
 	if err != nil {
 		if !errors.Is(err, part.ErrNoTable) {
 			notes = append(notes, fmt.Sprintf("disk %d: %v", i, err))
 		}
+		if pv, perr := lvm.ReadPV(img, size); perr == nil {
+			return nil, []diskPV{{i, pv}}, notes
+		}
 		fsys, typ, uuid, label, ferr := openFS(img, size)
 		if ferr != nil {
 			notes = append(notes, fmt.Sprintf("disk %d: no partition table, and %v", i, ferr))
-			return nil, notes
+			return nil, nil, notes
 		}
-		return []*volume{{disk: i, fsType: typ, uuid: uuid, label: label, fs: fsys}}, notes
+		return []*volume{{disk: i, fsType: typ, uuid: uuid, label: label, fs: fsys}}, nil, notes
 	}
 	if len(t.Partitions) == 0 {
 		notes = append(notes, fmt.Sprintf("disk %d: %s partition table with no partitions", i, t.Kind))
@@ -181,16 +203,110 @@ func scanDisk(i int, img disk.Image) (vols []*volume, notes []string) {
 	// The active (MBR) partition first, as a BIOS boots it; otherwise in order.
 	sort.SliceStable(ps, func(a, b int) bool { return ps[a].Bootable && !ps[b].Bootable && t.Kind == "mbr" })
 	for _, p := range ps {
-		if p.Type == part.GPTTypeBIOSBoot || p.Type == "0x82" || p.Type == "0x8e" {
-			continue // BIOS boot, swap, LVM: nothing GRUB's configuration lives in that we read
+		if p.Type == part.GPTTypeBIOSBoot || p.Type == "0x82" {
+			continue // BIOS boot, swap: nothing GRUB's configuration lives in
 		}
-		fsys, typ, uuid, label, ferr := openFS(section{img, p.Start, p.Size}, p.Size)
+		sec := section{img, p.Start, p.Size}
+		// A PV is looked for on any partition (installers do not always
+		// set the LVM type); the label sits in the first four sectors.
+		pv, perr := lvm.ReadPV(sec, p.Size)
+		if perr == nil {
+			pvs = append(pvs, diskPV{i, pv})
+			continue
+		}
+		if lvmPartTypes[p.Type] {
+			notes = append(notes, fmt.Sprintf("disk %d partition %d (LVM): %v", i, p.Index, perr))
+			continue
+		}
+		fsys, typ, uuid, label, ferr := openFS(sec, p.Size)
 		if ferr != nil {
 			notes = append(notes, fmt.Sprintf("disk %d partition %d (type %s): %v", i, p.Index, p.Type, ferr))
 			continue
 		}
 		vols = append(vols, &volume{disk: i, part: p.Index, partType: p.Type, fsType: typ, uuid: uuid,
 			label: label, partUUID: p.UUID, tableKind: t.Kind, fs: fsys})
+	}
+	return vols, pvs, notes
+}
+
+// scanDisks lists the filesystems of every disk, then those in the LVM
+// logical volumes whose PVs the disks hold. An LV's filesystem is listed
+// with the disk of its volume group's first PV.
+func scanDisks(disks []disk.Image) (perDisk [][]*volume, notes []string) {
+	perDisk = make([][]*volume, len(disks))
+	var pvs []diskPV
+	for i, d := range disks {
+		vols, dpvs, ns := scanDisk(i, d)
+		perDisk[i] = vols
+		pvs = append(pvs, dpvs...)
+		notes = append(notes, ns...)
+	}
+	if len(pvs) == 0 {
+		return perDisk, notes
+	}
+	lvVols, ns := scanLVs(pvs)
+	notes = append(notes, ns...)
+	for _, v := range lvVols {
+		perDisk[v.disk] = append(perDisk[v.disk], v)
+	}
+	return perDisk, notes
+}
+
+// isSwap reports whether a volume holds Linux swap (its signature ends the
+// first 4 KiB page), which has no files to read.
+func isSwap(r io.ReaderAt) bool {
+	sig := make([]byte, 10)
+	_, err := r.ReadAt(sig, 4096-10)
+	return err == nil && string(sig) == "SWAPSPACE2"
+}
+
+// scanLVs assembles the volume groups of pvs and opens the filesystem of
+// each visible logical volume.
+func scanLVs(pvs []diskPV) (vols []*volume, notes []string) {
+	diskOf := map[string]int{} // PV UUID without dashes -> disk
+	raw := make([]*lvm.PV, len(pvs))
+	for i, p := range pvs {
+		raw[i] = p.pv
+		if _, ok := diskOf[p.pv.UUID]; !ok {
+			diskOf[p.pv.UUID] = p.disk
+		}
+	}
+	vgs, err := lvm.AssembleAll(raw)
+	if err != nil {
+		return nil, []string{fmt.Sprintf("LVM: %v", err)}
+	}
+	for _, vg := range vgs {
+		d := pvs[0].disk
+		for _, pi := range vg.PVs {
+			if n, ok := diskOf[strings.ReplaceAll(pi.ID, "-", "")]; ok {
+				d = n
+				break
+			}
+		}
+		for _, lv := range vg.LVs() {
+			name := vg.Name + "/" + lv.Name
+			if !lv.Visible() {
+				continue
+			}
+			if lv.Err != nil {
+				notes = append(notes, fmt.Sprintf("LV %s: %v", name, lv.Err))
+				continue
+			}
+			r, size, err := vg.Open(lv.Name)
+			if err != nil {
+				notes = append(notes, fmt.Sprintf("LV %s: %v", name, err))
+				continue
+			}
+			if isSwap(r) {
+				continue
+			}
+			fsys, typ, uuid, label, ferr := openFS(r, size)
+			if ferr != nil {
+				notes = append(notes, fmt.Sprintf("LV %s: %v", name, ferr))
+				continue
+			}
+			vols = append(vols, &volume{disk: d, lv: name, fsType: typ, uuid: uuid, label: label, fs: fsys})
+		}
 	}
 	return vols, notes
 }
@@ -202,14 +318,10 @@ func Find(disks []disk.Image) (*Entry, error) {
 	if len(disks) == 0 {
 		return nil, errors.New("boot: no disks")
 	}
+	perDisk, searched := scanDisks(disks)
 	var all []*volume
-	perDisk := make([][]*volume, len(disks))
-	var searched []string
-	for i, d := range disks {
-		vols, notes := scanDisk(i, d)
-		perDisk[i] = vols
+	for _, vols := range perDisk {
 		all = append(all, vols...)
-		searched = append(searched, notes...)
 	}
 	var skipped []string
 	for i := range disks {
@@ -261,7 +373,7 @@ func (l *loaded) load() (*Entry, error) {
 		return nil, fmt.Errorf("%s: kernel %s on %s: %w", l.config, l.kernel, l.kernelVol, err)
 	}
 	e := &Entry{Kernel: k, KernelPath: l.kernel, Cmdline: strings.TrimSpace(l.cmdline), Config: l.config,
-		Title: l.title, Disk: l.kernelVol.disk, Partition: l.kernelVol.part, FS: l.kernelVol.fsType}
+		Title: l.title, Disk: l.kernelVol.disk, Partition: l.kernelVol.part, LV: l.kernelVol.lv, FS: l.kernelVol.fsType}
 	var names []string
 	for i, p := range l.initrds {
 		v := l.initrdVols[i]
@@ -347,7 +459,11 @@ func (e *Entry) String() string {
 	if e.Title != "" {
 		fmt.Fprintf(&b, "entry:   %s\n", e.Title)
 	}
-	fmt.Fprintf(&b, "kernel:  %s (%d bytes, %s on disk %d partition %d)\n", e.KernelPath, len(e.Kernel), e.FS, e.Disk, e.Partition)
+	where := fmt.Sprintf("disk %d partition %d", e.Disk, e.Partition)
+	if e.LV != "" {
+		where = fmt.Sprintf("LV %s on disk %d", e.LV, e.Disk)
+	}
+	fmt.Fprintf(&b, "kernel:  %s (%d bytes, %s on %s)\n", e.KernelPath, len(e.Kernel), e.FS, where)
 	if e.InitrdPath != "" {
 		fmt.Fprintf(&b, "initrd:  %s (%d bytes)\n", e.InitrdPath, len(e.Initrd))
 	}
