@@ -1,0 +1,99 @@
+package guest
+
+import (
+	"fmt"
+	"path"
+	"strings"
+)
+
+// nativePrefix is the disk name prefix each target's guests see.
+var nativePrefix = map[string]string{"kvm": "/dev/vd", "xen": "/dev/xvd", "vmware": "/dev/sd"}
+
+// devFile is a file where a disk device name matters, and what it costs.
+type devFile struct {
+	name string
+	sev  Severity
+	what string
+}
+
+var devFiles = []devFile{
+	{"/etc/fstab", Error, "mounts"},
+	{"/etc/crypttab", Error, "unlocks"},
+	{"/boot/grub/grub.cfg", Error, "boots from"},
+	{"/boot/grub2/grub.cfg", Error, "boots from"},
+	{"/etc/default/grub", Error, "boots from"},
+	{"/boot/extlinux/extlinux.conf", Error, "boots from"},
+	{"/etc/initramfs-tools/conf.d/resume", Warning, "resumes from"},
+}
+
+// checkDeviceNames finds disks named by kernel device name (or by PCI path)
+// in the files that boot and mount the guest: on the target the disks get
+// other names (sda becomes vda on KVM, xvda on Xen), so the guest stops at
+// an emergency shell. A name already native to the target is a warning
+// (disk order may still change).
+func checkDeviceNames(c *checkCtx) ([]Finding, []string) {
+	var out []Finding
+	files := append([]devFile(nil), devFiles...)
+	if names, err := c.fs.ReadDir("/boot/loader/entries"); err == nil {
+		for _, n := range names {
+			if strings.HasSuffix(n, ".conf") {
+				files = append(files, devFile{"/boot/loader/entries/" + n, Error, "boots from"})
+			}
+		}
+	}
+	for _, df := range files {
+		b, err := c.fs.ReadFile(df.name, maxTextFile)
+		if err != nil {
+			continue
+		}
+		lines(b, func(n int, l string) {
+			for _, dev := range devName.FindAllString(l, -1) {
+				out = append(out, c.devFinding(df, n, l, dev))
+			}
+		})
+	}
+	if c.entry != nil && !strings.Contains(c.entry.Config, "grub.cfg") {
+		// A configuration read other than through the files above (the
+		// /vmlinuz links): the command line it gives.
+		for _, key := range []string{"root", "resume"} {
+			if v := cmdlineParam(c.entry.Cmdline, key); devName.MatchString(v) {
+				out = append(out, c.devFinding(devFile{c.entry.Config, Error, "boots from"}, 0, key+"="+v, v))
+			}
+		}
+	}
+	return out, nil
+}
+
+func (c *checkCtx) devFinding(df devFile, line int, text, dev string) Finding {
+	sev := df.sev
+	code := "device-name"
+	msg := fmt.Sprintf("%s names %s by device name; on %s the disk is not called that", df.what, dev, c.opt.Target)
+	if p := nativePrefix[c.opt.Target]; p != "" && strings.HasPrefix(dev, p) {
+		sev, code = Warning, "device-name-fragile"
+		msg = fmt.Sprintf("%s names %s by device name, which changes when the disk order does", df.what, dev)
+	}
+	if strings.HasPrefix(dev, "/dev/disk/by-path/") {
+		msg = fmt.Sprintf("%s names %s by its PCI path, which the target's virtual hardware does not have", df.what, dev)
+	}
+	if strings.Contains(text, "nofail") && sev == Error {
+		sev = Warning
+	}
+	if strings.Contains(text, "resume=") {
+		sev, msg = Warning, fmt.Sprintf("resumes from %s, a device name; the boot waits for it and hibernation breaks", dev)
+	}
+	fix := "name it by UUID= (blkid shows it)"
+	if v := resolve(dev, c.vols); v != nil && v.UUID != "" {
+		fix = "use UUID=" + v.UUID
+		if strings.Contains(text, "root=") || strings.Contains(text, "resume=") {
+			k := "root"
+			if strings.Contains(text, "resume=") {
+				k = "resume"
+			}
+			fix = fmt.Sprintf("use %s=UUID=%s", k, v.UUID)
+		}
+	}
+	if path.Base(df.name) == "grub.cfg" {
+		fix += " (grub.cfg is generated: fix /etc/default/grub, leave GRUB_DISABLE_LINUX_UUID unset, and run update-grub or grub2-mkconfig)"
+	}
+	return Finding{Code: code, Severity: sev, File: df.name, Line: line, Message: msg, Fix: fix}
+}
