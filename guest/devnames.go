@@ -67,13 +67,13 @@ func checkDeviceNames(c *checkCtx) ([]Finding, []string) {
 func (c *checkCtx) devFinding(df devFile, line int, text, dev string) Finding {
 	sev := df.sev
 	code := "device-name"
-	msg := fmt.Sprintf("%s names %s by device name; on %s the disk is not called that", df.what, dev, c.opt.Target)
+	msg := fmt.Sprintf("%s %s by its device name; on %s the disk gets another name (%sX)", df.what, dev, c.opt.Target, nativePrefix[c.opt.Target])
 	if p := nativePrefix[c.opt.Target]; p != "" && strings.HasPrefix(dev, p) {
 		sev, code = Warning, "device-name-fragile"
-		msg = fmt.Sprintf("%s names %s by device name, which changes when the disk order does", df.what, dev)
+		msg = fmt.Sprintf("%s %s by its device name, which changes when the disk order does", df.what, dev)
 	}
 	if strings.HasPrefix(dev, "/dev/disk/by-path/") {
-		msg = fmt.Sprintf("%s names %s by its PCI path, which the target's virtual hardware does not have", df.what, dev)
+		msg = fmt.Sprintf("%s %s by its PCI path, which the target's virtual hardware does not have", df.what, dev)
 	}
 	if strings.Contains(text, "nofail") && sev == Error {
 		sev = Warning
