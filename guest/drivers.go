@@ -121,7 +121,7 @@ func checkInitramfs(c *checkCtx) ([]Finding, []string) {
 		return nil, nil
 	}
 	f := Finding{Code: "initramfs-no-disk-driver", Severity: Error, File: file,
-		Message: fmt.Sprintf("the initramfs for kernel %s has no %s driver (nor has the kernel it built in): the root disk will not be found on %s",
+		Message: fmt.Sprintf("the initramfs for kernel %s has no %s driver (nor is it built into the kernel): the root disk will not be found on %s",
 			c.kver, strings.Join(miss, ", "), c.opt.Target),
 		Fix: initramfsFix(c.os, miss, c.kver)}
 	if len(c.entry.Initrd) == 0 {

@@ -94,7 +94,7 @@ func netIfupdown(n netCtx, b []byte) error {
 		f := strings.Fields(l)
 		switch {
 		case len(f) >= 4 && f[0] == "iface":
-			n.byName(ln, f[1], fmt.Sprintf("a %s %s configuration", f[2], f[3]))
+			n.byName(ln, f[1], fmt.Sprintf("the ifupdown %q configuration", f[2]+" "+f[3]))
 		case len(f) >= 2 && f[0] == "hwaddress":
 			n.byMAC(ln, f[len(f)-1], "an ifupdown configuration")
 		}

@@ -47,7 +47,7 @@ func checkTools(c *checkCtx) ([]Finding, []string) {
 }
 
 func toolFinding(c *checkCtx, hv, what, file string, line int) Finding {
-	fix := fmt.Sprintf("remove %s after conversion (apt-get purge, dnf remove), or before if it is no longer needed on %s", what, hv)
+	fix := fmt.Sprintf("remove %s (apt-get purge, dnf remove): before the conversion, or on %s after it", what, c.opt.Target)
 	return Finding{Code: hv + "-tools", Severity: Warning, File: file, Line: line,
 		Message: fmt.Sprintf("%s guest tools installed (%s); they do not work on %s", hv, what, c.opt.Target), Fix: fix}
 }
