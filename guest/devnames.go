@@ -78,22 +78,31 @@ func (c *checkCtx) devFinding(df devFile, line int, text, dev string) Finding {
 	if strings.Contains(text, "nofail") && sev == Error {
 		sev = Warning
 	}
-	if strings.Contains(text, "resume=") {
+	key := paramBefore(text, dev)
+	if strings.EqualFold(key, "resume") {
 		sev, msg = Warning, fmt.Sprintf("resumes from %s, a device name; the boot waits for it and hibernation breaks", dev)
 	}
 	fix := "name it by UUID= (blkid shows it)"
 	if v := resolve(dev, c.vols); v != nil && v.UUID != "" {
 		fix = "use UUID=" + v.UUID
-		if strings.Contains(text, "root=") || strings.Contains(text, "resume=") {
-			k := "root"
-			if strings.Contains(text, "resume=") {
-				k = "resume"
-			}
-			fix = fmt.Sprintf("use %s=UUID=%s", k, v.UUID)
+		if key != "" {
+			fix = fmt.Sprintf("use %s=UUID=%s", key, v.UUID)
 		}
 	}
 	if path.Base(df.name) == "grub.cfg" {
 		fix += " (grub.cfg is generated: fix /etc/default/grub, leave GRUB_DISABLE_LINUX_UUID unset, and run update-grub or grub2-mkconfig)"
 	}
 	return Finding{Code: code, Severity: sev, File: df.name, Line: line, Message: msg, Fix: fix}
+}
+
+// paramBefore is the parameter ("root", "resume", or RESUME as
+// initramfs-tools spells it) whose value dev is in text, or "".
+func paramBefore(text, dev string) string {
+	before := text[:max(strings.Index(text, dev), 0)]
+	for _, k := range []string{"root", "resume"} {
+		if strings.HasSuffix(strings.ToLower(before), k+"=") {
+			return before[len(before)-len(k)-1 : len(before)-1]
+		}
+	}
+	return ""
 }
