@@ -1,25 +1,16 @@
 package initramfs
 
 import (
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/vmconv/vmconv/internal/testutil"
 )
 
-// FuzzRead feeds Read arbitrary images, seeded with real ones (testdata:
-// GNU cpio archives compressed by the gzip, xz, zstd and lz4 CLIs, an early
-// microcode cpio in front). Bad input must give an error, within bounds.
+// FuzzRead feeds Read arbitrary images, seeded with real ones
+// (testdata/fuzz/FuzzRead: an early-microcode cpio then a cpio compressed
+// by the gzip, xz, zstd, lz4 -l, bzip2 and lzma CLIs; a plain GNU cpio).
+// Bad input must give an error, within bounds.
 func FuzzRead(f *testing.F) {
-	seeds, _ := filepath.Glob("testdata/*.img")
-	for _, s := range seeds {
-		b, err := os.ReadFile(s)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(b)
-	}
 	lim := Limits{MaxBytes: 8 << 20, MaxEntries: 1000, MaxKeep: 64 << 10, MaxKept: 1 << 20}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		testutil.Bounded(t, 96<<20, func() {
