@@ -89,7 +89,7 @@ func (c *checkCtx) builtin() map[string]bool {
 // checkInitramfs: the initramfs the boot entry loads must carry (or the
 // kernel have built in) the target's disk drivers, or the root filesystem
 // is never found.
-func checkInitramfs(c *checkCtx) ([]Finding, []string) {
+func checkInitramfs(c *checkCtx) (_ []Finding, notes []string) {
 	if c.entry == nil || c.kver == "" {
 		return nil, []string{"initramfs not checked: no boot entry or kernel version found"}
 	}
@@ -100,6 +100,9 @@ func checkInitramfs(c *checkCtx) ([]Finding, []string) {
 		im, err := initramfs.Read(c.entry.Initrd, initramfs.Limits{})
 		if err != nil {
 			return nil, []string{fmt.Sprintf("initramfs %s: %v", file, err)}
+		}
+		for _, n := range im.Notes {
+			notes = append(notes, fmt.Sprintf("initramfs %s: %s", file, n))
 		}
 		for _, e := range im.Entries {
 			if strings.Contains("/"+e.Name, "/lib/modules/"+c.kver+"/") {
@@ -118,7 +121,7 @@ func checkInitramfs(c *checkCtx) ([]Finding, []string) {
 	}
 	miss := missing(c.target.Disk, builtin, inInitrd)
 	if len(miss) == 0 {
-		return nil, nil
+		return nil, notes
 	}
 	f := Finding{Code: "initramfs-no-disk-driver", Severity: Error, File: file,
 		Message: fmt.Sprintf("the initramfs for kernel %s has no %s driver (nor is it built into the kernel): the root disk will not be found on %s",
@@ -127,7 +130,7 @@ func checkInitramfs(c *checkCtx) ([]Finding, []string) {
 	if len(c.entry.Initrd) == 0 {
 		f.Message = fmt.Sprintf("kernel %s boots without an initramfs and has no %s driver built in", c.kver, strings.Join(miss, ", "))
 	}
-	return []Finding{f}, nil
+	return []Finding{f}, notes
 }
 
 // initramfsFix says how this distribution adds drivers to its initramfs.

@@ -2,6 +2,7 @@ package initramfs
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -30,9 +31,12 @@ type counted struct {
 	off  int64 // offset within this archive's stream, for padding and errors
 }
 
+// errBound is the error of an image that unpacks to more than MaxBytes.
+var errBound = errors.New("decompressed bytes (the bound)")
+
 func (c *counted) Read(b []byte) (int, error) {
 	if c.left <= 0 {
-		return 0, fmt.Errorf("more than %d decompressed bytes (the bound)", c.p.lim.MaxBytes)
+		return 0, fmt.Errorf("more than %d %w", c.p.lim.MaxBytes, errBound)
 	}
 	if int64(len(b)) > c.left {
 		b = b[:c.left]

@@ -60,6 +60,9 @@ func (e Entry) IsDir() bool { return e.Mode&0o170000 == 0o040000 }
 type Image struct {
 	Entries  []Entry
 	Archives []string // the format of each archive, in order
+	// Notes say what was left unread: data after a compressed stream that
+	// its decompressor could not read on (padding, another archive).
+	Notes []string
 	kept     map[string][]byte
 	big      map[string]bool // regular files too large to keep
 }
@@ -213,11 +216,21 @@ func (p *parser) archive(r *bytes.Reader, format string, off int64) (bool, error
 		return false, err
 	}
 	c := &counted{r: bufio.NewReaderSize(dec, 64<<10), left: p.lim.MaxBytes - p.total, p: p}
-	for {
+	for complete := 0; ; complete++ {
 		// A compressed stream may hold several archives, padded with zeros.
-		if err := c.skipZeros(); err == io.EOF {
+		err := c.skipZeros()
+		if err == io.EOF {
 			break
-		} else if err != nil {
+		}
+		if err != nil && complete > 0 && !errors.Is(err, errBound) {
+			// Whole archives came out, then the decompressor stopped at
+			// what follows its stream (zero padding xz, zstd or bzip2 do
+			// not take, or another archive): what the kernel unpacked is
+			// read; the rest is noted, not an error.
+			p.im.Notes = append(p.im.Notes, fmt.Sprintf("archive %d (%s): data after it not read: %v", len(p.im.Archives)-1, format, err))
+			return false, nil
+		}
+		if err != nil {
 			return false, err
 		}
 		if err := p.cpio(c); err != nil {

@@ -161,3 +161,36 @@ func TestKeepBound(t *testing.T) {
 	_, err = im.ReadFile("etc/hostname", 1<<20)
 	assert.NoError(t, err)
 }
+
+// TestTrailingData: what follows a compressed archive. After gzip, whose end
+// is exact, zero padding and more archives are read on; after the others,
+// whose decoders read ahead, the archives already out are kept and the rest
+// is noted.
+func TestTrailingData(t *testing.T) {
+	pad4 := func(b []byte) []byte { return append(b, make([]byte, (4-len(b)%4)%4)...) }
+	tests := []struct {
+		name     string
+		compress []string
+		tail     func(t *testing.T) []byte
+		archives []string
+		noted    bool
+	}{
+		{"gzip, zeros", []string{"gzip", "-n"}, func(*testing.T) []byte { return make([]byte, 512) }, []string{"cpio", "gzip"}, false},
+		{"gzip, then another image", []string{"gzip", "-n"}, func(t *testing.T) []byte { return buildImage(t, "xz", "--check=crc32") },
+			[]string{"cpio", "gzip", "cpio", "xz"}, false},
+		{"zstd, zeros", []string{"zstd", "-q"}, func(*testing.T) []byte { return make([]byte, 512) }, []string{"cpio", "zstd"}, true},
+		{"xz, 3 zeros", []string{"xz", "--check=crc32"}, func(*testing.T) []byte { return make([]byte, 3) }, []string{"cpio", "xz"}, true},
+		{"bzip2, then a gzip image", []string{"bzip2"}, func(t *testing.T) []byte { return buildImage(t, "gzip") }, []string{"cpio", "bzip2"}, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			data := pad4(buildImage(t, tc.compress...))
+			im, err := Read(append(data, tc.tail(t)...), Limits{})
+			require.NoError(t, err)
+			assert.Equal(t, tc.archives, im.Archives)
+			assert.Equal(t, tc.noted, len(im.Notes) > 0, "%v", im.Notes)
+			_, err = im.ReadFile("etc/hostname", 100)
+			assert.NoError(t, err)
+		})
+	}
+}
