@@ -63,8 +63,8 @@ type Image struct {
 	// Notes say what was left unread: data after a compressed stream that
 	// its decompressor could not read on (padding, another archive).
 	Notes []string
-	kept     map[string][]byte
-	big      map[string]bool // regular files too large to keep
+	kept  map[string][]byte
+	big   map[string]bool // regular files too large to keep
 }
 
 // ErrNotKept is returned by ReadFile for a file larger than the MaxKeep bound.
