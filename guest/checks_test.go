@@ -124,6 +124,8 @@ func TestCheckDeviceNames(t *testing.T) {
 			[]found{{"device-name", Error, "/etc/fstab:2"}}, "use UUID=1111-root"},
 		{"fstab sdb nofail", memFS{"/etc/fstab": "/dev/sdb /data ext4 nofail 0 2\n"}, "kvm",
 			[]found{{"device-name", Warning, "/etc/fstab:1"}}, "use UUID=2222-data"},
+		{"fstab swap and noauto", memFS{"/etc/fstab": "/dev/sda5 none swap sw 0 0\n/dev/sdb1 /mnt/usb auto noauto,user 0 0\n"}, "kvm",
+			[]found{{"device-name", Warning, "/etc/fstab:1"}, {"device-name", Warning, "/etc/fstab:2"}}, "UUID="},
 		{"fstab vda1 to kvm is only fragile", memFS{"/etc/fstab": "/dev/vda1 / ext4 defaults 0 1\n"}, "kvm",
 			[]found{{"device-name-fragile", Warning, "/etc/fstab:1"}}, "use UUID=1111-root"},
 		{"fstab xvda1 to vmware", memFS{"/etc/fstab": "\n/dev/xvda1 / ext4 defaults 0 1\n"}, "vmware",

@@ -75,8 +75,8 @@ func (c *checkCtx) devFinding(df devFile, line int, text, dev string) Finding {
 	if strings.HasPrefix(dev, "/dev/disk/by-path/") {
 		msg = fmt.Sprintf("%s %s by its PCI path, which the target's virtual hardware does not have", df.what, dev)
 	}
-	if strings.Contains(text, "nofail") && sev == Error {
-		sev = Warning
+	if df.name == "/etc/fstab" && sev == Error && !fstabNeeded(text) {
+		sev = Warning // the boot goes on without it
 	}
 	key := paramBefore(text, dev)
 	if strings.EqualFold(key, "resume") {
@@ -105,4 +105,23 @@ func paramBefore(text, dev string) string {
 		}
 	}
 	return ""
+}
+
+// fstabNeeded reports whether the boot stops when an fstab line's device is
+// missing: not for nofail or noauto mounts, nor for swap (systemd gives up
+// on it after a timeout and boots on).
+func fstabNeeded(line string) bool {
+	f := parseFstab([]byte(line))
+	if len(f) != 1 {
+		return true
+	}
+	if f[0].typ == "swap" {
+		return false
+	}
+	for _, o := range strings.Split(f[0].opts, ",") {
+		if o == "nofail" || o == "noauto" {
+			return false
+		}
+	}
+	return true
 }

@@ -137,7 +137,10 @@ func mountGuest(vols []boot.Volume, entry *boot.Entry) (boot.FS, []Mount, []stri
 		}
 		mounts = append(mounts, Mount{Path: path.Clean(e.dir), Spec: e.spec, Volume: *v})
 	}
-	return &mountFS{mounts: mounts}, mounts, notes
+	// Deepest mount point first, so route finds the one a path is under.
+	byDepth := append([]Mount(nil), mounts...)
+	sort.SliceStable(byDepth, func(i, j int) bool { return len(byDepth[i].Path) > len(byDepth[j].Path) })
+	return &mountFS{mounts: byDepth}, mounts, notes
 }
 
 func isRoot(f boot.FS) bool {
@@ -150,13 +153,11 @@ func isRoot(f boot.FS) bool {
 }
 
 // mountFS routes each path to the filesystem mounted deepest above it.
-type mountFS struct{ mounts []Mount }
+type mountFS struct{ mounts []Mount } // deepest mount point first
 
 func (m *mountFS) route(name string) (boot.FS, string, error) {
 	name = path.Clean("/" + name)
-	ms := append([]Mount(nil), m.mounts...)
-	sort.SliceStable(ms, func(i, j int) bool { return len(ms[i].Path) > len(ms[j].Path) })
-	for _, mt := range ms {
+	for _, mt := range m.mounts {
 		if mt.Path == "/" {
 			return mt.Volume.FS, name, nil
 		}
