@@ -35,7 +35,7 @@ stdout where the format streams. A snapshot chain converts to one flat image.
 The guest is inspected first, as "vmconv inspect" does, for the target
 hypervisor (--target; by default from DST's format: vmx/vmdk/ovf/ova are
 vmware, xva/xl/vpc xen, the rest kvm), and each finding is printed on
-stderr as a warning. Findings never fail a conversion.`,
+stderr as a warning (not when SRC is stdin). Findings never fail a conversion.`,
 		Args: argsRange(2, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			src, dst := args[0], args[1]

@@ -18,7 +18,7 @@ func newInspectCmd() *cobra.Command {
 	var output, fmtName, target string
 	var strict bool
 	cmd := &cobra.Command{
-		Use:   "inspect [--target kvm|xen|vmware] [--output json] [--strict] VM|IMAGE",
+		Use:   "inspect VM|IMAGE",
 		Short: "Name what will stop a guest booting or reaching the network on another hypervisor",
 		Long: `Inspect a guest's filesystems, read-only, before it moves: its OS, and each
 finding with a code, severity, file and line, and the fix. Errors will stop
