@@ -154,11 +154,31 @@ func TestCheckDeviceNames(t *testing.T) {
 	}
 }
 
+// TestCheckDeviceNamesCmdline: the boot entry's command line is checked
+// when its configuration is not a file already scanned, once.
 func TestCheckDeviceNamesCmdline(t *testing.T) {
-	c := ctxFor(memFS{}, "kvm")
-	c.entry = &boot.Entry{Config: "disk 0 partition 1: /vmlinuz (no boot loader configuration)", Cmdline: "root=/dev/sda1 ro"}
-	got, _ := checkDeviceNames(c)
-	assert.Equal(t, []found{{"device-name", Error, c.entry.Config}}, summarize(got))
+	links := "disk 0 partition 1: /vmlinuz (no boot loader configuration)"
+	bls := "disk 0 partition 1: /boot/loader/entries/a.conf"
+	tests := []struct {
+		name, config string
+		files        memFS
+		want         []found
+	}{
+		{"links", links, memFS{}, []found{{"device-name", Error, links}}},
+		{"BLS entry scanned", bls, memFS{"/boot/loader/entries/a.conf": "linux /k\noptions root=/dev/sda1\n"},
+			[]found{{"device-name", Error, "/boot/loader/entries/a.conf:2"}}},
+		{"BLS kernelopts in grubenv", bls, memFS{"/boot/loader/entries/a.conf": "linux /k\noptions $kernelopts\n",
+			"/boot/grub2/grubenv": "# GRUB Environment Block\nkernelopts=root=/dev/sda1 ro\n"},
+			[]found{{"device-name", Error, "/boot/grub2/grubenv:2"}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := ctxFor(tc.files, "kvm")
+			c.entry = &boot.Entry{Config: tc.config, Cmdline: "root=/dev/sda1 ro"}
+			got, _ := checkDeviceNames(c)
+			assert.Equal(t, tc.want, summarize(got))
+		})
+	}
 }
 
 func TestCheckNetwork(t *testing.T) {

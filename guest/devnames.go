@@ -22,7 +22,13 @@ var devFiles = []devFile{
 	{"/boot/grub/grub.cfg", Error, "boots from"},
 	{"/boot/grub2/grub.cfg", Error, "boots from"},
 	{"/etc/default/grub", Error, "boots from"},
+	{"/boot/grub/grubenv", Error, "boots from"}, // kernelopts of BLS entries
+	{"/boot/grub2/grubenv", Error, "boots from"},
+	{"/boot/grub/menu.lst", Error, "boots from"},
+	{"/boot/grub/grub.conf", Error, "boots from"},
 	{"/boot/extlinux/extlinux.conf", Error, "boots from"},
+	{"/boot/syslinux/syslinux.cfg", Error, "boots from"},
+	{"/extlinux.conf", Error, "boots from"},
 	{"/etc/initramfs-tools/conf.d/resume", Warning, "resumes from"},
 }
 
@@ -41,10 +47,14 @@ func checkDeviceNames(c *checkCtx) ([]Finding, []string) {
 			}
 		}
 	}
+	scanned := false // the boot entry's configuration was among them
 	for _, df := range files {
 		b, err := c.fs.ReadFile(df.name, maxTextFile)
 		if err != nil {
 			continue
+		}
+		if c.entry != nil && strings.HasSuffix(c.entry.Config, df.name) {
+			scanned = true
 		}
 		lines(b, func(n int, l string) {
 			for _, dev := range devName.FindAllString(l, -1) {
@@ -52,9 +62,9 @@ func checkDeviceNames(c *checkCtx) ([]Finding, []string) {
 			}
 		})
 	}
-	if c.entry != nil && !strings.Contains(c.entry.Config, "grub.cfg") {
+	if c.entry != nil && !scanned {
 		// A configuration read other than through the files above (the
-		// /vmlinuz links): the command line it gives.
+		// /vmlinuz links, a file on a volume not mounted): its command line.
 		for _, key := range []string{"root", "resume"} {
 			if v := cmdlineParam(c.entry.Cmdline, key); devName.MatchString(v) {
 				out = append(out, c.devFinding(devFile{c.entry.Config, Error, "boots from"}, 0, key+"="+v, v))
