@@ -194,3 +194,30 @@ func TestTrailingData(t *testing.T) {
 		})
 	}
 }
+
+// TestDecompressionBomb: a zstd archive of a few KiB holding a 64 MiB file
+// of zeros (made by GNU cpio and zstd) stops at the bound, and what is
+// allocated stays far below what it unpacks to.
+func TestDecompressionBomb(t *testing.T) {
+	testutil.RequireTool(t, "cpio")
+	testutil.RequireTool(t, "zstd")
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "zeros"), nil, 0o644))
+	require.NoError(t, os.Truncate(filepath.Join(dir, "zeros"), 64<<20))
+	cmd := exec.Command("sh", "-c", "echo zeros | cpio --quiet -o -H newc | zstd -q -19 -T1")
+	cmd.Dir = dir
+	bomb, err := cmd.Output()
+	require.NoError(t, err)
+	require.Less(t, len(bomb), 64<<10, "the archive is small")
+	testutil.Bounded(t, 32<<20, func() {
+		_, err = Read(bomb, Limits{MaxBytes: 16 << 20})
+	})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "more than 16777216 decompressed bytes")
+	im, err := Read(bomb, Limits{}) // within the default bound it is read, not kept
+	require.NoError(t, err)
+	require.Len(t, im.Entries, 1)
+	assert.Equal(t, int64(64<<20), im.Entries[0].Size)
+	_, err = im.ReadFile("zeros", 1<<20)
+	assert.ErrorIs(t, err, ErrNotKept)
+}
