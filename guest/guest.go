@@ -101,10 +101,6 @@ func Inspect(disks []disk.Image, opt Options) (*Report, error) {
 	rep := &Report{Target: opt.Target, Findings: []Finding{}}
 	vols, notes := boot.Volumes(disks)
 	rep.Notes = append(rep.Notes, notes...)
-	if f := findWindows(disks, vols); f != nil {
-		rep.Findings = append(rep.Findings, *f)
-		return rep, nil
-	}
 	entry, err := boot.Find(disks)
 	if err != nil {
 		rep.Notes = append(rep.Notes, err.Error())
@@ -113,6 +109,12 @@ func Inspect(disks []disk.Image, opt Options) (*Report, error) {
 	root, mounts, mnotes := mountGuest(vols, entry)
 	rep.Notes = append(rep.Notes, mnotes...)
 	if root == nil {
+		// No Linux: a Windows guest is named as such. (An NTFS data disk
+		// beside a Linux root is no finding.)
+		if f := findWindows(disks, vols); f != nil {
+			rep.Findings = append(rep.Findings, *f)
+			return rep, nil
+		}
 		rep.Notes = append(rep.Notes, "no Linux root filesystem found (no /etc/fstab or /etc/os-release on a readable volume)")
 		return rep, nil
 	}

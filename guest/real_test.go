@@ -51,7 +51,8 @@ func inspectFile(t *testing.T, raw string, opt Options) *Report {
 }
 
 // TestWindowsGuest: NTFS made by mkntfs, on a partition or the whole disk,
-// is named a Windows guest, not supported.
+// is named a Windows guest, not supported; an NTFS data disk beside a Linux
+// root is not.
 func TestWindowsGuest(t *testing.T) {
 	testutil.RequireTool(t, "mkntfs")
 	tests := []struct {
@@ -78,6 +79,25 @@ func TestWindowsGuest(t *testing.T) {
 			assert.Contains(t, f.Message, "not supported: Windows guest")
 		})
 	}
+	t.Run("NTFS data disk of a Linux guest", func(t *testing.T) {
+		dir := t.TempDir()
+		ntfs := filepath.Join(dir, "ntfs.img")
+		require.NoError(t, os.WriteFile(ntfs, nil, 0o644))
+		require.NoError(t, os.Truncate(ntfs, 20<<20))
+		testutil.Run(t, "mkntfs", "-q", "-F", "-Q", ntfs)
+		linux, err := disk.OpenRaw(buildBroken(t))
+		require.NoError(t, err)
+		defer linux.Close()
+		data, err := disk.OpenRaw(partitioned(t, dir, 24, "label: dos\nstart=2048, size=40960, type=7\n", map[int]string{1: ntfs}))
+		require.NoError(t, err)
+		defer data.Close()
+		rep, err := Inspect([]disk.Image{linux, data}, Options{Target: "vmware"})
+		require.NoError(t, err)
+		require.NotNil(t, rep.OS)
+		for _, f := range rep.Findings {
+			assert.NotEqual(t, "windows-guest", f.Code)
+		}
+	})
 }
 
 // TestEFIOnlyGuest: a GPT disk from sfdisk with an ESP made by mkfs.vfat
