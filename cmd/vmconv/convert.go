@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/vmconv/vmconv/disk"
 	"github.com/vmconv/vmconv/formats"
 	"github.com/vmconv/vmconv/formats/neutral"
+	"github.com/vmconv/vmconv/guest"
 )
 
 func newConvertCmd() *cobra.Command {
@@ -20,13 +22,20 @@ func newConvertCmd() *cobra.Command {
 		progress      bool
 		force         bool
 		store         string
+		target        string
+		noInspect     bool
 	)
 	cmd := &cobra.Command{
 		Use:   "convert SRC DST",
 		Short: "Convert a disk image or a whole VM to another format",
 		Long: `Convert a disk image or a whole VM. Formats are detected from the source's
 magic and the target's extension, or given with -f and -O. "-" is stdin or
-stdout where the format streams. A snapshot chain converts to one flat image.`,
+stdout where the format streams. A snapshot chain converts to one flat image.
+
+The guest is inspected first, as "vmconv inspect" does, for the target
+hypervisor (--target; by default from DST's format: vmx/vmdk/ovf/ova are
+vmware, xva/xl/vpc xen, the rest kvm), and each finding is printed on
+stderr as a warning (not when SRC is stdin). Findings never fail a conversion.`,
 		Args: argsRange(2, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			src, dst := args[0], args[1]
@@ -44,6 +53,17 @@ stdout where the format streams. A snapshot chain converts to one flat image.`,
 			if err := notSameFile(src, dst); err != nil {
 				return err
 			}
+			if target == "" {
+				target = targetOf(dstFmt)
+			}
+			if _, ok := guest.Targets[target]; !ok {
+				return usagef("--target: want %s, got %q", strings.Join(guest.TargetNames(), ", "), target)
+			}
+			// The guest is inspected first; findings are warnings only.
+			warn := func(vm *neutral.VM, isVM bool) { warnInspect(cmd.ErrOrStderr(), src, vm, target, isVM) }
+			if noInspect {
+				warn = nil
+			}
 			prog, endProg := progressBar(cmd, progress, "convert")
 			defer endProg()
 			copyOpt := disk.CopyOptions{Progress: prog}
@@ -52,7 +72,7 @@ stdout where the format streams. A snapshot chain converts to one flat image.`,
 			if src == "-" {
 				err = convertStream(cmd.Context(), cmd, inFmt, dst, dstFmt, out, opts, copyOpt)
 			} else {
-				err = convertFile(cmd.Context(), src, inFmt, dst, dstFmt, out, opts, copyOpt)
+				err = convertFile(cmd.Context(), src, inFmt, dst, dstFmt, out, opts, copyOpt, warn)
 			}
 			if err != nil {
 				return err
@@ -65,6 +85,8 @@ stdout where the format streams. A snapshot chain converts to one flat image.`,
 	cmd.Flags().StringArrayVarP(&optList, "options", "o", nil, "format options key=value[,key=value…] (e.g. subformat=streamOptimized)")
 	cmd.Flags().BoolVarP(&progress, "progress", "p", false, "show a progress bar on stderr")
 	cmd.Flags().BoolVar(&force, "force", false, "replace DST if it exists")
+	cmd.Flags().StringVar(&target, "target", "", "hypervisor the guest is inspected for: kvm, xen or vmware (from DST's format when not given)")
+	cmd.Flags().BoolVar(&noInspect, "no-inspect", false, "do not inspect the guest for problems on the target first")
 	cmd.Flags().StringVar(&store, "store", "", "chunk store shared between bundles (vmb output): dedupes across VMs")
 	return cmd
 }
@@ -96,7 +118,9 @@ func notSameFile(src, dst string) error {
 	return nil
 }
 
-func convertFile(ctx context.Context, src, inFmt, dst string, dstFmt *formats.Format, out *disk.Output, opts map[string]string, copyOpt disk.CopyOptions) error {
+// convertFile converts a file; warn, when not nil, is given the source to
+// inspect first (isVM: its firmware and MACs are the VM's).
+func convertFile(ctx context.Context, src, inFmt, dst string, dstFmt *formats.Format, out *disk.Output, opts map[string]string, copyOpt disk.CopyOptions, warn func(vm *neutral.VM, isVM bool)) error {
 	srcFmt, err := detectOrLookup(src, inFmt)
 	if err != nil {
 		return err
@@ -110,6 +134,10 @@ func convertFile(ctx context.Context, src, inFmt, dst string, dstFmt *formats.Fo
 		if dstFmt.WriteVM == nil {
 			return fmt.Errorf("format %s cannot be written", dstFmt.Name)
 		}
+		if warn != nil {
+			// An image becomes a VM with BIOS firmware: what the target gets.
+			warn(vm, true)
+		}
 		return dstFmt.WriteVM(ctx, out, dst, vm, opts, copyOpt)
 	}
 	if dstFmt.CreateImage == nil {
@@ -120,6 +148,9 @@ func convertFile(ctx context.Context, src, inFmt, dst string, dstFmt *formats.Fo
 		return err
 	}
 	defer img.Close()
+	if warn != nil {
+		warn(&neutral.VM{Disks: []neutral.Disk{{Device: "disk", Image: img}}}, false)
+	}
 	return copyImage(ctx, img, dst, dstFmt, out, opts, copyOpt)
 }
 
