@@ -54,3 +54,19 @@ func TestDebianGuest(t *testing.T) {
 		})
 	}
 }
+
+func TestLVName(t *testing.T) {
+	for _, tc := range []struct{ spec, want string }{
+		{"/dev/mapper/vg0-root", "vg0/root"},
+		{"/dev/mapper/rl-root", "rl/root"},
+		{"/dev/mapper/ubuntu--vg-ubuntu--lv", "ubuntu-vg/ubuntu-lv"},
+		{"/dev/vg0/root", "vg0/root"},
+		{"/dev/mapper/luks-0a1b", "luks/0a1b"},
+		{"/dev/mapper/nodash", ""},
+		{"/dev/disk/by-uuid", ""},
+		{"/dev/sda1", ""},
+		{"UUID=abc", ""},
+	} {
+		assert.Equal(t, tc.want, lvName(tc.spec), tc.spec)
+	}
+}

@@ -65,6 +65,36 @@ func diskOf(name string) (d, part int, ok bool) {
 	return 0, 0, false
 }
 
+// lvName returns "vg/lv" for the names udev gives a logical volume:
+// /dev/mapper/VG-LV (dashes inside a name doubled) and /dev/VG/LV.
+func lvName(spec string) string {
+	if m, ok := strings.CutPrefix(spec, "/dev/mapper/"); ok {
+		// The separator is the first dash not part of a "--" pair.
+		for i := 0; i < len(m); i++ {
+			if m[i] != '-' {
+				continue
+			}
+			if i+1 < len(m) && m[i+1] == '-' {
+				i++
+				continue
+			}
+			vg, lv := strings.ReplaceAll(m[:i], "--", "-"), strings.ReplaceAll(m[i+1:], "--", "-")
+			if vg == "" || lv == "" {
+				return ""
+			}
+			return vg + "/" + lv
+		}
+		return ""
+	}
+	if rest, ok := strings.CutPrefix(spec, "/dev/"); ok {
+		if vg, lv, ok := strings.Cut(rest, "/"); ok && vg != "" && lv != "" && !strings.Contains(lv, "/") &&
+			!strings.HasPrefix(rest, "disk/") && !strings.HasPrefix(rest, "mapper/") {
+			return vg + "/" + lv
+		}
+	}
+	return ""
+}
+
 // resolve finds the volume an fstab spec or root= value names.
 func resolve(spec string, vols []boot.Volume) *boot.Volume {
 	key, val, _ := strings.Cut(spec, "=")
@@ -87,6 +117,13 @@ func resolve(spec string, vols []boot.Volume) *boot.Volume {
 		case "PARTUUID":
 			if v.PartUUID != "" && strings.EqualFold(v.PartUUID, val) {
 				return v
+			}
+		}
+	}
+	if lv := lvName(spec); lv != "" {
+		for i := range vols {
+			if vols[i].LV == lv {
+				return &vols[i]
 			}
 		}
 	}
