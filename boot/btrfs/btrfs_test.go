@@ -15,6 +15,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/vmconv/vmconv/boot/ext4"
 	"github.com/vmconv/vmconv/internal/testutil"
 )
 
@@ -299,4 +300,150 @@ func TestReadVariants(t *testing.T) {
 			assert.ErrorContains(t, err, "not a symlink")
 		})
 	}
+}
+
+func subvolPaths(t testing.TB, f *FS) map[string]Subvolume {
+	t.Helper()
+	list, err := f.Subvolumes()
+	require.NoError(t, err)
+	out := map[string]Subvolume{}
+	for _, s := range list {
+		out[s.Path] = s
+	}
+	return out
+}
+
+// An openSUSE-like layout: "@" is the default subvolume, /boot and a
+// deeper directory are nested subvolumes inside it, "@home" beside it.
+func TestSubvolumesOpenSUSE(t *testing.T) {
+	requireMkfsFeatures(t)
+	src := t.TempDir()
+	bootTree(t, filepath.Join(src, "@"), 5)
+	write(t, filepath.Join(src, "@", "srv", "www", "nested", "index.html"), []byte("<p>nested</p>\n"))
+	write(t, filepath.Join(src, "@home", "user", ".profile"), []byte("PATH=$PATH\n"))
+	img := mkfs(t, src, "-n", "16384", "-u", "default:@", "-u", "@/boot", "-u", "@home", "-u", "@/srv/www/nested")
+	f := openImage(t, img)
+
+	subs := subvolPaths(t, f)
+	require.Len(t, subs, 4, "%v", subs)
+	root, boot, home, nested := subs["@"], subs["@/boot"], subs["@home"], subs["@/srv/www/nested"]
+	assert.EqualValues(t, fsTreeID, root.Parent)
+	assert.EqualValues(t, fsTreeID, home.Parent)
+	assert.Equal(t, root.ID, boot.Parent)
+	assert.Equal(t, root.ID, nested.Parent)
+	assert.Equal(t, root.ID, f.ID(), "Open sees the default subvolume")
+
+	// Lookups from the default subvolume cross into the nested ones.
+	assertSame(t, f, "", filepath.Join(src, "@"))
+	in, err := f.Lookup("/boot/grub2/grub.cfg")
+	require.NoError(t, err)
+	assert.Equal(t, boot.ID, in.Tree)
+	in, err = f.Lookup("/srv/www/nested/index.html")
+	require.NoError(t, err)
+	assert.Equal(t, nested.ID, in.Tree)
+
+	for _, tc := range []struct {
+		path string
+		id   uint64
+		src  string
+	}{
+		{"/", fsTreeID, ""},
+		{"@", root.ID, "@"},
+		{"/@/boot", boot.ID, "@/boot"},
+		{"@home", home.ID, "@home"},
+		{"/@/srv/www/nested/", nested.ID, "@/srv/www/nested"},
+	} {
+		t.Run(tc.path, func(t *testing.T) {
+			sv, err := f.Subvolume(tc.path)
+			require.NoError(t, err)
+			assert.Equal(t, tc.id, sv.ID())
+			assertSame(t, sv, "", filepath.Join(src, tc.src))
+			byID, err := f.SubvolumeID(tc.id)
+			require.NoError(t, err)
+			assert.Equal(t, tc.id, byID.ID())
+		})
+	}
+	top, err := f.SubvolumeID(fsTreeID)
+	require.NoError(t, err)
+	ents, err := top.ReadDir("/")
+	require.NoError(t, err)
+	assert.ElementsMatch(t, []DirEntry{{"@home", home.ID, 2}, {"@", root.ID, 2}}, ents)
+	_, dir, err := top.Stat("/@/boot")
+	require.NoError(t, err)
+	assert.True(t, dir)
+
+	_, err = f.Subvolume("/@/etc")
+	assert.ErrorContains(t, err, "not a subvolume")
+	_, err = f.Subvolume("/@/nope")
+	assert.ErrorIs(t, err, fs.ErrNotExist)
+	_, err = f.SubvolumeID(nested.ID + 100)
+	assert.ErrorContains(t, err, "no ROOT_ITEM")
+	_, err = f.SubvolumeID(7)
+	assert.ErrorContains(t, err, "subvolume id 7")
+	assert.Equal(t, f.UUID(), top.UUID())
+}
+
+// A Fedora-like layout: "root" and "home" subvolumes, no default set, so
+// the filesystem opens at the top level.
+func TestSubvolumesFedora(t *testing.T) {
+	requireMkfsFeatures(t)
+	src := t.TempDir()
+	bootTree(t, filepath.Join(src, "root"), 5)
+	write(t, filepath.Join(src, "home", "user", "notes"), []byte("notes\n"))
+	img := mkfs(t, src, "-n", "4096", "-L", "fedora_fedora", "-u", "root", "-u", "home", "--compress", "zstd")
+	f := openImage(t, img)
+	assert.EqualValues(t, fsTreeID, f.ID())
+	assert.Equal(t, "fedora_fedora", f.Label())
+	assertSame(t, f, "", src)
+	subs := subvolPaths(t, f)
+	assert.Len(t, subs, 2)
+	root, err := f.Subvolume("root")
+	require.NoError(t, err)
+	assert.Equal(t, subs["root"].ID, root.ID())
+	assertSame(t, root, "", filepath.Join(src, "root"))
+
+	out := testutil.Run(t, "btrfs", "inspect-internal", "dump-super", img)
+	assert.Contains(t, out, "fsid\t\t\t"+f.UUID())
+}
+
+// btrfs-convert turns an ext4 filesystem into btrfs in place: its files keep
+// their ext4 block layout (holes stay holes), and the ext4 image is kept in
+// the "ext2_saved" subvolume.
+func TestConvertedFromExt4(t *testing.T) {
+	testutil.RequireTool(t, "mkfs.ext4")
+	testutil.RequireTool(t, "btrfs-convert")
+	src := t.TempDir()
+	bootTree(t, src, 300)
+	// A sparse file: mke2fs -d keeps its holes, and btrfs-convert too.
+	img := filepath.Join(t.TempDir(), "fs.img")
+	testutil.Run(t, "mkfs.ext4", "-q", "-F", "-b", "4096", "-d", src, img, "128M")
+	orig, err := os.ReadFile(img)
+	require.NoError(t, err)
+	testutil.Run(t, "btrfs-convert", img)
+
+	f := openImage(t, img)
+	assertSame(t, f, "", src, "lost+found", "ext2_saved")
+	assert.Less(t, extentBytes(t, f, "/sparse.img"), int64(4<<20), "the sparse file keeps holes")
+	subs := subvolPaths(t, f)
+	require.Contains(t, subs, "ext2_saved")
+	saved, err := f.Subvolume("ext2_saved")
+	require.NoError(t, err)
+	image, err := saved.ReadFile("/image", MaxFileSize)
+	require.NoError(t, err)
+	require.Len(t, image, len(orig))
+	// The saved image is the ext4 filesystem as it was, except the blocks
+	// btrfs-convert moved aside to make room for its superblocks.
+	same := 0
+	for i := 0; i < len(orig); i += 4096 {
+		if bytes.Equal(orig[i:i+4096], image[i:i+4096]) {
+			same++
+		}
+	}
+	assert.Greater(t, same, len(orig)/4096*9/10, "blocks of the saved ext4 image equal to the original")
+	assert.Equal(t, orig[1024:2048], image[1024:2048], "the ext4 superblock")
+	e, err := ext4.Open(bytes.NewReader(image), int64(len(image)))
+	require.NoError(t, err)
+	got, err := e.ReadFile("/boot/grub2/grub.cfg", 100)
+	require.NoError(t, err)
+	assert.Equal(t, "set default=0\nblscfg\n", string(got), "grub.cfg in the saved ext4 image")
 }
