@@ -65,6 +65,7 @@ func (v *volume) readData(in *Inode, max int64) ([]byte, error) {
 	}
 	// Extents not found (holes, with the no-holes feature) read as zeros.
 	data := make([]byte, in.Size)
+	var buf extentBuf
 	start := key{objectid: in.Num, typ: typeExtentData}
 	err := v.scan(in.root, start, func(k key, item []byte) (bool, error) {
 		if k.objectid != in.Num || k.typ != typeExtentData {
@@ -73,7 +74,12 @@ func (v *volume) readData(in *Inode, max int64) ([]byte, error) {
 		if k.offset >= uint64(in.Size) {
 			return true, nil
 		}
-		if err := v.readExtent(data[k.offset:], item); err != nil {
+		// Extents start on sector boundaries (the kernel's tree checker
+		// refuses others), which bounds how many one file can have.
+		if k.offset%uint64(v.sb.SectorSize) != 0 {
+			return true, fmt.Errorf("extent at file offset %d: not a multiple of the sector size %d", k.offset, v.sb.SectorSize)
+		}
+		if err := v.readExtent(data[k.offset:], item, &buf); err != nil {
 			return true, fmt.Errorf("extent at file offset %d: %w", k.offset, err)
 		}
 		return false, nil
@@ -86,7 +92,7 @@ func (v *volume) readData(in *Inode, max int64) ([]byte, error) {
 
 // readExtent fills dst (the file from the extent's offset to its end) from
 // one EXTENT_DATA item.
-func (v *volume) readExtent(dst []byte, item []byte) error {
+func (v *volume) readExtent(dst []byte, item []byte, buf *extentBuf) error {
 	le := binary.LittleEndian
 	if len(item) < extentHeader {
 		return fmt.Errorf("item of %d bytes, want at least %d", len(item), extentHeader)
@@ -135,14 +141,27 @@ func (v *volume) readExtent(dst []byte, item []byte) error {
 	if ram > maxCompressed || diskBytes > maxCompressed || offset > ram || n > ram-offset {
 		return fmt.Errorf("compressed extent: %d bytes on disk, %d in memory, window %d+%d: want at most %d and the window inside", diskBytes, ram, offset, num, maxCompressed)
 	}
-	src := make([]byte, diskBytes)
+	src, out := buf.get(diskBytes, ram)
 	if err := v.readLogical(src, diskBytenr); err != nil {
 		return fmt.Errorf("compressed data at %#x: %w", diskBytenr, err)
 	}
-	out := make([]byte, ram)
 	if err := decompress(comp, src, out, int(v.sb.SectorSize)); err != nil {
 		return fmt.Errorf("compressed data at %#x: %w", diskBytenr, err)
 	}
 	copy(dst, out[offset:offset+n])
 	return nil
+}
+
+// extentBuf holds one compressed extent and its expansion, reused across a
+// file's extents.
+type extentBuf struct{ src, out []byte }
+
+// get returns zeroed buffers of n and ram bytes (both at most maxCompressed).
+func (b *extentBuf) get(n, ram uint64) ([]byte, []byte) {
+	if b.src == nil {
+		b.src, b.out = make([]byte, maxCompressed), make([]byte, maxCompressed)
+	}
+	src, out := b.src[:n], b.out[:ram]
+	clear(out)
+	return src, out
 }

@@ -153,10 +153,12 @@ func (n *node) ptr(i int) (key, uint64) {
 
 // scan calls fn for every item of the tree at root whose key is at least
 // start, in key order, until fn returns true or an error. One scan reads at
-// most maxNodeVisits nodes.
+// most maxNodeVisits nodes, and the keys it meets must increase strictly: a
+// node reached twice (a loop or a shared subtree in a corrupt tree) is an
+// error, not a second visit.
 func (v *volume) scan(root treeRoot, start key, fn func(k key, data []byte) (bool, error)) error {
-	visits := 0
-	err := v.scanNode(root.bytenr, root.level, start, fn, &visits)
+	s := &scanState{start: start, fn: fn}
+	err := v.scanNode(s, root.bytenr, root.level, true)
 	if err == errStop {
 		return nil
 	}
@@ -166,43 +168,63 @@ func (v *volume) scan(root treeRoot, start key, fn func(k key, data []byte) (boo
 	return nil
 }
 
-func (v *volume) scanNode(bytenr uint64, level uint8, start key, fn func(key, []byte) (bool, error), visits *int) error {
-	if *visits++; *visits > maxNodeVisits {
+type scanState struct {
+	start   key
+	fn      func(key, []byte) (bool, error)
+	visits  int
+	last    key
+	started bool
+}
+
+func (v *volume) scanNode(s *scanState, bytenr uint64, level uint8, isRoot bool) error {
+	if s.visits++; s.visits > maxNodeVisits {
 		return fmt.Errorf("more than %d nodes read in one search", maxNodeVisits)
 	}
 	n, err := v.readNode(bytenr, level)
 	if err != nil {
 		return err
 	}
-	if level == 0 {
-		for i := 0; i < n.nritems; i++ {
-			k, data, err := n.item(i)
-			if err != nil {
-				return err
-			}
-			if k.less(start) {
-				continue
-			}
-			if stop, err := fn(k, data); err != nil || stop {
-				if err == nil {
-					err = errStop
-				}
-				return err
-			}
-		}
-		return nil
+	if level > 0 {
+		return v.scanChildren(s, n)
 	}
-	// Start at the last child whose first key is not above start.
+	if n.nritems == 0 && !isRoot {
+		return fmt.Errorf("leaf at %#x: empty, below a node", bytenr)
+	}
+	for i := 0; i < n.nritems; i++ {
+		k, data, err := n.item(i)
+		if err != nil {
+			return err
+		}
+		if s.started && !s.last.less(k) {
+			return fmt.Errorf("leaf at %#x: item %d key %v not above the key before it %v", bytenr, i, k, s.last)
+		}
+		s.last, s.started = k, true
+		if k.less(s.start) {
+			continue
+		}
+		if stop, err := s.fn(k, data); err != nil || stop {
+			if err == nil {
+				err = errStop
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// scanChildren visits the children of internal node n from the last one
+// whose first key is not above the scan's start.
+func (v *volume) scanChildren(s *scanState, n *node) error {
 	first := 0
 	for i := 1; i < n.nritems; i++ {
-		if k, _ := n.ptr(i); start.less(k) {
+		if k, _ := n.ptr(i); s.start.less(k) {
 			break
 		}
 		first = i
 	}
 	for i := first; i < n.nritems; i++ {
 		_, child := n.ptr(i)
-		if err := v.scanNode(child, level-1, start, fn, visits); err != nil {
+		if err := v.scanNode(s, child, n.level-1, false); err != nil {
 			return err
 		}
 	}
