@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	lzo "github.com/anchore/go-lzo"
 	"github.com/klauspost/compress/zstd"
@@ -55,15 +56,27 @@ func inflate(src, out []byte) error {
 	return nil
 }
 
+// zstdDecoders are reused: a decoder's tables cost more than a small
+// extent's decoding.
+var zstdDecoders sync.Pool
+
 func unzstd(src, out []byte) error {
-	// btrfs writes one frame with a window of at most 128 KiB (an extent's
-	// largest size); the bound keeps a hostile frame from sizing the window.
-	zr, err := zstd.NewReader(bytes.NewReader(src), zstd.WithDecoderConcurrency(1),
-		zstd.WithDecoderLowmem(true), zstd.WithDecoderMaxWindow(1<<20), zstd.WithDecoderMaxMemory(1<<21))
-	if err != nil {
+	zr, _ := zstdDecoders.Get().(*zstd.Decoder)
+	if zr == nil {
+		// btrfs writes one frame with a window of at most 128 KiB (an
+		// extent's largest size); the bound keeps a hostile frame from
+		// sizing the window.
+		var err error
+		zr, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1),
+			zstd.WithDecoderLowmem(true), zstd.WithDecoderMaxWindow(1<<20), zstd.WithDecoderMaxMemory(1<<21))
+		if err != nil {
+			return err
+		}
+	}
+	defer zstdDecoders.Put(zr)
+	if err := zr.Reset(bytes.NewReader(src)); err != nil {
 		return err
 	}
-	defer zr.Close()
 	n, err := io.ReadFull(zr, out)
 	// The frame may hold less than ram_bytes (a file's last extent); the
 	// decoder then reads the sector's zero padding as a next frame.
