@@ -19,11 +19,23 @@ import (
 	"github.com/vmconv/vmconv/internal/testutil"
 )
 
+// tempDir is a fresh directory in memory where /dev/shm is (mkfs.btrfs
+// syncs its image; trees of thousands of files are written), else t.TempDir.
+func tempDir(t testing.TB) string {
+	t.Helper()
+	d, err := os.MkdirTemp("/dev/shm", "btrfs-test-")
+	if err != nil {
+		return t.TempDir()
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	return d
+}
+
 // mkfs makes a btrfs image of dir with mkfs.btrfs --rootdir.
 func mkfs(t testing.TB, dir string, opts ...string) string {
 	t.Helper()
 	testutil.RequireTool(t, "mkfs.btrfs")
-	img := filepath.Join(t.TempDir(), "fs.img")
+	img := filepath.Join(tempDir(t), "fs.img")
 	require.NoError(t, os.WriteFile(img, nil, 0o644)) // mkfs stats the target first
 	testutil.Run(t, "mkfs.btrfs", append(append([]string{"-q", "-f", "-r", dir, "--shrink"}, opts...), img)...)
 	return img
@@ -240,7 +252,7 @@ func extentBytes(t testing.TB, f *FS, name string) int64 {
 // Every flavour mkfs.btrfs makes: the same tree reads back byte for byte.
 func TestReadVariants(t *testing.T) {
 	requireMkfsFeatures(t)
-	src := t.TempDir()
+	src := tempDir(t)
 	bootTree(t, src, 5000)
 	for _, tc := range []struct {
 		name string
@@ -317,7 +329,7 @@ func subvolPaths(t testing.TB, f *FS) map[string]Subvolume {
 // deeper directory are nested subvolumes inside it, "@home" beside it.
 func TestSubvolumesOpenSUSE(t *testing.T) {
 	requireMkfsFeatures(t)
-	src := t.TempDir()
+	src := tempDir(t)
 	bootTree(t, filepath.Join(src, "@"), 5)
 	write(t, filepath.Join(src, "@", "srv", "www", "nested", "index.html"), []byte("<p>nested</p>\n"))
 	write(t, filepath.Join(src, "@home", "user", ".profile"), []byte("PATH=$PATH\n"))
@@ -387,7 +399,7 @@ func TestSubvolumesOpenSUSE(t *testing.T) {
 // the filesystem opens at the top level.
 func TestSubvolumesFedora(t *testing.T) {
 	requireMkfsFeatures(t)
-	src := t.TempDir()
+	src := tempDir(t)
 	bootTree(t, filepath.Join(src, "root"), 5)
 	write(t, filepath.Join(src, "home", "user", "notes"), []byte("notes\n"))
 	img := mkfs(t, src, "-n", "4096", "-L", "fedora_fedora", "-u", "root", "-u", "home", "--compress", "zstd")
@@ -412,10 +424,10 @@ func TestSubvolumesFedora(t *testing.T) {
 func TestConvertedFromExt4(t *testing.T) {
 	testutil.RequireTool(t, "mkfs.ext4")
 	testutil.RequireTool(t, "btrfs-convert")
-	src := t.TempDir()
+	src := tempDir(t)
 	bootTree(t, src, 300)
 	// A sparse file: mke2fs -d keeps its holes, and btrfs-convert too.
-	img := filepath.Join(t.TempDir(), "fs.img")
+	img := filepath.Join(tempDir(t), "fs.img")
 	testutil.Run(t, "mkfs.ext4", "-q", "-F", "-b", "4096", "-d", src, img, "128M")
 	orig, err := os.ReadFile(img)
 	require.NoError(t, err)

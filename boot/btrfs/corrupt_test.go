@@ -49,7 +49,7 @@ func resum(b []byte, off, n int) {
 
 func TestCorrupt(t *testing.T) {
 	requireMkfsFeatures(t)
-	src := t.TempDir()
+	src := tempDir(t)
 	smallTree(t, src)
 	img := mkfs(t, src, "-n", "4096", "-m", "dup", "-u", "default:@", "-u", "@/boot")
 	good, err := os.ReadFile(img)

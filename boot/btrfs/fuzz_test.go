@@ -120,7 +120,7 @@ func seedTree(t testing.TB, dir string) {
 func TestFuzzSeeds(t *testing.T) {
 	if *updateSeeds {
 		requireMkfsFeatures(t)
-		src := t.TempDir()
+		src := tempDir(t)
 		seedTree(t, src)
 		for _, s := range seeds {
 			img, err := os.ReadFile(mkfs(t, src, s.opts...))
