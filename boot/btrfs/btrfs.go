@@ -2,21 +2,23 @@
 // filesystems through an io.ReaderAt: enough to find and read a guest's
 // /boot inside a subvolume (Fedora's "root", openSUSE's "@" and "@/boot").
 //
-// It reads the primary superblock (its crc32c checksum verified), the
-// sys_chunk_array bootstrap and the chunk tree (SINGLE and DUP profiles; the
-// first copy of DUP is read), the root tree and the subvolume (fs) trees,
-// B-tree nodes of any level up to 8 (crc32c verified), inode items, directory
-// items and indexes, and file extents: inline, regular, holes and prealloc,
-// uncompressed or compressed with zlib, lzo or zstd. Path lookups cross into
-// nested subvolumes. It does not read multi-device or RAID profiles (refused
-// by name), the log tree (data fsynced after the last commit is not seen),
-// backup superblocks, extended attributes, or checksums other than crc32c
-// (xxhash, sha256 and blake2b filesystems are read unverified). Every on-disk
-// number is checked before it sizes an allocation or a read, and every tree
-// walk has a node budget.
+// It reads the primary superblock, the sys_chunk_array bootstrap and the
+// chunk tree (SINGLE and DUP profiles; the first copy of DUP is read), the
+// root tree and the subvolume (fs) trees, B-tree nodes of any level up to 8,
+// inode items, directory items and indexes, and file extents: inline,
+// regular, holes and prealloc, uncompressed or compressed with zlib, lzo or
+// zstd. Path lookups cross into nested subvolumes. The superblock's and every
+// node's checksum is verified (crc32c, xxhash64 or sha256; blake2b is read
+// unverified); file data checksums are not. It does not read multi-device or
+// RAID profiles (refused by name), the log tree (data fsynced after the last
+// commit is not seen), backup superblocks, or extended attributes. Every
+// on-disk number is checked before it sizes an allocation or a read, and
+// every tree walk has a node budget.
 package btrfs
 
 import (
+	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -24,6 +26,8 @@ import (
 	"io"
 	"strings"
 	"sync"
+
+	"github.com/cespare/xxhash/v2"
 )
 
 // Limits.
@@ -89,7 +93,7 @@ type volume struct {
 	size   int64
 	sb     Superblock
 	chunks []chunk // sorted by logical
-	verify bool    // check node checksums (crc32c only)
+	verify bool    // check node checksums
 
 	mu    sync.Mutex
 	cache map[uint64][]byte // node bytes by logical address
@@ -119,7 +123,7 @@ func open(r io.ReaderAt, size int64, verify bool) (*FS, error) {
 	if err != nil {
 		return nil, err
 	}
-	v := &volume{r: r, size: size, sb: sb, verify: verify && sb.CsumType == 0, cache: map[uint64][]byte{}}
+	v := &volume{r: r, size: size, sb: sb, verify: verify, cache: map[uint64][]byte{}}
 	if err := v.loadSysChunks(); err != nil {
 		return nil, err
 	}
@@ -163,9 +167,9 @@ func parseSuperblock(b []byte, verify bool) (Superblock, error) {
 	if string(sb.Magic[:]) != "_BHRfS_M" {
 		return sb, fmt.Errorf("btrfs: superblock at %#x: magic %q, want \"_BHRfS_M\"", superblockOff, sb.Magic[:])
 	}
-	if verify && sb.CsumType == 0 {
-		if got, want := crc32.Checksum(b[0x20:], castagnoli), le.Uint32(b); got != want {
-			return sb, fmt.Errorf("btrfs: superblock at %#x: crc32c %#08x, stored %#08x", superblockOff, got, want)
+	if verify {
+		if err := checksum(sb.CsumType, b); err != nil {
+			return sb, fmt.Errorf("btrfs: superblock at %#x: %w", superblockOff, err)
 		}
 	}
 	if bad := sb.IncompatFlags &^ incompatSupported; bad != 0 {
@@ -227,4 +231,38 @@ func readFull(r io.ReaderAt, size int64, p []byte, off int64) error {
 		err = io.ErrUnexpectedEOF
 	}
 	return err
+}
+
+// Checksum types (btrfs_super_block.csum_type).
+const (
+	csumCRC32C = 0
+	csumXXHash = 1
+	csumSHA256 = 2
+	csumBlake2 = 3
+)
+
+// checksum verifies the checksum at the start of a superblock or node over
+// the rest of it. BLAKE2b (no library in the module's dependencies) is not
+// verified.
+func checksum(typ uint16, b []byte) error {
+	le := binary.LittleEndian
+	data := b[0x20:]
+	switch typ {
+	case csumCRC32C:
+		if got, want := crc32.Checksum(data, castagnoli), le.Uint32(b); got != want {
+			return fmt.Errorf("crc32c %#08x, stored %#08x", got, want)
+		}
+	case csumXXHash:
+		if got, want := xxhash.Sum64(data), le.Uint64(b); got != want {
+			return fmt.Errorf("xxhash64 %#016x, stored %#016x", got, want)
+		}
+	case csumSHA256:
+		if got := sha256.Sum256(data); !bytes.Equal(got[:], b[:32]) {
+			return fmt.Errorf("sha256 %x, stored %x", got, b[:32])
+		}
+	case csumBlake2:
+	default:
+		return fmt.Errorf("checksum type %d, want 0 (crc32c), 1 (xxhash64), 2 (sha256) or 3 (blake2b)", typ)
+	}
+	return nil
 }

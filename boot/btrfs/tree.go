@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
 )
 
 // Tree ids and well-known object ids.
@@ -115,8 +114,8 @@ func (v *volume) readNode(bytenr uint64, level uint8) (*node, error) {
 func (v *volume) checkNode(b []byte, bytenr uint64) error {
 	le := binary.LittleEndian
 	if v.verify {
-		if got, want := crc32.Checksum(b[0x20:], castagnoli), le.Uint32(b); got != want {
-			return fmt.Errorf("node at %#x: crc32c %#08x, stored %#08x", bytenr, got, want)
+		if err := checksum(v.sb.CsumType, b); err != nil {
+			return fmt.Errorf("node at %#x: %w", bytenr, err)
 		}
 	}
 	if got := le.Uint64(b[0x30:]); got != bytenr {
