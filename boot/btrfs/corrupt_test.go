@@ -154,3 +154,42 @@ func TestChecksumTypes(t *testing.T) {
 		})
 	}
 }
+
+// No tool here writes a prealloc extent without mounting (fallocate needs
+// the kernel), so a real regular extent is turned into one: the file then
+// reads as zeros, its length kept.
+func TestPreallocReadsZeros(t *testing.T) {
+	requireMkfsFeatures(t)
+	src := tempDir(t)
+	smallTree(t, src)
+	img, err := os.ReadFile(mkfs(t, src, "-n", "4096", "-u", "default:@"))
+	require.NoError(t, err)
+	f, err := Open(bytes.NewReader(img), int64(len(img)))
+	require.NoError(t, err)
+	in, err := f.Lookup("/boot/vmlinuz-1")
+	require.NoError(t, err)
+	k := key{objectid: in.Num, typ: typeExtentData}
+	leaf := leafFor(t, f.v, f.root, k)
+	n, err := f.v.readNode(leaf, 0)
+	require.NoError(t, err)
+	found := false
+	for i := 0; i < n.nritems; i++ {
+		got, data, err := n.item(i)
+		require.NoError(t, err)
+		if got == k {
+			require.EqualValues(t, extentRegular, data[20], "mkfs wrote a regular extent")
+			p, _, err := f.v.physical(leaf)
+			require.NoError(t, err)
+			off := p + uint64(len(n.b)-cap(data)) // data is a slice of the node's bytes
+			img[off+20] = extentPrealloc
+			resum(img, int(p), len(n.b))
+			found = true
+		}
+	}
+	require.True(t, found, "the file's extent item")
+	f, err = Open(bytes.NewReader(img), int64(len(img)))
+	require.NoError(t, err)
+	got, err := f.ReadFile("/boot/vmlinuz-1", 1<<20)
+	require.NoError(t, err)
+	assert.Equal(t, make([]byte, 26000), got)
+}
