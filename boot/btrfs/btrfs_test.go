@@ -459,3 +459,28 @@ func TestConvertedFromExt4(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "set default=0\nblscfg\n", string(got), "grub.cfg in the saved ext4 image")
 }
+
+// BenchmarkReadFile reads a 16 MiB half-compressible file (a kernel and
+// initramfs mix) from images mkfs.btrfs wrote with each compression.
+func BenchmarkReadFile(b *testing.B) {
+	requireMkfsFeatures(b)
+	src := tempDir(b)
+	var data bytes.Buffer
+	for data.Len() < 16<<20 {
+		data.Write(random(b, 64<<10))
+		data.Write(sample(64 << 10))
+	}
+	write(b, filepath.Join(src, "boot", "kernel"), data.Bytes())
+	for _, comp := range []string{"no", "zlib", "lzo", "zstd"} {
+		b.Run(comp, func(b *testing.B) {
+			f := openImage(b, mkfs(b, src, "--compress", comp))
+			b.SetBytes(int64(data.Len()))
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				got, err := f.ReadFile("/boot/kernel", MaxFileSize)
+				require.NoError(b, err)
+				require.Equal(b, data.Len(), len(got))
+			}
+		})
+	}
+}
