@@ -484,3 +484,30 @@ func BenchmarkReadFile(b *testing.B) {
 		})
 	}
 }
+
+// openSUSE with snapper: the default subvolume is a snapshot nested two
+// subvolumes down, under a plain directory ("1") of "@/.snapshots"; /boot is
+// a directory of it, /boot/grub2/x86_64-efi a subvolume of its own beside it.
+func TestSubvolumesSnapper(t *testing.T) {
+	requireMkfsFeatures(t)
+	src := tempDir(t)
+	snap := filepath.Join(src, "@", ".snapshots", "1", "snapshot")
+	bootTree(t, snap, 5)
+	write(t, filepath.Join(src, "@", ".snapshots", "1", "info.xml"), []byte("<snapshot/>\n"))
+	write(t, filepath.Join(src, "@", "boot", "grub2", "x86_64-efi", "grub.efi"), []byte("MZ efi"))
+	img := mkfs(t, src, "-u", "@", "-u", "@/.snapshots", "-u", "default:@/.snapshots/1/snapshot", "-u", "@/boot/grub2/x86_64-efi")
+	f := openImage(t, img)
+	subs := subvolPaths(t, f)
+	require.Len(t, subs, 4, "%v", subs)
+	def := subs["@/.snapshots/1/snapshot"]
+	assert.Equal(t, def.ID, f.ID())
+	assert.Equal(t, subs["@/.snapshots"].ID, def.Parent)
+	assert.Equal(t, subs["@"].ID, subs["@/.snapshots"].Parent)
+	assert.Equal(t, subs["@"].ID, subs["@/boot/grub2/x86_64-efi"].Parent)
+	assertSame(t, f, "", snap)
+	efi, err := f.Subvolume("/@/boot/grub2/x86_64-efi")
+	require.NoError(t, err)
+	got, err := efi.ReadFile("grub.efi", 100)
+	require.NoError(t, err)
+	assert.Equal(t, "MZ efi", string(got))
+}
