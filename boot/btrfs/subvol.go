@@ -7,7 +7,9 @@ import (
 	"sort"
 )
 
-const maxRefSteps = 4096 // INODE_REF hops from a directory up to its subvolume's top
+// INODE_REF hops from directories up to their subvolume's top, for all the
+// subvolumes of one Subvolumes call.
+const maxRefSteps = 1 << 16
 
 // Subvolume is one subvolume of the filesystem.
 type Subvolume struct {
@@ -93,8 +95,9 @@ func (f *FS) Subvolumes() ([]Subvolume, error) {
 	}
 	paths := map[uint64]string{fsTreeID: ""}
 	var out []Subvolume
+	steps := 0
 	for id, r := range refs {
-		p, err := f.subvolPath(id, refs, paths, 0)
+		p, err := f.subvolPath(id, refs, paths, 0, &steps)
 		if err != nil {
 			return nil, err
 		}
@@ -105,7 +108,7 @@ func (f *FS) Subvolumes() ([]Subvolume, error) {
 }
 
 // subvolPath returns subvolume id's path from the top level, memoised in paths.
-func (f *FS) subvolPath(id uint64, refs map[uint64]backref, paths map[uint64]string, depth int) (string, error) {
+func (f *FS) subvolPath(id uint64, refs map[uint64]backref, paths map[uint64]string, depth int, steps *int) (string, error) {
 	if p, ok := paths[id]; ok {
 		return p, nil
 	}
@@ -116,7 +119,7 @@ func (f *FS) subvolPath(id uint64, refs map[uint64]backref, paths map[uint64]str
 	if !ok {
 		return "", fmt.Errorf("btrfs: subvolume %d: no ROOT_BACKREF", id)
 	}
-	parent, err := f.subvolPath(r.parent, refs, paths, depth+1)
+	parent, err := f.subvolPath(r.parent, refs, paths, depth+1, steps)
 	if err != nil {
 		return "", err
 	}
@@ -124,7 +127,7 @@ func (f *FS) subvolPath(id uint64, refs map[uint64]backref, paths map[uint64]str
 	if err != nil {
 		return "", fmt.Errorf("btrfs: subvolume %d: %w", r.parent, err)
 	}
-	dir, err := f.v.dirPath(root, r.dir)
+	dir, err := f.v.dirPath(root, r.dir, steps)
 	if err != nil {
 		return "", fmt.Errorf("btrfs: subvolume %d: %w", r.parent, err)
 	}
@@ -134,12 +137,12 @@ func (f *FS) subvolPath(id uint64, refs map[uint64]backref, paths map[uint64]str
 }
 
 // dirPath returns directory ino's path from the top of its tree, following
-// INODE_REF items (a directory has exactly one).
-func (v *volume) dirPath(root treeRoot, ino uint64) (string, error) {
+// INODE_REF items (a directory has exactly one), counting them in steps.
+func (v *volume) dirPath(root treeRoot, ino uint64, steps *int) (string, error) {
 	p := ""
-	for steps := 0; ino != firstFreeID; steps++ {
-		if steps >= maxRefSteps {
-			return "", fmt.Errorf("directory %d: more than %d parents (a loop?)", ino, maxRefSteps)
+	for ; ino != firstFreeID; *steps++ {
+		if *steps >= maxRefSteps {
+			return "", fmt.Errorf("directory %d: more than %d parent directories walked (a loop?)", ino, maxRefSteps)
 		}
 		var parent uint64
 		var name string
