@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -249,6 +250,28 @@ func extentBytes(t testing.TB, f *FS, name string) int64 {
 	return sum
 }
 
+var dirIndexKey = regexp.MustCompile(`^\s+item \d+ key \((\d+) DIR_INDEX \d+\)`)
+
+// dumpDirIndex returns the names in directory dir of the top-level fs tree
+// in the order btrfs inspect-internal dump-tree prints its DIR_INDEX items.
+func dumpDirIndex(t testing.TB, img string, dir uint64) []string {
+	out := testutil.Run(t, "btrfs", "inspect-internal", "dump-tree", "-t", "5", img)
+	var names []string
+	in := false
+	for _, line := range strings.Split(out, "\n") {
+		if m := dirIndexKey.FindStringSubmatch(line); m != nil {
+			in = m[1] == fmt.Sprint(dir)
+			continue
+		}
+		if name, ok := strings.CutPrefix(strings.TrimSpace(line), "name: "); ok && in {
+			names = append(names, name)
+			in = false
+		}
+	}
+	require.NotEmpty(t, names)
+	return names
+}
+
 // Every flavour mkfs.btrfs makes: the same tree reads back byte for byte.
 func TestReadVariants(t *testing.T) {
 	requireMkfsFeatures(t)
@@ -267,7 +290,8 @@ func TestReadVariants(t *testing.T) {
 		{"zstd", []string{"-n", "16384", "--compress", "zstd:9"}, compressZstd},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			f := openImage(t, mkfs(t, src, tc.opts...))
+			img := mkfs(t, src, tc.opts...)
+			f := openImage(t, img)
 			assert.EqualValues(t, fsTreeID, f.ID())
 			assertSame(t, f, "", src)
 
@@ -297,6 +321,13 @@ func TestReadVariants(t *testing.T) {
 			ents, err := f.ReadDir("/many")
 			require.NoError(t, err)
 			require.Len(t, ents, 5000)
+			in, err := f.Lookup("/many")
+			require.NoError(t, err)
+			var names []string
+			for _, e := range ents {
+				names = append(names, e.Name)
+			}
+			assert.Equal(t, dumpDirIndex(t, img, in.Num), names, "listing in btrfs inspect-internal dump-tree's DIR_INDEX order")
 
 			_, err = f.ReadFile("/nope", MaxFileSize)
 			assert.ErrorIs(t, err, fs.ErrNotExist)
