@@ -13,10 +13,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"path"
 	"sort"
 	"strings"
 
+	"github.com/vmconv/vmconv/boot/btrfs"
 	"github.com/vmconv/vmconv/boot/ext4"
 	"github.com/vmconv/vmconv/boot/fat"
 	"github.com/vmconv/vmconv/boot/lvm"
@@ -147,25 +149,96 @@ func (s section) ReadAt(p []byte, off int64) (int, error) {
 	return s.r.ReadAt(p, s.off+off)
 }
 
+// fsOpener opens one kind of filesystem, or says why r does not hold one.
+type fsOpener func(r io.ReaderAt, size int64) (fsys filesystem, typ, uuid, label string, err error)
+
+// fsOpeners are tried in turn; each checks its own magic first.
+var fsOpeners = []fsOpener{openExt, openFAT, openBtrfs}
+
 // openFS recognises the filesystem in r.
 func openFS(r io.ReaderAt, size int64) (filesystem, string, string, string, error) {
-	e, errExt := ext4.Open(r, size)
-	if errExt == nil {
-		t := "ext2"
-		sb := e.Superblock()
-		switch {
-		case sb.FeatureIncompat&0x2c0 != 0: // extents, 64bit, flex_bg
-			t = "ext4"
-		case sb.FeatureCompat&0x4 != 0: // has_journal
-			t = "ext3"
+	var errs []string
+	for _, open := range fsOpeners {
+		fsys, typ, uuid, label, err := open(r, size)
+		if err == nil {
+			return fsys, typ, uuid, label, nil
 		}
-		return extFS{e}, t, e.UUID(), e.Label(), nil
+		errs = append(errs, err.Error())
 	}
-	f, errFat := fat.Open(r, size)
-	if errFat == nil {
-		return fatFS{f}, fmt.Sprintf("fat%d", f.Type), f.UUID(), f.Label(), nil
+	return nil, "", "", "", fmt.Errorf("no ext2/3/4, FAT or btrfs filesystem (%s)", strings.Join(errs, "; "))
+}
+
+func openExt(r io.ReaderAt, size int64) (filesystem, string, string, string, error) {
+	e, err := ext4.Open(r, size)
+	if err != nil {
+		return nil, "", "", "", err
 	}
-	return nil, "", "", "", fmt.Errorf("no ext2/3/4 or FAT filesystem (%v; %v)", errExt, errFat)
+	t := "ext2"
+	sb := e.Superblock()
+	switch {
+	case sb.FeatureIncompat&0x2c0 != 0: // extents, 64bit, flex_bg
+		t = "ext4"
+	case sb.FeatureCompat&0x4 != 0: // has_journal
+		t = "ext3"
+	}
+	return extFS{e}, t, e.UUID(), e.Label(), nil
+}
+
+func openFAT(r io.ReaderAt, size int64) (filesystem, string, string, string, error) {
+	f, err := fat.Open(r, size)
+	if err != nil {
+		return nil, "", "", "", err
+	}
+	return fatFS{f}, fmt.Sprintf("fat%d", f.Type), f.UUID(), f.Label(), nil
+}
+
+func openBtrfs(r io.ReaderAt, size int64) (filesystem, string, string, string, error) {
+	b, err := btrfs.Open(r, size)
+	if err != nil {
+		return nil, "", "", "", err
+	}
+	top, err := b.SubvolumeID(5)
+	if err != nil || top.ID() == b.ID() {
+		top = nil
+	}
+	return btrfsFS{def: b, top: top}, "btrfs", b.UUID(), b.Label(), nil
+}
+
+// btrfsFS reads paths in the default subvolume, and failing that from the
+// top level: GRUB's configurations name files either way ("/boot/vmlinuz"
+// in openSUSE's default-subvolume setups, "/@/boot/vmlinuz" or
+// "/root/boot/vmlinuz" where GRUB reads from the top level).
+type btrfsFS struct{ def, top *btrfs.FS }
+
+func (b btrfsFS) ReadFile(name string, max int64) ([]byte, error) {
+	data, err := b.def.ReadFile(name, max)
+	if errors.Is(err, fs.ErrNotExist) && b.top != nil {
+		return b.top.ReadFile(name, max)
+	}
+	return data, err
+}
+
+func (b btrfsFS) Stat(name string) (int64, bool, error) {
+	size, dir, err := b.def.Stat(name)
+	if errors.Is(err, fs.ErrNotExist) && b.top != nil {
+		return b.top.Stat(name)
+	}
+	return size, dir, err
+}
+
+func (b btrfsFS) readDir(name string) ([]string, error) {
+	ents, err := b.def.ReadDir(name)
+	if errors.Is(err, fs.ErrNotExist) && b.top != nil {
+		ents, err = b.top.ReadDir(name)
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, len(ents))
+	for i, d := range ents {
+		out[i] = d.Name
+	}
+	return out, nil
 }
 
 // lvmPartTypes are the partition types an LVM physical volume is given.

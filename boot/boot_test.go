@@ -2,12 +2,15 @@ package boot
 
 import (
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/vmconv/vmconv/disk"
+	"github.com/vmconv/vmconv/internal/testutil"
 )
 
 const (
@@ -338,7 +341,7 @@ func TestFindNoKernel(t *testing.T) {
 	require.Error(t, err)
 	msg := err.Error()
 	for _, s := range []string{"no kernel found", "disk 0 partition 1 (ext4)", "/boot/grub/grub.cfg", "/boot/loader/entries",
-		"extlinux.conf", "menu.lst", "/boot/vmlinuz", "disk 0 partition 2 (type 0x83): no ext2/3/4 or FAT filesystem"} {
+		"extlinux.conf", "menu.lst", "/boot/vmlinuz", "disk 0 partition 2 (type 0x83): no ext2/3/4, FAT"} {
 		assert.Contains(t, msg, s)
 	}
 }
@@ -399,4 +402,56 @@ func TestFindBLSKernelCmdlineFile(t *testing.T) {
 		config:   "disk 0 partition 1: /loader/entries/ab12-5.14.0-427.el9.x86_64.conf", partition: 1, fs: "ext4",
 		title: "Rocky Linux (5.14.0-427.el9.x86_64) 9.4",
 	})
+}
+
+// mkbtrfs makes a btrfs image of dir with mkfs.btrfs --rootdir, its
+// subvolumes given as mkfs.btrfs --subvol arguments ("default:@").
+func mkbtrfs(t testing.TB, dir string, sizeMiB int, uuid string, subvols ...string) string {
+	t.Helper()
+	testutil.RequireTool(t, "mkfs.btrfs")
+	if out, _ := exec.Command("mkfs.btrfs", "--help").CombinedOutput(); !strings.Contains(string(out), "--subvol") {
+		testutil.Unavailable(t, "mkfs.btrfs has no --subvol (btrfs-progs >= 6.13 needed)")
+	}
+	img := filepath.Join(t.TempDir(), "btrfs.img")
+	require.NoError(t, os.WriteFile(img, nil, 0o644))
+	require.NoError(t, os.Truncate(img, int64(sizeMiB)<<20))
+	args := []string{"-q", "-f", "-r", dir, "-U", uuid}
+	for _, s := range subvols {
+		args = append(args, "--subvol", s)
+	}
+	run(t, "mkfs.btrfs", append(args, img)...)
+	return img
+}
+
+// openSUSE and Fedora on one btrfs filesystem: GRUB's configuration in the
+// default subvolume names the kernel by a path in that subvolume or by a
+// path from the top level (/@/boot/...); both load.
+func TestFindBtrfsSubvolumes(t *testing.T) {
+	const uuid = "6a0f9e1c-3b52-4d8e-a1f7-0c9d2e4b5a61"
+	for _, tc := range []struct{ name, kernelRef, initrdRef string }{
+		{"default subvolume paths", "/boot/vmlinuz-6.4.0-150600.23-default", "/boot/initrd-6.4.0-150600.23-default"},
+		{"top-level paths", "/@/boot/vmlinuz-6.4.0-150600.23-default", "/@/boot/initrd-6.4.0-150600.23-default"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			k, i := randomBytes(t, 300000), randomBytes(t, 200000)
+			cfg := "set btrfs_relative_path=\"y\"\nmenuentry 'openSUSE Leap 15.6' {\n  search --no-floppy --fs-uuid --set=root " + uuid +
+				"\n  linux " + tc.kernelRef + " root=UUID=" + uuid + " rootflags=subvol=@ splash=silent\n  initrd " + tc.initrdRef + "\n}\n"
+			dir := tree(t, map[string][]byte{
+				"@/boot/grub2/grub.cfg":                  []byte(cfg),
+				"@/boot/vmlinuz-6.4.0-150600.23-default": k,
+				"@/boot/initrd-6.4.0-150600.23-default":  i,
+				"@/etc/fstab":                            []byte("UUID=" + uuid + " / btrfs defaults 0 0\n"),
+				"@home/user/.profile":                    []byte("PATH=$PATH\n"),
+			})
+			img := mkbtrfs(t, dir, 256, uuid, "default:@", "@home")
+			d := mkdisk(t, "gpt", []partSpec{{img: img, typ: "0FC63DAF-8483-4772-8E79-3D69D8477DE4"}})
+			check(t, []disk.Image{openImage(t, d)}, want{
+				kernel: k, initrd: i, kernelPath: tc.kernelRef, initrdPath: tc.initrdRef,
+				cmdline:  "root=UUID=" + uuid + " rootflags=subvol=@ splash=silent",
+				adjusted: "root=UUID=" + uuid + " rootflags=subvol=@ splash=silent console=ttyS0",
+				config:   "disk 0 partition 1: /boot/grub2/grub.cfg", partition: 1, fs: "btrfs",
+				title: "openSUSE Leap 15.6",
+			})
+		})
+	}
 }
