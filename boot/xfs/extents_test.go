@@ -22,7 +22,7 @@ func TestSplitExtents(t *testing.T) {
 		size  int
 		parts int
 	}{
-		{"v5 4k", []string{"-d", "agcount=2"}, "u3", 20<<20 + 1, 12},
+		{"v5 4k", []string{"-d", "agcount=2"}, "u3", 40<<20 + 1, 12},
 		{"v4 1k 256-byte inodes", []string{"-m", "crc=0", "-b", "size=1024", "-i", "size=256", "-d", "agcount=2"}, "u", 6<<20 + 333, 9},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -72,6 +72,26 @@ func TestSplitExtents(t *testing.T) {
 			got, err = f.ReadFile("/small", 100)
 			require.NoError(t, err)
 			assert.Equal(t, "small\n", string(got))
+		})
+	}
+}
+
+func TestUUIDLabel(t *testing.T) {
+	tr := tree{}
+	tr.file("f", []byte("x"))
+	for _, tc := range []struct {
+		name string
+		opts []string
+	}{
+		{"v5", nil},
+		{"v4", []string{"-m", "crc=0"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const uuid = "0b6e1c2a-54d3-4f6e-9a7b-1c2d3e4f5a6b"
+			opts := append([]string{"-L", "boot-xfs", "-m", "uuid=" + uuid}, tc.opts...)
+			f := open(t, mkfs(t, tr, 32<<20, opts...))
+			assert.Equal(t, uuid, f.UUID())
+			assert.Equal(t, "boot-xfs", f.Label())
 		})
 	}
 }

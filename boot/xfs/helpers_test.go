@@ -333,6 +333,13 @@ func compareTree(t *testing.T, f *FS, tr tree) {
 			n, ok := tr[name]
 			child, err := f.ReadInode(byName[k].Inode)
 			require.NoError(t, err, name)
+			if f.ftype {
+				want := map[bool]uint8{true: 2, false: 1}[!ok || n.dir]
+				if n.link != "" {
+					want = 7
+				}
+				assert.Equal(t, want, byName[k].Type, "%s: file type in the directory entry", name)
+			}
 			if len(kids[dir]) <= 100 && n.link == "" {
 				size, isDir, err := f.Stat(name)
 				require.NoError(t, err, name)
