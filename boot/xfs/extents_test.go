@@ -95,3 +95,20 @@ func TestUUIDLabel(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkReadKernel reads a 13 MiB kernel and a 50 MiB initramfs through
+// their path, as the boot finder does.
+func BenchmarkReadKernel(b *testing.B) {
+	tr := tree{}
+	tr.file("boot/vmlinuz-6", random(b, 13<<20))
+	tr.file("boot/initramfs-6.img", random(b, 50<<20))
+	f := open(b, mkfs(b, tr, 128<<20, "-d", "agcount=2"))
+	b.SetBytes(63 << 20)
+	for b.Loop() {
+		for _, p := range []string{"/boot/vmlinuz-6", "/boot/initramfs-6.img"} {
+			if _, err := f.ReadFile(p, MaxFileSize); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}

@@ -47,7 +47,10 @@ const (
 	incompatBigtime  = 0x08
 	incompatRepair   = 0x10
 	incompatNrext64  = 0x20
-	incompatKnown    = incompatFType | incompatSpinodes | incompatMetaUUID | incompatBigtime | incompatRepair | incompatNrext64
+	incompatExchange = 0x40 // file range exchange: changes the log only
+	incompatParent   = 0x80 // parent pointers: attributes, directories unchanged
+	incompatKnown    = incompatFType | incompatSpinodes | incompatMetaUUID | incompatBigtime | incompatRepair |
+		incompatNrext64 | incompatExchange | incompatParent
 )
 
 // Superblock holds the superblock fields the reader uses (struct xfs_dsb,
