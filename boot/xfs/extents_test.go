@@ -3,7 +3,9 @@ package xfs
 import (
 	"bytes"
 	"fmt"
+	"os/exec"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -110,5 +112,30 @@ func BenchmarkReadKernel(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
+	}
+}
+
+// The remote symlinks the tests rewrite are what xfs_repair expects (it
+// would junk mkfs's own), and read back through the XSLM header.
+func TestRemoteSymlinkRepaired(t *testing.T) {
+	repair := testutil.RequireTool(t, "xfs_repair")
+	tr := tree{}
+	tr.file("boot/grub2/grub.cfg", []byte("set default=0\n"))
+	long := strings.Repeat("../boot/", 110) + "grub2/grub.cfg"
+	tr.symlink("boot/long", long)
+	for _, bs := range []string{"1024", "4096"} {
+		t.Run(bs, func(t *testing.T) {
+			img := mkfs(t, tr, 32<<20, "-b", "size="+bs)
+			require.Equal(t, "2", format(t, img, "/boot/long"), "a remote symlink")
+			out, err := exec.Command(repair, "-n", img).CombinedOutput()
+			require.NoError(t, err, "xfs_repair -n: %s", out)
+			f := open(t, img)
+			got, err := f.Readlink("/boot/long")
+			require.NoError(t, err)
+			assert.Equal(t, long, got)
+			b, err := f.ReadFile("/boot/long", 100)
+			require.NoError(t, err)
+			assert.Equal(t, "set default=0\n", string(b))
+		})
 	}
 }
