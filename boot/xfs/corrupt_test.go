@@ -2,6 +2,7 @@ package xfs
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +18,12 @@ func TestCorrupt(t *testing.T) {
 	tr := tree{}
 	tr.file("boot/grub2/grub.cfg", []byte("set default=0\n"))
 	tr.file("boot/x", []byte("kernel\n"))
+	for i := 0; i < 40; i++ {
+		tr.file(fmt.Sprintf("blk/entry-%d-with-a-longer-name", i), nil) // a block-form directory
+	}
+	for i := 0; i < 20000; i++ {
+		tr.file(fmt.Sprintf("big/entry-%d-with-a-longer-name", i), nil) // a B+tree one, level 1
+	}
 	// 4 KiB blocks, 512-byte inodes, 4 AGs of 4096 blocks: AG 4 would start
 	// at inode 4<<(12+3).
 	good := mkfs(t, tr, 64<<20, "-d", "agcount=4")
@@ -47,6 +54,9 @@ func TestCorrupt(t *testing.T) {
 		{name: "inode number", db: []string{"path /boot/x", "write v3.inumber 5"}, read: "/boot/x", want: "di_ino says 5"},
 		{name: "extent count", db: []string{"path /boot/x", "write core.nextents 1000"}, read: "/boot/x", want: "1000 extents do not fit"},
 		{name: "shortform count", db: []string{"path /boot", "write u3.sfdir3.hdr.count 50"}, read: "/boot/x", want: "shortform entry 2"},
+		{name: "B+tree depth", db: []string{"path /big", "write -d u3.bmbt.level 12"}, read: "/big/x", want: "B+tree root level 12"},
+		{name: "B+tree levels", db: []string{"path /big", "write -d u3.bmbt.level 2"}, read: "/big/x", want: "bb_level 0, bb_numrecs"},
+		{name: "directory block magic", db: []string{"path /blk", "dblock 0", "write -d bhdr.hdr.magic 0x58444434"}, read: "/blk/x", want: "data block magic 0x58444434, want a v5 one (directory block 0)"},
 		{name: "data fork format", db: []string{"path /boot/x", "write core.format 0"}, read: "/boot/x", want: "format 0 has no block map"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
