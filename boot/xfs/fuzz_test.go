@@ -94,15 +94,19 @@ var seeds = map[string][]string{
 	"seed-v4.bin.gz": {"-m", "crc=0", "-b", "size=1024", "-d", "agcount=1"},
 }
 
+// kernelImage is an image the Linux kernel wrote (testdata/kernel-image.sh).
+const kernelImage = "kernel-v5.bin.gz"
+
 // TestWriteSeeds rebuilds the fuzz seeds with mkfs.xfs when
-// VMCONV_XFS_SEEDS=1; otherwise it is skipped.
+// VMCONV_XFS_SEEDS=1, and testdata/kernel-v5.bin.gz from the image
+// kernel-image.sh wrote when VMCONV_XFS_KERNEL_IMG names it; otherwise it is
+// skipped.
 func TestWriteSeeds(t *testing.T) {
-	if os.Getenv("VMCONV_XFS_SEEDS") != "1" {
-		t.Skip("set VMCONV_XFS_SEEDS=1 to rebuild testdata/seed-*.bin.gz")
+	kimg := os.Getenv("VMCONV_XFS_KERNEL_IMG")
+	if os.Getenv("VMCONV_XFS_SEEDS") != "1" && kimg == "" {
+		t.Skip("set VMCONV_XFS_SEEDS=1 or VMCONV_XFS_KERNEL_IMG to rebuild testdata/*.bin.gz")
 	}
-	for name, opts := range seeds {
-		img, err := os.ReadFile(mkfs(t, seedTree(), 16<<20, opts...))
-		require.NoError(t, err)
+	save := func(img []byte, name string) {
 		var buf bytes.Buffer
 		zw, err := gzip.NewWriterLevel(&buf, gzip.BestCompression)
 		require.NoError(t, err)
@@ -110,6 +114,18 @@ func TestWriteSeeds(t *testing.T) {
 		require.NoError(t, err)
 		require.NoError(t, zw.Close())
 		require.NoError(t, os.WriteFile(filepath.Join("testdata", name), buf.Bytes(), 0o644))
+	}
+	if kimg != "" {
+		img, err := os.ReadFile(kimg)
+		require.NoError(t, err)
+		save(img, kernelImage)
+	}
+	if os.Getenv("VMCONV_XFS_SEEDS") == "1" {
+		for name, opts := range seeds {
+			img, err := os.ReadFile(mkfs(t, seedTree(), 16<<20, opts...))
+			require.NoError(t, err)
+			save(img, name)
+		}
 	}
 }
 
@@ -160,6 +176,7 @@ func FuzzOpen(f *testing.F) {
 	for name := range seeds {
 		f.Add(readSeed(f, name))
 	}
+	f.Add(readSeed(f, kernelImage))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		img, ok := decodeSparse(in)
 		if !ok {

@@ -114,9 +114,10 @@ func (f *FS) readlink(in *Inode) (string, error) {
 	return f.remoteSymlink(in)
 }
 
-// remoteSymlink reads a v5 symlink's blocks: each holds an xfs_dsymlink_hdr
-// (magic "XSLM", the offset and length of its piece of the target, crc,
-// owner, block number, lsn) and then that piece.
+// remoteSymlink reads a v5 symlink's extents: each starts with an
+// xfs_dsymlink_hdr (magic "XSLM", the offset and length of its piece of the
+// target, crc, owner, block number, lsn) followed by that piece, as the
+// kernel's xfs_readlink_bmap reads them: one header per extent, not per block.
 func (f *FS) remoteSymlink(in *Inode) (string, error) {
 	const hdr = 56
 	maps, err := f.blockMap(in)
@@ -124,20 +125,32 @@ func (f *FS) remoteSymlink(in *Inode) (string, error) {
 		return "", err
 	}
 	be := binary.BigEndian
-	buf := make([]byte, f.blockSize)
 	out := make([]byte, 0, in.Size)
-	for blk := int64(0); int64(len(out)) < in.Size; blk++ {
-		if err := f.readLogical(in, maps, blk*f.blockSize, buf); err != nil {
+	next := uint64(0) // file block the next extent must start at
+	for i, m := range maps {
+		if int64(len(out)) == in.Size {
+			break
+		}
+		if m.logical != next {
+			return "", fmt.Errorf("xfs: symlink inode %d: extent %d starts at block %d, want %d", in.Num, i, m.logical, next)
+		}
+		next += m.length
+		want := min(int64(m.length)*f.blockSize-hdr, in.Size-int64(len(out)))
+		buf := make([]byte, hdr+max(want, 0))
+		if err := f.readLogical(in, maps, int64(m.logical)*f.blockSize, buf); err != nil {
 			return "", err
 		}
-		if m := be.Uint32(buf); m != 0x58534c4d {
-			return "", fmt.Errorf("xfs: symlink inode %d: block %d: sl_magic %#08x, want 0x58534c4d (XSLM)", in.Num, blk, m)
+		if mg := be.Uint32(buf); mg != 0x58534c4d {
+			return "", fmt.Errorf("xfs: symlink inode %d: extent %d: sl_magic %#08x, want 0x58534c4d (XSLM)", in.Num, i, mg)
 		}
 		off, n := int64(be.Uint32(buf[4:])), int64(be.Uint32(buf[8:]))
-		if off != int64(len(out)) || n == 0 || n > f.blockSize-hdr || off+n > in.Size {
-			return "", fmt.Errorf("xfs: symlink inode %d: block %d: sl_offset %d, sl_bytes %d, want offset %d and 1..%d bytes", in.Num, blk, off, n, len(out), min(f.blockSize-hdr, in.Size-off))
+		if off != int64(len(out)) || n != want || want <= 0 {
+			return "", fmt.Errorf("xfs: symlink inode %d: extent %d: sl_offset %d, sl_bytes %d, want %d and %d", in.Num, i, off, n, len(out), want)
 		}
-		out = append(out, buf[hdr:hdr+n]...)
+		out = append(out, buf[hdr:]...)
+	}
+	if int64(len(out)) != in.Size {
+		return "", fmt.Errorf("xfs: symlink inode %d: extents hold %d of its %d bytes", in.Num, len(out), in.Size)
 	}
 	return string(out), nil
 }
