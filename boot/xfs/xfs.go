@@ -9,9 +9,10 @@
 // shortform, block, leaf and node forms (their data blocks are scanned; the
 // hash-ordered leaf and free-space blocks are not read), regular files
 // (holes and unwritten extents read as zeros), and local and remote
-// symlinks. Checksums are not verified, the log is not replayed (a dirty
-// filesystem reads as of its last checkpoint), and realtime files,
-// attribute forks and the realtime and external log devices are not read.
+// symlinks. Checksums are not verified, the log is not replayed (changes
+// of an unclean shutdown still only in the log are not seen), and realtime
+// files, attribute forks and the realtime and external log devices are not
+// read.
 // Every on-disk number is checked before it sizes an allocation, a read or
 // a loop.
 package xfs
