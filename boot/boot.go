@@ -3,8 +3,9 @@
 // configuration, kernel and initrd.
 //
 // Partition tables are read by boot/part (MBR with extended partitions, GPT),
-// filesystems by boot/ext4 and boot/fat (our own small read-only readers; see
-// their package comments for why not go-diskfs). Configurations are tried in
+// filesystems by boot/ext4, boot/fat, boot/xfs and boot/btrfs, inside LVM
+// logical volumes by boot/lvm (our own small read-only readers; see their
+// package comments for why not go-diskfs or another library). Configurations are tried in
 // the order a real boot uses them: GRUB 2 grub.cfg, BLS entries, extlinux and
 // syslinux, GRUB legacy menu.lst, and the /vmlinuz links last.
 package boot
@@ -23,6 +24,7 @@ import (
 	"github.com/vmconv/vmconv/boot/fat"
 	"github.com/vmconv/vmconv/boot/lvm"
 	"github.com/vmconv/vmconv/boot/part"
+	"github.com/vmconv/vmconv/boot/xfs"
 	"github.com/vmconv/vmconv/disk"
 )
 
@@ -153,7 +155,7 @@ func (s section) ReadAt(p []byte, off int64) (int, error) {
 type fsOpener func(r io.ReaderAt, size int64) (fsys filesystem, typ, uuid, label string, err error)
 
 // fsOpeners are tried in turn; each checks its own magic first.
-var fsOpeners = []fsOpener{openExt, openFAT, openBtrfs}
+var fsOpeners = []fsOpener{openExt, openFAT, openXFS, openBtrfs}
 
 // openFS recognises the filesystem in r.
 func openFS(r io.ReaderAt, size int64) (filesystem, string, string, string, error) {
@@ -165,7 +167,7 @@ func openFS(r io.ReaderAt, size int64) (filesystem, string, string, string, erro
 		}
 		errs = append(errs, err.Error())
 	}
-	return nil, "", "", "", fmt.Errorf("no ext2/3/4, FAT or btrfs filesystem (%s)", strings.Join(errs, "; "))
+	return nil, "", "", "", fmt.Errorf("no ext2/3/4, FAT, XFS or btrfs filesystem (%s)", strings.Join(errs, "; "))
 }
 
 func openExt(r io.ReaderAt, size int64) (filesystem, string, string, string, error) {
@@ -190,6 +192,28 @@ func openFAT(r io.ReaderAt, size int64) (filesystem, string, string, string, err
 		return nil, "", "", "", err
 	}
 	return fatFS{f}, fmt.Sprintf("fat%d", f.Type), f.UUID(), f.Label(), nil
+}
+
+func openXFS(r io.ReaderAt, size int64) (filesystem, string, string, string, error) {
+	x, err := xfs.Open(r, size)
+	if err != nil {
+		return nil, "", "", "", err
+	}
+	return xfsFS{x}, "xfs", x.UUID(), x.Label(), nil
+}
+
+type xfsFS struct{ *xfs.FS }
+
+func (x xfsFS) readDir(name string) ([]string, error) {
+	ents, err := x.FS.ReadDir(name)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, len(ents))
+	for i, d := range ents {
+		out[i] = d.Name
+	}
+	return out, nil
 }
 
 func openBtrfs(r io.ReaderAt, size int64) (filesystem, string, string, string, error) {

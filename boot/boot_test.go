@@ -455,3 +455,35 @@ func TestFindBtrfsSubvolumes(t *testing.T) {
 		})
 	}
 }
+
+// Rocky/RHEL 8 as installed on UEFI: the ESP's grub.cfg hands over to the
+// real one on an XFS /boot, whose blscfg entries take $kernelopts from
+// grubenv.
+func TestFindXFSBootEFI(t *testing.T) {
+	const xfsUUID = "3c0f2e8a-6b1d-4f5e-9a7c-2d4b6e8f0a1c"
+	espCfg := "search --no-floppy --fs-uuid --set=dev " + xfsUUID + "\nset boot=${dev}\nset prefix=($dev)/grub2\nexport $prefix\nconfigfile $prefix/grub.cfg\n"
+	bootCfg := "set default=\"${saved_entry}\"\nload_env -f ${config_directory}/grubenv\nsearch --no-floppy --fs-uuid --set=root " + xfsUUID + "\ninsmod blscfg\nblscfg\n"
+	grubenv := "# GRUB Environment Block\nsaved_entry=e1f2-4.18.0-553.el8_10.x86_64\nkernelopts=root=/dev/mapper/rl-root ro resume=/dev/mapper/rl-swap rd.lvm.lv=rl/root\n"
+	grubenv += strings.Repeat("#", 1024-len(grubenv))
+	k, i := randomBytes(t, 400000), randomBytes(t, 300000)
+	boot := tree(t, map[string][]byte{
+		"grub2/grub.cfg": []byte(bootCfg),
+		"grub2/grubenv":  []byte(grubenv),
+		"loader/entries/e1f2-4.18.0-553.el8_10.x86_64.conf": []byte("title Rocky Linux (4.18.0-553.el8_10.x86_64) 8.10 (Green Obsidian)\nversion 4.18.0-553.el8_10.x86_64\nlinux /vmlinuz-4.18.0-553.el8_10.x86_64\ninitrd /initramfs-4.18.0-553.el8_10.x86_64.img $tuned_initrd\noptions $kernelopts $tuned_params\nid rocky-20240528-4.18.0-553.el8_10.x86_64\n"),
+		"vmlinuz-4.18.0-553.el8_10.x86_64":                  k,
+		"initramfs-4.18.0-553.el8_10.x86_64.img":            i,
+	})
+	esp := tree(t, map[string][]byte{"EFI/rocky/grub.cfg": []byte(espCfg), "EFI/BOOT/BOOTX64.EFI": randomBytes(t, 5000)})
+	d := mkdisk(t, "gpt", []partSpec{
+		{img: mkfat(t, esp, 40*1024, 32, "5A3BC0DE"), typ: "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"},
+		{img: mkxfs(t, boot, 64, xfsUUID), typ: "0FC63DAF-8483-4772-8E79-3D69D8477DE4"},
+	})
+	check(t, []disk.Image{openImage(t, d)}, want{
+		kernel: k, initrd: i,
+		kernelPath: "/vmlinuz-4.18.0-553.el8_10.x86_64", initrdPath: "/initramfs-4.18.0-553.el8_10.x86_64.img",
+		cmdline:  "root=/dev/mapper/rl-root ro resume=/dev/mapper/rl-swap rd.lvm.lv=rl/root",
+		adjusted: "root=/dev/mapper/rl-root ro resume=/dev/mapper/rl-swap rd.lvm.lv=rl/root console=ttyS0",
+		config:   "disk 0 partition 2: /loader/entries/e1f2-4.18.0-553.el8_10.x86_64.conf", partition: 2, fs: "xfs",
+		title: "Rocky Linux (4.18.0-553.el8_10.x86_64) 8.10 (Green Obsidian)",
+	})
+}
