@@ -31,10 +31,10 @@ func ParseShard(s string) (Shard, error) {
 
 // ShardFromEnv takes the index from JOB_COMPLETION_INDEX (a Kubernetes
 // Indexed Job) and the count from count, else VMCONV_SHARDS. ok is false
-// when JOB_COMPLETION_INDEX is not set.
+// when JOB_COMPLETION_INDEX is not set or empty.
 func ShardFromEnv(count int) (s Shard, ok bool, err error) {
-	idx, set := os.LookupEnv("JOB_COMPLETION_INDEX")
-	if !set {
+	idx := os.Getenv("JOB_COMPLETION_INDEX")
+	if idx == "" {
 		return All, false, nil
 	}
 	if count == 0 {
