@@ -104,12 +104,14 @@ func Run(ctx context.Context, cfg Config) ([]*Result, error) {
 	}
 	results := make([]*Result, len(cfg.Jobs))
 	var (
-		mu      sync.Mutex
-		failed  bool
-		recErr  error
-		wg      sync.WaitGroup
-		next    = make(chan int)
-		workers = max(cfg.Parallel, 1)
+		mu       sync.Mutex
+		failed   bool
+		recErr   error
+		wg       sync.WaitGroup
+		next     = make(chan int)
+		workers  = max(cfg.Parallel, 1)
+		lead     = storeLead(cfg.Jobs, workers)
+		leadDone = make(chan struct{})
 	)
 	finish := func(k int, r *Result) {
 		mu.Lock()
@@ -139,21 +141,58 @@ func Run(ctx context.Context, cfg Config) ([]*Result, error) {
 						r.Error = "not started: an earlier VM failed (--fail-fast)"
 					}
 				} else {
-					r = runJob(ctx, cfg, journals[j.OutDir], j)
+					copyWorkers := max(cfg.Workers, 1)
+					if k == lead {
+						copyWorkers *= workers // alone: all the cores
+					}
+					r = runJob(ctx, cfg, journals[j.OutDir], j, copyWorkers)
 				}
 				if cfg.Observer != nil {
 					cfg.Observer.Finished(j, r)
 				}
 				finish(k, r)
+				if k == lead {
+					close(leadDone)
+				}
 			}
 		}()
 	}
+	// The lead VM runs alone, with every copy worker; then the rest.
+	if lead >= 0 {
+		next <- lead
+		<-leadDone
+	}
 	for k := range cfg.Jobs {
-		next <- k
+		if k != lead {
+			next <- k
+		}
 	}
 	close(next)
 	wg.Wait()
 	return results, recErr
+}
+
+// storeLead picks the VM to run alone before the others: the first of a
+// chunk store shared by two VMs or more. A fleet cloned from one template
+// shares most chunks; VMs started together would each compress and write
+// the template's chunks before any of them has stored one, and run alone
+// the first stores them once for all the others to find. -1 when there is
+// no such VM or nothing runs in parallel.
+func storeLead(jobs []*Job, parallel int) int {
+	if parallel < 2 {
+		return -1
+	}
+	first := map[string]int{}
+	for k, j := range jobs {
+		if j.Store == "" {
+			continue
+		}
+		if f, seen := first[j.Store]; seen {
+			return f
+		}
+		first[j.Store] = k
+	}
+	return -1
 }
 
 func newResult(j *Job) *Result {
@@ -162,7 +201,7 @@ func newResult(j *Job) *Result {
 
 // runJob takes one VM through its states, each recorded in the journal
 // before the next begins.
-func runJob(ctx context.Context, cfg Config, jr *Journal, j *Job) *Result {
+func runJob(ctx context.Context, cfg Config, jr *Journal, j *Job, workers int) *Result {
 	r := newResult(j)
 	rec := JournalRecord{Name: j.Name, Output: j.journalKey(), Options: OptionsHash(j)}
 	fail := func(state string, err error) *Result {
@@ -202,7 +241,7 @@ func runJob(ctx context.Context, cfg Config, jr *Journal, j *Job) *Result {
 		progress = func(done, total int64) { cfg.Observer.Progress(j, done, total) }
 	}
 	t0 := time.Now()
-	cr, err := cfg.Funcs.Convert(ctx, j, known || cfg.Force, max(cfg.Workers, 1), progress)
+	cr, err := cfg.Funcs.Convert(ctx, j, known || cfg.Force, workers, progress)
 	r.ConvertSeconds = time.Since(t0).Seconds()
 	if err != nil {
 		return fail(Failed, err)

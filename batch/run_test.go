@@ -210,3 +210,35 @@ func TestExistingOutputUnknownToTheJournal(t *testing.T) {
 	// knows nothing but has --force.
 	assert.Equal(t, []bool{false, true, true}, forced)
 }
+
+func TestStoreLeadRunsAlone(t *testing.T) {
+	jobs := fleet(t, t.TempDir(), 4, false)
+	for _, j := range jobs[1:] {
+		j.Store = "shared"
+	}
+	var mu sync.Mutex
+	running, most := 0, map[string]int{}
+	workers := map[string]int{}
+	fn := Funcs{Convert: func(ctx context.Context, j *Job, force bool, w int, p func(int64, int64)) (ConvertResult, error) {
+		mu.Lock()
+		running++
+		most[j.Name] = running
+		workers[j.Name] = w
+		mu.Unlock()
+		time.Sleep(20 * time.Millisecond)
+		mu.Lock()
+		running--
+		mu.Unlock()
+		return ConvertResult{}, os.WriteFile(j.Output, nil, 0o644)
+	}}
+	rs, err := Run(context.Background(), Config{Jobs: jobs, Parallel: 2, Workers: 1, Funcs: fn})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"vm0=done", "vm1=done", "vm2=done", "vm3=done"}, states(rs))
+	// vm1 is the first VM of the shared store: alone, with both workers.
+	assert.Equal(t, 1, most["vm1"])
+	assert.Equal(t, 2, workers["vm1"])
+	assert.Equal(t, 1, workers["vm2"])
+	assert.Equal(t, 2, max(most["vm0"], most["vm2"], most["vm3"]), "the others run two at a time")
+	assert.Equal(t, -1, storeLead(jobs, 1), "nothing in parallel: no lead")
+	assert.Equal(t, -1, storeLead(jobs[:2], 2), "a store no other VM shares: no lead")
+}
