@@ -53,6 +53,7 @@ vms:
 		{name: "unknown field in a VM", plan: "defaults: {to: xva, out: o}\nvms:\n  - source: a.vmx\n    colour: blue\n", wantErr: `p.yaml: line 4: unknown field "colour"`},
 		{name: "unknown field in defaults", plan: "defaults:\n  to: xva\n  outdir: o\nvms: [{source: a}]\n", wantErr: `p.yaml: line 3: unknown field "outdir"`},
 		{name: "unknown top-level field", plan: "vm: []\n", wantErr: `p.yaml: line 1: unknown field "vm"`},
+		{name: "unknown field in JSON", plan: "{\n  \"vms\": [\n    {\"source\": \"a\", \"to\": \"xva\", \"out\": \"o\",\n     \"verfiy\": true}\n  ]\n}\n", wantErr: `p.yaml: line 4: unknown field "verfiy"`},
 		{name: "json syntax", plan: "{\"vms\": [\n{\"source\": \"a\",}\n]}", wantErr: "p.yaml: line 2: invalid JSON"},
 		{name: "yaml syntax", plan: "vms: [\n", wantErr: "p.yaml: "},
 		{name: "no vms", plan: "defaults: {to: xva}\n", wantErr: "p.yaml: no VMs"},

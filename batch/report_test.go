@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -75,4 +76,33 @@ func TestReportFields(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(lines[1]), &rec))
 	assert.Equal(t, "failed", rec["state"])
 	assert.Contains(t, rec["error"], "line 3")
+}
+
+func TestDefaultParallel(t *testing.T) {
+	jobs := func(n int, verify bool, mem int64) []*Job {
+		var out []*Job
+		for range n {
+			out = append(out, &Job{Verify: verify, MemoryMiB: mem})
+		}
+		return out
+	}
+	cores := runtime.NumCPU()
+	tests := []struct {
+		name string
+		jobs []*Job
+		want func(n int) bool
+	}{
+		{"one VM", jobs(1, false, 0), func(n int) bool { return n == 1 }},
+		{"no verify: the cores", jobs(64, false, 0), func(n int) bool { return n == cores }},
+		{"verify within memory", jobs(64, true, 64), func(n int) bool { return n >= 1 && n <= cores }},
+		{"verify needing more than the host has: one at a time", jobs(8, true, 1<<40), func(n int) bool { return n == 1 }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			n := DefaultParallel(tc.jobs)
+			assert.True(t, tc.want(n), "got %d (cores %d)", n, cores)
+		})
+	}
+	assert.Equal(t, max(1, cores/4), WorkersPerVM(4))
+	assert.Equal(t, cores, WorkersPerVM(1))
 }
