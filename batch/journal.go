@@ -33,7 +33,10 @@ type JournalRecord struct {
 	State    string    `json:"state"`
 	Identity string    `json:"identity"`
 	Options  string    `json:"options"`
-	Error    string    `json:"error,omitempty"`
+	// Disks are the output's digests, from "converted" on: a rerun that
+	// skips the VM reports them again.
+	Disks []DiskDigest `json:"disks,omitempty"`
+	Error string       `json:"error,omitempty"`
 }
 
 // Journal is an append-only log of state changes beside the outputs

@@ -223,7 +223,7 @@ func runJob(ctx context.Context, cfg Config, jr *Journal, j *Job, workers int) *
 	last, known := jr.Last(rec.Output)
 	if known && last.State == Done && last.Identity == id && last.Options == rec.Options {
 		if _, err := os.Stat(j.Output); err == nil {
-			r.State = Skipped
+			r.State, r.Disks = Skipped, append(r.Disks, last.Disks...)
 			return r
 		}
 	}
@@ -247,6 +247,7 @@ func runJob(ctx context.Context, cfg Config, jr *Journal, j *Job, workers int) *
 		return fail(Failed, err)
 	}
 	r.Disks, r.BytesRead, r.BytesWritten, r.VirtualBytes = cr.Disks, cr.BytesRead, cr.BytesWritten, cr.VirtualBytes
+	rec.Disks = cr.Disks
 	// The output was renamed into place; make that durable before the
 	// journal says so.
 	if err := syncDir(filepath.Dir(j.Artifact)); err != nil {

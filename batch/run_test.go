@@ -104,6 +104,7 @@ func TestRerun(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []string{"vm0=skipped", "vm1=done", "vm2=done", "vm3=skipped"}, states(rs))
 	assert.Equal(t, map[string]int{"vm0": 1, "vm1": 2, "vm2": 2, "vm3": 1}, f.converted)
+	assert.Equal(t, []DiskDigest{{ID: "disk0", Digest: "d-vm0"}}, rs[0].Disks, "a skipped VM reports the digests of its run")
 
 	// A changed source, a changed option and a lost output are redone.
 	time.Sleep(10 * time.Millisecond) // a new modification time
