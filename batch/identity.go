@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+
+	"github.com/vmconv/vmconv/formats"
 )
 
 // descriptionLimit is the size under which a source file is taken to be a
@@ -21,8 +23,10 @@ const descriptionLimit = 1 << 20
 // modification time; for a description file, its content's SHA-256 and the
 // size and modification time of every file beside it (its disks live
 // there: a VMware datastore folder, an OVF package); for a directory (a
-// bundle), every file directly in it and in disks/. A change anywhere among
-// them (even to a sibling the VM does not use) redoes the VM: safe, and cheap.
+// bundle), every file directly in it and in disks/. A description's disks
+// are also opened for their sizes (headers only), which covers disks kept in
+// another directory as far as their size goes. A change anywhere among them
+// (even to a sibling the VM does not use) redoes the VM: safe, and cheap.
 func Identity(source string) (string, error) {
 	h := sha256.New()
 	fi, err := os.Stat(source)
@@ -42,6 +46,7 @@ func Identity(source string) (string, error) {
 			return "", err
 		}
 		dirs = []string{filepath.Dir(source)}
+		diskSizes(h, source)
 	default:
 		fmt.Fprintf(h, "%d %d\n", fi.Size(), fi.ModTime().UnixNano())
 	}
@@ -51,6 +56,27 @@ func Identity(source string) (string, error) {
 		}
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// diskSizes writes the size of each disk of the VM a description names. A
+// description that does not open is left to the conversion to report.
+func diskSizes(w io.Writer, source string) {
+	f, err := formats.Detect(source)
+	if err != nil || !f.IsVM() {
+		return
+	}
+	vm, err := formats.OpenVM(source, f)
+	if err != nil {
+		return
+	}
+	defer vm.Close()
+	for _, d := range vm.Disks {
+		size := int64(-1)
+		if d.Image != nil {
+			size = d.Image.Size()
+		}
+		fmt.Fprintf(w, "disk %s %d %d\n", d.ID, d.CapacityBytes, size)
+	}
 }
 
 func hashFile(w io.Writer, path string) error {
