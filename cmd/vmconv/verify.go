@@ -168,6 +168,9 @@ virtualization, else qemu when installed).`,
 				}
 				expectRE = re
 			}
+			if _, err := chooseEngine(engine); err != nil {
+				return err // before the console log is created
+			}
 			var console io.Writer
 			if consoleLog != "" {
 				lf, err := os.Create(consoleLog)
