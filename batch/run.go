@@ -28,6 +28,7 @@ type ConvertResult struct {
 type VerifyResult struct {
 	Pass   bool
 	Reason string
+	Marker string // what the console showed to pass, e.g. "login:"
 	BootMS int64
 }
 
@@ -78,6 +79,7 @@ type Result struct {
 	VerifySeconds  float64      `json:"verify_seconds"`
 	Verify         string       `json:"verify"` // pass, fail, or "" when not verified
 	VerifyReason   string       `json:"verify_reason,omitempty"`
+	VerifyMarker   string       `json:"verify_marker,omitempty"`
 	BootMS         int64        `json:"boot_ms,omitempty"`
 	Error          string       `json:"error,omitempty"`
 }
@@ -278,7 +280,7 @@ func verifyJob(ctx context.Context, cfg Config, jr *Journal, j *Job, r *Result, 
 	if err != nil {
 		return fmt.Errorf("verify: %w", err)
 	}
-	r.VerifyReason, r.BootMS = vr.Reason, vr.BootMS
+	r.VerifyReason, r.VerifyMarker, r.BootMS = vr.Reason, vr.Marker, vr.BootMS
 	if !vr.Pass {
 		r.Verify = "fail"
 		return fmt.Errorf("verify failed: %s", vr.Reason)

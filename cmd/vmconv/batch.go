@@ -17,6 +17,7 @@ import (
 	"github.com/vmconv/vmconv/batch"
 	"github.com/vmconv/vmconv/disk"
 	"github.com/vmconv/vmconv/formats"
+	"github.com/vmconv/vmconv/vmm/verdict"
 )
 
 type batchFlags struct {
@@ -281,7 +282,7 @@ func batchVerify(ctx context.Context, j *batch.Job) (batch.VerifyResult, error) 
 	if err != nil {
 		return batch.VerifyResult{}, err
 	}
-	return batch.VerifyResult{Pass: rep.Result == "pass", Reason: rep.Reason, BootMS: rep.BootMS}, nil
+	return batch.VerifyResult{Pass: rep.Result == verdict.Pass, Reason: rep.Reason, Marker: rep.Marker, BootMS: rep.BootMS}, nil
 }
 
 func writeJUnitFile(path string, results []*batch.Result) error {

@@ -57,7 +57,11 @@ func (o *lineObserver) Finished(j *batch.Job, r *batch.Result) {
 	case r.State == batch.Skipped:
 		o.printf("%s: skipped (done before; source and options unchanged)\n", j.Name)
 	case r.Verify == "pass":
-		o.printf("%s: verify passed (%s after %d s)\n", j.Name, r.VerifyReason, r.BootMS/1000)
+		what := r.VerifyMarker
+		if what == "" {
+			what = r.VerifyReason
+		}
+		o.printf("%s: verify passed (%s after %d s)\n", j.Name, what, r.BootMS/1000)
 	case r.State == batch.Failed || r.State == batch.Cancelled:
 		o.printf("%s: %s: %s\n", j.Name, r.State, r.Error)
 	}
