@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/vmconv/vmconv/internal/cpio"
+	"github.com/vmconv/vmconv/internal/kmod"
 )
 
 // wantModules are the modules the lab loads, by name; their dependencies
@@ -27,7 +28,7 @@ var wantModules = []string{
 // under a kernel package's lib/modules.
 type moduleSet map[string]string
 
-func modName(s string) string { return strings.ReplaceAll(s, "-", "_") }
+func modName(s string) string { return kmod.Name(s) }
 
 func findModules(kernelDir string) (moduleSet, error) {
 	set := moduleSet{}
@@ -73,47 +74,22 @@ func moduleDepends(path string) ([]string, error) {
 	return nil, nil
 }
 
-// loadOrder lists the files of want and their dependencies, each after
-// everything it depends on. Modules built into the kernel (absent from the
-// set but named in modules.builtin) are skipped.
+// loadOrder lists the files of want and their dependencies (from each
+// module's own .modinfo), each after everything it depends on. Modules
+// built into the kernel (absent from the set but named in modules.builtin)
+// are skipped.
 func loadOrder(set moduleSet, builtin map[string]bool, want []string) ([]string, error) {
-	var order []string
-	state := map[string]int{} // 1 visiting, 2 done
-	var visit func(name, from string) error
-	visit = func(name, from string) error {
-		name = modName(name)
-		switch state[name] {
-		case 1:
-			return fmt.Errorf("lab: module dependency loop through %s", name)
-		case 2:
-			return nil
-		}
+	deps := func(name string) (string, []string, bool, error) {
 		path, ok := set[name]
 		if !ok {
-			if builtin[name] {
-				state[name] = 2
-				return nil
-			}
-			return fmt.Errorf("lab: module %s (needed by %s) is not in the kernel package", name, from)
+			return "", nil, false, nil
 		}
-		state[name] = 1
-		deps, err := moduleDepends(path)
-		if err != nil {
-			return err
-		}
-		for _, d := range deps {
-			if err := visit(d, name); err != nil {
-				return err
-			}
-		}
-		state[name] = 2
-		order = append(order, path)
-		return nil
+		ds, err := moduleDepends(path)
+		return path, ds, true, err
 	}
-	for _, w := range want {
-		if err := visit(w, "the lab"); err != nil {
-			return nil, err
-		}
+	order, err := kmod.Order(deps, builtin, want)
+	if err != nil {
+		return nil, fmt.Errorf("lab: %w", err)
 	}
 	return order, nil
 }
