@@ -39,6 +39,11 @@ type Config struct {
 	// Expect is the success marker (nil: a login prompt or systemd's target).
 	Expect  *regexp.Regexp
 	Timeout time.Duration // 0 means 5 minutes
+	// Overlaid says the Disks are the caller's own writable copy-on-write
+	// overlays (disk.Overlay): the guest writes into them, and the caller
+	// keeps what it wrote (vmconv fix). By default each disk gets an
+	// overlay of its own, discarded at the end.
+	Overlaid bool
 }
 
 const (

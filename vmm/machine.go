@@ -358,16 +358,26 @@ func (m *machine) addLegacyDevices(console io.Writer) error {
 // as a virtio-blk device; a device error stops the machine as a fault.
 func (m *machine) addDisks(virt []acpi.MMIODevice) error {
 	for i, d := range m.cfg.Disks {
-		ov, err := disk.NewOverlay(d.Image)
-		if err != nil {
-			return fmt.Errorf("vmm: disk %s: %w", d.ID, err)
+		var img devices.WritableImage
+		if m.cfg.Overlaid {
+			w, ok := d.Image.(devices.WritableImage)
+			if !ok {
+				return fmt.Errorf("vmm: disk %s: an overlaid disk must be writable", d.ID)
+			}
+			img = w
+		} else {
+			ov, err := disk.NewOverlay(d.Image)
+			if err != nil {
+				return fmt.Errorf("vmm: disk %s: %w", d.ID, err)
+			}
+			m.ovls = append(m.ovls, ov)
+			img = ov
 		}
-		m.ovls = append(m.ovls, ov)
-		b := devices.NewBlock(m.mem, ov, d.ID, m.irq(virt[i].IRQ), func(err error) {
+		b := devices.NewBlock(m.mem, img, d.ID, m.irq(virt[i].IRQ), func(err error) {
 			m.stop(stopReason{reason: err.Error(), fault: true})
 		})
 		m.blocks = append(m.blocks, b)
-		if err = m.mmio.Register("virtio-blk "+d.ID, virt[i].Base, virt[i].Size, b); err != nil {
+		if err := m.mmio.Register("virtio-blk "+d.ID, virt[i].Base, virt[i].Size, b); err != nil {
 			return err
 		}
 	}

@@ -24,7 +24,10 @@ func newConvertCmd() *cobra.Command {
 		force         bool
 		store         string
 		target        string
+		output        string
 		noInspect     bool
+		fixOn         bool
+		ff            fixFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "convert SRC DST",
@@ -57,6 +60,10 @@ stderr as a warning (not when SRC is stdin). Findings never fail a conversion.`,
 			if _, ok := guest.Targets[target]; !ok {
 				return usagef("--target: want %s, got %q", strings.Join(guest.TargetNames(), ", "), target)
 			}
+			if fixOn {
+				ff.output = output
+				return runFix(cmd, src, dst, inFmt, dstFmt.Name, optList, force, progress, target, ff)
+			}
 			prog, endProg := progressBar(cmd, progress, "convert")
 			defer endProg()
 			req := convertRequest{src: src, inFmt: inFmt, dst: dst, outFmt: outFmt, opts: opts, force: force,
@@ -78,6 +85,9 @@ stderr as a warning (not when SRC is stdin). Findings never fail a conversion.`,
 	cmd.Flags().BoolVar(&force, "force", false, "replace DST if it exists")
 	cmd.Flags().StringVar(&target, "target", "", "hypervisor the guest is inspected for: kvm, xen or vmware (from DST's format when not given)")
 	cmd.Flags().BoolVar(&noInspect, "no-inspect", false, "do not inspect the guest for problems on the target first")
+	cmd.Flags().BoolVar(&fixOn, "fix", false, "fix what stops the guest booting on the target into DST (see vmconv fix)")
+	cmd.Flags().StringVar(&output, "output", "human", "with --fix: output format, human or json")
+	ff.add(cmd)
 	cmd.Flags().StringVar(&store, "store", "", "chunk store shared between bundles (vmb output): dedupes across VMs")
 	return cmd
 }

@@ -13,6 +13,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/vmconv/vmconv/fix/initfix"
 )
 
 // version is set at build time with -ldflags "-X main.version=…"; otherwise
@@ -34,6 +36,9 @@ type exitError struct{ code int }
 func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
 
 func main() {
+	if initfix.Active() {
+		initfix.Main() // vmconv is the fixer's /init; never returns
+	}
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
@@ -96,7 +101,7 @@ Exit codes: 0 success, 1 the operation failed, 2 usage error.`,
 	}
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newInfoCmd(), newConvertCmd(), newDigestCmd(), newCompareCmd(), newCheckCmd(),
-		newVerifyCmd(), newBootCmd(), newServeCmd(), newInspectCmd(), newBatchCmd())
+		newVerifyCmd(), newBootCmd(), newServeCmd(), newInspectCmd(), newBatchCmd(), newFixCmd())
 	return root
 }
 

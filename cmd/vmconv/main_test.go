@@ -13,6 +13,7 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/vmconv/vmconv/fix/initfix"
 	"github.com/vmconv/vmconv/internal/testutil"
 	"github.com/vmconv/vmconv/vmm/lab"
 )
@@ -23,6 +24,9 @@ type withLab struct{ m *testing.M }
 func (w withLab) Run() int { return lab.Main(w.m) }
 
 func TestMain(m *testing.M) {
+	if initfix.Active() {
+		initfix.Main() // the test binary is the fixer's /init in the fix scripts
+	}
 	testscript.Main(withLab{m}, map[string]func(){
 		"vmconv": func() { os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) },
 	})

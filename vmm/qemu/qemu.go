@@ -62,6 +62,11 @@ type Config struct {
 	Accel string
 	// QEMU is the emulator binary; empty means qemu-system-x86_64 from PATH.
 	QEMU string
+	// Overlaid says the Disks are the caller's own writable copy-on-write
+	// overlays (disk.Overlay): they are served as they are, so what the
+	// guest writes stays in them for the caller (vmconv fix). By default
+	// each disk gets an overlay of its own, discarded at the end.
+	Overlaid bool
 	// KeepBzImage boots the kernel file as it is (a bzImage through QEMU's
 	// firmware and the kernel's own decompressor). By default a bzImage's
 	// payload is unpacked on the host (once, cached under
@@ -143,12 +148,20 @@ func Verify(ctx context.Context, cfg Config) (*verdict.Report, error) {
 		if d.Image == nil {
 			return nil, fmt.Errorf("qemu engine: disk %d (%s) has no image", i, d.ID)
 		}
-		ov, err := disk.NewOverlay(d.Image)
-		if err != nil {
-			return nil, fmt.Errorf("qemu engine: disk %s: %w", d.ID, err)
+		img := d.Image
+		if cfg.Overlaid {
+			if _, ok := img.(io.WriterAt); !ok {
+				return nil, fmt.Errorf("qemu engine: disk %s: an overlaid disk must be writable", d.ID)
+			}
+		} else {
+			ov, err := disk.NewOverlay(d.Image)
+			if err != nil {
+				return nil, fmt.Errorf("qemu engine: disk %s: %w", d.ID, err)
+			}
+			defer ov.Close()
+			img = ov
 		}
-		defer ov.Close()
-		exports[exportName(i)] = nbd.Export{Image: ov, Writable: true, Description: d.ID}
+		exports[exportName(i)] = nbd.Export{Image: img, Writable: true, Description: d.ID}
 	}
 	sock := filepath.Join(dir, "nbd.sock")
 	if len(sock) >= 100 { // sun_path holds 108 bytes

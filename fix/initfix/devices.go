@@ -1,0 +1,71 @@
+//go:build linux
+
+package initfix
+
+import (
+	"bytes"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/vmconv/vmconv/fix"
+)
+
+// findDevice returns the /dev node of the block device whose filesystem
+// has m's UUID (or label), read from its superblock; "" when none has.
+func findDevice(m fix.Mount) string {
+	names, _ := filepath.Glob("/sys/class/block/*")
+	for _, n := range names {
+		dev := "/dev/" + filepath.Base(n)
+		uuid, label := superblockID(dev, m.FSType)
+		if uuid == "" && label == "" {
+			continue
+		}
+		if m.UUID != "" && strings.EqualFold(uuid, m.UUID) || m.UUID == "" && m.Label != "" && label == m.Label {
+			return dev
+		}
+	}
+	return ""
+}
+
+// superblockID reads the UUID and label of an ext2/3/4, XFS or Btrfs
+// filesystem on dev.
+func superblockID(dev, fstype string) (uuid, label string) {
+	f, err := os.Open(dev)
+	if err != nil {
+		return "", ""
+	}
+	defer f.Close()
+	var uuidOff, labelOff, labelLen int64
+	switch fstype {
+	case "ext2", "ext3", "ext4":
+		b := make([]byte, 2)
+		if _, err := f.ReadAt(b, 1024+0x38); err != nil || b[0] != 0x53 || b[1] != 0xef {
+			return "", ""
+		}
+		uuidOff, labelOff, labelLen = 1024+0x68, 1024+0x78, 16
+	case "xfs":
+		b := make([]byte, 4)
+		if _, err := f.ReadAt(b, 0); err != nil || string(b) != "XFSB" {
+			return "", ""
+		}
+		uuidOff, labelOff, labelLen = 32, 108, 12
+	case "btrfs":
+		b := make([]byte, 8)
+		if _, err := f.ReadAt(b, 0x10000+0x40); err != nil || string(b) != "_BHRfS_M" {
+			return "", ""
+		}
+		uuidOff, labelOff, labelLen = 0x10000+0x20, 0x10000+0x12b, 256
+	default:
+		return "", ""
+	}
+	u := make([]byte, 16)
+	l := make([]byte, labelLen)
+	if _, err := f.ReadAt(u, uuidOff); err != nil {
+		return "", ""
+	}
+	f.ReadAt(l, labelOff)
+	h := hex.EncodeToString(u)
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32], string(bytes.TrimRight(l, "\x00"))
+}
