@@ -160,6 +160,12 @@ func PlanFor(rep *guest.Report, target guest.Target, macs []string) (*Plan, []Un
 			unfixed = append(unfixed, Unfixed{f.Code, f.Where(), noFixReason(f.Code, len(macs) > 0)})
 		}
 	}
+	if s := steps[StepDeviceNames]; s != nil && (contains(s.Files, "/boot/grub/grub.cfg") || contains(s.Files, "/boot/grub2/grub.cfg")) &&
+		!contains(s.Files, "/etc/default/grub") {
+		// grub.cfg is generated: the next update-grub must not write the
+		// device names back (GRUB_DISABLE_LINUX_UUID=true is commented out).
+		s.Files = append(s.Files, "/etc/default/grub")
+	}
 	// The .link file goes in before the initramfs is rebuilt, so a hook
 	// that copies /etc/systemd/network into it finds it.
 	for _, k := range []string{StepDeviceNames, StepNetLink, StepToolsDisable, StepInitramfs} {

@@ -141,6 +141,7 @@ func newVerifyCmd() *cobra.Command {
 		output     string
 		consoleLog string
 		engine     string
+		nics       bool
 	)
 	cmd := &cobra.Command{
 		Use:   "verify VM|IMAGE",
@@ -180,7 +181,7 @@ virtualization, else qemu when installed).`,
 				defer lf.Close()
 				console = lf
 			}
-			rep, err := verifyPath(cmd.Context(), args[0], verifyRequest{boot: bf, expect: expectRE, timeout: timeout, engine: engine, console: console})
+			rep, err := verifyPath(cmd.Context(), args[0], verifyRequest{boot: bf, expect: expectRE, timeout: timeout, engine: engine, console: console, nics: nics})
 			if err != nil {
 				return err
 			}
@@ -206,6 +207,7 @@ virtualization, else qemu when installed).`,
 	cmd.Flags().StringVar(&output, "output", "human", "output format: human or json")
 	cmd.Flags().StringVar(&consoleLog, "console-log", "", "write the whole console to this file")
 	cmd.Flags().StringVar(&engine, "engine", "auto", "builtin, qemu or auto")
+	cmd.Flags().BoolVar(&nics, "nics", false, "attach the VM's NICs (its MACs) as virtio-net on a network that reaches nothing outside (engine qemu)")
 	return cmd
 }
 
@@ -216,6 +218,8 @@ type verifyRequest struct {
 	timeout time.Duration
 	engine  string
 	console io.Writer
+	// nics attaches the VM's NICs (qemu engine only).
+	nics bool
 }
 
 // verifyPath boots the VM at path and returns the verdict: the one code
@@ -236,7 +240,16 @@ func verifyPath(ctx context.Context, path string, req verifyRequest) (*verdict.R
 	}
 	cpus, mem := req.boot.cpusFor(vm), req.boot.memoryFor(vm)
 	if eng == "qemu" {
-		return qemuVerify(ctx, vm, f, spec, cpus, mem, req.expect, req.timeout, req.console)
+		var macs []string
+		for _, n := range vm.NICs {
+			if req.nics && n.MAC != "" {
+				macs = append(macs, n.MAC)
+			}
+		}
+		return qemuVerify(ctx, vm, f, spec, cpus, mem, req.expect, req.timeout, req.console, macs)
+	}
+	if req.nics {
+		return nil, usagef("--nics: the builtin engine has no network device yet; use --engine qemu")
 	}
 	return vmmVerify(ctx, vm, f, spec, cpus, mem, req.expect, req.timeout, req.console)
 }
@@ -273,14 +286,14 @@ func reportDisks(ctx context.Context, vm *neutral.VM, f *formats.Format) ([]verd
 	return out, nil
 }
 
-func qemuVerify(ctx context.Context, vm *neutral.VM, f *formats.Format, spec *bootSpec, cpus int, mem int64, expect *regexp.Regexp, timeout time.Duration, console io.Writer) (*verdict.Report, error) {
+func qemuVerify(ctx context.Context, vm *neutral.VM, f *formats.Format, spec *bootSpec, cpus int, mem int64, expect *regexp.Regexp, timeout time.Duration, console io.Writer, nics []string) (*verdict.Report, error) {
 	disks, err := reportDisks(ctx, vm, f)
 	if err != nil {
 		return nil, err
 	}
 	cfg := qemu.Config{
 		KernelData: spec.kernel, InitrdData: spec.initrd, Cmdline: spec.cmdline,
-		CPUs: cpus, MemoryMiB: mem, Expect: expect, Timeout: timeout, Console: console,
+		CPUs: cpus, MemoryMiB: mem, Expect: expect, Timeout: timeout, Console: console, NICs: nics,
 	}
 	for i, d := range diskImages(vm) {
 		cfg.Disks = append(cfg.Disks, qemu.Disk{ID: d.ID, Format: f.DiskFormatName(), Digest: disks[i].Digest, Image: d.Image})

@@ -62,6 +62,10 @@ type Config struct {
 	Accel string
 	// QEMU is the emulator binary; empty means qemu-system-x86_64 from PATH.
 	QEMU string
+	// NICs are the MACs of virtio-net NICs to attach, each on a user-mode
+	// network with no way out (restrict=on): the guest sees its NICs as
+	// on the target, and nothing outside the machine sees the guest.
+	NICs []string
 	// Overlaid says the Disks are the caller's own writable copy-on-write
 	// overlays (disk.Overlay): they are served as they are, so what the
 	// guest writes stays in them for the caller (vmconv fix). By default
@@ -194,6 +198,11 @@ func Verify(ctx context.Context, cfg Config) (*verdict.Report, error) {
 		}
 	}
 	args := qemuArgs(accel, host, kernel, initrd, cmdline, cfg.CPUs, cfg.MemoryMiB, nbdDrives(sock, len(cfg.Disks)))
+	nics, err := nicArgs(cfg.NICs)
+	if err != nil {
+		return nil, err
+	}
+	args = append(args, nics...)
 
 	rep := &verdict.Report{
 		Engine:    "qemu",
@@ -222,6 +231,22 @@ func Verify(ctx context.Context, cfg Config) (*verdict.Report, error) {
 	rep.BootMS = bootMS
 	rep.Console = w.Tail()
 	return rep, err
+}
+
+var macRE = regexp.MustCompile(`^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$`)
+
+// nicArgs attaches one virtio-net-device per MAC, each on its own
+// restricted user-mode network.
+func nicArgs(macs []string) ([]string, error) {
+	var args []string
+	for i, mac := range macs {
+		if !macRE.MatchString(mac) {
+			return nil, fmt.Errorf("qemu engine: NIC %d: MAC %q is not xx:xx:xx:xx:xx:xx", i, mac)
+		}
+		id := "n" + strconv.Itoa(i)
+		args = append(args, "-netdev", "user,id="+id+",restrict=on", "-device", "virtio-net-device,netdev="+id+",mac="+mac)
+	}
+	return args, nil
 }
 
 func exportName(i int) string { return "d" + strconv.Itoa(i) }
