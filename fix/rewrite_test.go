@@ -15,7 +15,7 @@ var sda = map[string]string{
 func TestRewrite(t *testing.T) {
 	tests := []struct {
 		name, file, in, want string
-		changed             []string
+		changed              []string
 	}{
 		{"fstab as the Debian installer writes it", "/etc/fstab",
 			"# /etc/fstab: static file system information.\n#\n# <file system> <mount point>   <type>  <options>       <dump>  <pass>\n# / was on /dev/sda1 during installation\n/dev/sda1       /               ext4    errors=remount-ro 0       1\n/dev/sda2\tnone\tswap\tsw\t0\t0\n/dev/sr0        /media/cdrom0   udf,iso9660 user,noauto     0       0\n",

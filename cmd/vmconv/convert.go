@@ -62,7 +62,7 @@ stderr as a warning (not when SRC is stdin). Findings never fail a conversion.`,
 			}
 			if fixOn {
 				ff.output = output
-				return runFix(cmd, src, dst, inFmt, dstFmt.Name, optList, force, progress, target, ff)
+				return runFix(cmd, src, dst, inFmt, dstFmt.Name, optList, force, progress, target, ff, store)
 			}
 			prog, endProg := progressBar(cmd, progress, "convert")
 			defer endProg()

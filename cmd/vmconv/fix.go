@@ -64,24 +64,25 @@ func newFixCmd() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "fix SRC DST",
-		Short: "Fix a guest for its new hypervisor into a copy (DST keeps SRC's format unless -O)",
+		Short: "Fix a guest for its new hypervisor into a copy (DST in SRC's format unless -O or its name says)",
 		Long:  fixLong,
 		Args:  argsRange(2, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if outFmt == "" {
+			if outFmt == "" && formats.ByExtension(args[1]) == nil {
+				// DST's name does not say: SRC's format.
 				f, err := detectOrLookup(args[0], inFmt)
 				if err != nil {
 					return err
 				}
 				outFmt = f.Name
 			}
-			return runFix(cmd, args[0], args[1], inFmt, outFmt, optList, force, progress, target, ff)
+			return runFix(cmd, args[0], args[1], inFmt, outFmt, optList, force, progress, target, ff, "")
 		},
 	}
 	ff.add(cmd)
 	cmd.Flags().StringVar(&ff.output, "output", "human", "output format: human or json")
 	cmd.Flags().StringVarP(&inFmt, "format", "f", "", "format of SRC (detected when not given)")
-	cmd.Flags().StringVarP(&outFmt, "output-format", "O", "", "format of DST (default: SRC's)")
+	cmd.Flags().StringVarP(&outFmt, "output-format", "O", "", "format of DST (default: from DST's extension, else SRC's)")
 	cmd.Flags().StringArrayVarP(&optList, "options", "o", nil, "format options key=value[,key=value…]")
 	cmd.Flags().BoolVar(&force, "force", false, "replace DST if it exists")
 	cmd.Flags().BoolVarP(&progress, "progress", "p", false, "show a progress bar on stderr")
@@ -103,7 +104,7 @@ type fixReport struct {
 	Error   string        `json:"error,omitempty"`
 }
 
-func runFix(cmd *cobra.Command, src, dst, inFmt, outFmt string, optList []string, force, progress bool, target string, ff fixFlags) error {
+func runFix(cmd *cobra.Command, src, dst, inFmt, outFmt string, optList []string, force, progress bool, target string, ff fixFlags, store string) error {
 	if ff.output != "human" && ff.output != "json" {
 		return usagef("--output: want human or json, got %q", ff.output)
 	}
@@ -117,6 +118,9 @@ func runFix(cmd *cobra.Command, src, dst, inFmt, outFmt string, optList []string
 	opts, err := parseOpts(optList)
 	if err != nil {
 		return err
+	}
+	if store != "" {
+		opts["store"] = store
 	}
 	dstFmt, err := targetFormat(dst, outFmt)
 	if err != nil {
@@ -157,7 +161,7 @@ func runFix(cmd *cobra.Command, src, dst, inFmt, outFmt string, optList []string
 	if ferr != nil {
 		rep.Error = ferr.Error()
 		printFix(cmd.OutOrStdout(), ff.output, rep)
-		return exitWith(ff.output, ferr)
+		return exitWith(cmd.ErrOrStderr(), ff.output, ferr)
 	}
 	rep.Fixed = len(out.Overlays) > 0
 	prog, endProg := progressBar(cmd, progress, "convert")
@@ -165,7 +169,7 @@ func runFix(cmd *cobra.Command, src, dst, inFmt, outFmt string, optList []string
 	if err := writeFixed(cmd.Context(), vm, srcFmt, dstFmt, dst, out, opts, force, disk.CopyOptions{Progress: prog}); err != nil {
 		rep.Error = err.Error()
 		printFix(cmd.OutOrStdout(), ff.output, rep)
-		return exitWith(ff.output, err)
+		return exitWith(cmd.ErrOrStderr(), ff.output, err)
 	}
 	printFix(cmd.OutOrStdout(), ff.output, rep)
 	return nil
@@ -173,9 +177,9 @@ func runFix(cmd *cobra.Command, src, dst, inFmt, outFmt string, optList []string
 
 // exitWith returns err, or only its exit code when the JSON report
 // already carries it.
-func exitWith(output string, err error) error {
+func exitWith(stderr io.Writer, output string, err error) error {
 	if output == "json" {
-		fmt.Fprintf(os.Stderr, "vmconv: %v\n", err)
+		fmt.Fprintf(stderr, "vmconv: %v\n", err)
 		return exitError{1}
 	}
 	return err
