@@ -143,10 +143,10 @@ func RuntimeFiles(prog string) ([]string, error) {
 			return fmt.Errorf("fix: %s: %w", p, err)
 		}
 		defer f.Close()
-		for _, prog := range f.Progs {
-			if prog.Type == elf.PT_INTERP {
-				b := make([]byte, min(prog.Filesz, 4096))
-				if _, err := prog.ReadAt(b, 0); err != nil {
+		for _, ph := range f.Progs {
+			if ph.Type == elf.PT_INTERP {
+				b := make([]byte, min(ph.Filesz, 4096))
+				if _, err := ph.ReadAt(b, 0); err != nil {
 					return fmt.Errorf("fix: %s: PT_INTERP: %w", p, err)
 				}
 				interp := string(bytes.TrimRight(b, "\x00"))

@@ -123,9 +123,9 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 		}
 		out.Overlays = append(out.Overlays, ov)
 	}
-	ok = false
+	kept := false // the overlays go to the caller only when the fix worked
 	defer func() {
-		if !ok {
+		if !kept {
 			out.Close()
 			out.Overlays = nil
 		}
@@ -163,7 +163,7 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 	if len(results) < len(plan.Steps) {
 		return out, fmt.Errorf("fix: %d of %d steps reported", len(results), len(plan.Steps))
 	}
-	ok = true
+	kept = true
 	return out, nil
 }
 

@@ -49,6 +49,8 @@ func Main() {
 	// End only once every write reached the disks: the host may stop the
 	// machine as soon as it reads it.
 	fmt.Fprintln(out, fix.End)
+	// The serial port drains at its own pace; powering off at once could
+	// cut the last line short.
 	time.Sleep(100 * time.Millisecond)
 	unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
 	select {}
