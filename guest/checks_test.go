@@ -208,6 +208,14 @@ func TestCheckNetwork(t *testing.T) {
 			"/etc/systemd/network/20.network": "[Match]\nName=en*\n",
 			"/etc/systemd/network/10.link":    "[Match]\nMACAddress=00:50:56:01:02:03\n[Link]\nName=lan0\n"},
 			[]found{{"net-config-by-name", Warning, "/etc/systemd/network/10.network:2"}, {"net-config-by-mac", Warning, "/etc/systemd/network/10.link:2"}}},
+		{"ifupdown by name, the name given to the VM's MAC by a .link", memFS{
+			"/etc/network/interfaces":                    "iface ens192 inet static\n address 192.0.2.10/24\n",
+			"/etc/systemd/network/10-vmconv-ens192.link": "[Match]\nMACAddress=52:54:00:12:34:56\n\n[Link]\nName=ens192\n"},
+			[]found{}},
+		{"a .link for another MAC does not count", memFS{
+			"/etc/network/interfaces":      "iface ens192 inet static\n address 192.0.2.10/24\n",
+			"/etc/systemd/network/10.link": "[Match]\nMACAddress=00:50:56:01:02:03\n[Link]\nName=ens192\n"},
+			[]found{{"net-config-by-name", Warning, "/etc/network/interfaces:1"}, {"net-config-by-mac", Warning, "/etc/systemd/network/10.link:2"}}},
 		{"udev persistent names", memFS{"/etc/udev/rules.d/70-persistent-net.rules": "# eth0\nSUBSYSTEM==\"net\", ATTR{address}==\"00:50:56:9a:00:01\", NAME=\"eth0\"\n"},
 			[]found{{"net-config-by-mac", Warning, "/etc/udev/rules.d/70-persistent-net.rules:2"}}},
 	}

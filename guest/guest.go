@@ -134,6 +134,7 @@ type checkCtx struct {
 	disks  []disk.Image
 	os     *OS
 	kver   string
+	linked map[string]bool // interface names .link files give the VM's NICs
 }
 
 // A check looks at one thing and returns its findings.

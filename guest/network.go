@@ -16,9 +16,11 @@ type netCtx struct {
 	out  *[]Finding
 }
 
-// byName reports a configuration bound to an interface name.
+// byName reports a configuration bound to an interface name, unless a
+// systemd .link file gives that name to one of the VM's NICs by its MAC
+// (what vmconv fix writes).
 func (n netCtx) byName(line int, name, how string) {
-	if name == "" || name == "lo" || strings.ContainsAny(name, "*?[") {
+	if name == "" || name == "lo" || strings.ContainsAny(name, "*?[") || n.c.linked[name] {
 		return
 	}
 	*n.out = append(*n.out, Finding{Code: "net-config-by-name", Severity: Warning, File: n.file, Line: line,
@@ -50,8 +52,46 @@ func (c *checkCtx) macHint() string {
 	return "kept on conversion"
 }
 
+// linkedNames returns the interface names systemd .link files in
+// /etc/systemd/network give to NICs with one of the VM's MACs.
+func linkedNames(c *checkCtx) map[string]bool {
+	out := map[string]bool{}
+	names, _ := c.fs.ReadDir("/etc/systemd/network")
+	for _, name := range names {
+		if !strings.HasSuffix(name, ".link") {
+			continue
+		}
+		b, err := c.fs.ReadFile("/etc/systemd/network/"+name, maxTextFile)
+		if err != nil {
+			continue
+		}
+		section, mac, ifname := "", "", ""
+		lines(b, func(_ int, l string) {
+			l = strings.TrimSpace(l)
+			if strings.HasPrefix(l, "[") {
+				section = strings.Trim(l, "[]")
+				return
+			}
+			k, v, _ := strings.Cut(l, "=")
+			switch k, v = strings.TrimSpace(k), strings.TrimSpace(v); {
+			case section == "Match" && k == "MACAddress":
+				mac = v
+			case section == "Link" && k == "Name":
+				ifname = v
+			}
+		})
+		for _, m := range c.opt.MACs {
+			if ifname != "" && strings.EqualFold(m, mac) {
+				out[ifname] = true
+			}
+		}
+	}
+	return out
+}
+
 // checkNetwork reads each network configuration system's files.
 func checkNetwork(c *checkCtx) ([]Finding, []string) {
+	c.linked = linkedNames(c)
 	var out []Finding
 	var notes []string
 	for _, src := range []struct {
