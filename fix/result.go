@@ -23,6 +23,7 @@ type Result struct {
 	Message string   `json:"message,omitempty"`
 	// Output is the tail of a guest tool's output (update-initramfs, dracut).
 	Output string `json:"output,omitempty"`
+	MS     int64  `json:"ms"` // how long the step took in the guest
 }
 
 // Bounds on what is read back from the guest's console.

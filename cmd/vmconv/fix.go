@@ -274,7 +274,7 @@ func printFix(w io.Writer, output string, r *fixReport) {
 		if !res.OK {
 			state = "FAILED"
 		}
-		fmt.Fprintf(w, "%s %s", state, res.Step)
+		fmt.Fprintf(w, "%s %s (%d ms)", state, res.Step, res.MS)
 		if res.Message != "" {
 			fmt.Fprintf(w, ": %s", res.Message)
 		}

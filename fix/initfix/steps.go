@@ -21,8 +21,10 @@ import (
 // maxFile bounds a configuration file read from the guest.
 const maxFile = 4 << 20
 
-func runStep(root, kver string, s fix.Step, mounted *[]string) fix.Result {
-	r := fix.Result{Step: s.Kind}
+func runStep(root, kver string, s fix.Step, mounted *[]string) (r fix.Result) {
+	r = fix.Result{Step: s.Kind}
+	start := time.Now()
+	defer func() { r.MS = time.Since(start).Milliseconds() }()
 	var err error
 	switch s.Kind {
 	case fix.StepDeviceNames:
