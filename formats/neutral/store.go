@@ -30,14 +30,24 @@ func chunkPath(store string, sum *[32]byte) string {
 }
 
 // chunkSink receives the compressed chunks of a bundle being written: a
-// store directory, or a tar stream.
+// store directory, a blob store (store_blob.go), or a tar stream.
 type chunkSink interface {
 	// has reports whether the chunk is already stored (any goroutine).
 	has(sum *[32]byte) bool
-	// put stores a chunk unless it is already present (writer's goroutine).
+	// put stores a chunk unless it is already present (writer's goroutine),
+	// or starts doing so; payload is the caller's again when put returns.
 	put(sum *[32]byte, payload []byte) error
 	// noteReused counts a chunk found already stored.
 	noteReused()
+	// flush returns once every chunk put so far is stored.
+	flush() error
+}
+
+// storeSink is a chunk store a bundle directory's chunks go to.
+type storeSink interface {
+	chunkSink
+	// close flushes and lets go of the store.
+	close() error
 }
 
 // compressor compresses chunks on many goroutines, reusing one encoder per
@@ -141,6 +151,10 @@ func (s *chunkStore) has(sum *[32]byte) bool {
 	}
 	return false
 }
+
+// flush has nothing to wait for: put writes the file before returning.
+func (s *chunkStore) flush() error { return nil }
+func (s *chunkStore) close() error { return nil }
 
 func (s *chunkStore) noteReused() {
 	s.mu.Lock()
