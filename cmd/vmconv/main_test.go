@@ -51,8 +51,9 @@ func scriptParams(dir string) testscript.Params {
 		},
 		Condition: condition,
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"mkraw": cmdMkraw,
-			"lab":   cmdLab,
+			"mkraw":   cmdMkraw,
+			"lab":     cmdLab,
+			"seaweed": cmdSeaweed,
 			"filesize": func(ts *testscript.TestScript, neg bool, args []string) {
 				// filesize FILE OP N: compare a file's apparent size.
 				if len(args) != 3 {
@@ -77,10 +78,13 @@ func guestDir() string {
 	return d
 }
 
-// condition answers [have:TOOL] (TOOL installed) and [guest] (the real
-// Debian guest is built). Either missing is an error, failing the script,
-// when the strict environment variable is set.
+// condition answers [have:TOOL] (TOOL installed), [guest] (the real
+// Debian guest is built) and [weed] (SeaweedFS is built). Any missing is an
+// error, failing the script, when the strict environment variable is set.
 func condition(cond string) (bool, error) {
+	if cond == "weed" {
+		return haveWeed()
+	}
 	if cond == "guest" {
 		if _, err := os.Stat(filepath.Join(guestDir(), "guest.vmx")); err != nil {
 			if testutil.Strict() {

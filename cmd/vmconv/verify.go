@@ -32,6 +32,7 @@ type bootFlags struct {
 	cpus                       int
 	memory                     int64
 	fmtName                    string
+	store                      string
 }
 
 func (f *bootFlags) add(cmd *cobra.Command) {
@@ -41,6 +42,7 @@ func (f *bootFlags) add(cmd *cobra.Command) {
 	cmd.Flags().IntVar(&f.cpus, "cpus", 0, "vCPUs (default: the VM's, capped at the host's cores)")
 	cmd.Flags().Int64Var(&f.memory, "memory", 0, "memory in MiB (default: the VM's)")
 	cmd.Flags().StringVarP(&f.fmtName, "format", "f", "", "format of the input (detected when not given)")
+	cmd.Flags().StringVar(&f.store, "store", "", storeFlagUsage)
 }
 
 // resolve finds the kernel, initrd and command line: from the flags, or from
@@ -117,12 +119,12 @@ func (f *bootFlags) memoryFor(vm *neutral.VM) int64 {
 }
 
 // openVMArg opens the VM or image a boot command names.
-func openVMArg(path, fmtName string) (*neutral.VM, *formats.Format, error) {
+func openVMArg(path, fmtName, store string) (*neutral.VM, *formats.Format, error) {
 	f, err := detectOrLookup(path, fmtName)
 	if err != nil {
 		return nil, nil, err
 	}
-	vm, err := formats.OpenVM(path, f)
+	vm, err := openVM(path, f, store)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -172,7 +174,7 @@ virtualization, else qemu when installed).`,
 			if err != nil {
 				return err
 			}
-			vm, f, err := openVMArg(args[0], bf.fmtName)
+			vm, f, err := openVMArg(args[0], bf.fmtName, bf.store)
 			if err != nil {
 				return err
 			}
