@@ -44,10 +44,11 @@ func Detect(path string) bool {
 // BundleOptions tunes WriteBundle. The zero value writes a self-contained
 // bundle at zstd's fastest level.
 type BundleOptions struct {
-	// Store is a chunk directory shared between bundles (--store): chunks
-	// go there instead of NAME.vmb/chunks, and a chunk already present is
-	// not written again. The chunk lists record it relative to the bundle
-	// when the two share a parent directory, absolute otherwise.
+	// Store is a chunk store shared between bundles (--store): chunks go
+	// there instead of NAME.vmb/chunks, and a chunk already present is not
+	// written again. A directory is recorded in the chunk lists relative to
+	// the bundle when the two share a parent directory, absolute otherwise;
+	// an s3:// or file:// URL (store_blob.go) is recorded as given.
 	Store string
 	// Copy tunes the copy engine that reads the disks.
 	Copy disk.CopyOptions

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -425,4 +426,47 @@ func TestBlobStoreUnreachable(t *testing.T) {
 	assert.True(t, strings.Contains(err.Error(), "connection refused"), err.Error())
 	_, err = os.Stat(path)
 	assert.ErrorIs(t, err, os.ErrNotExist)
+}
+
+// TestStoreThroughput measures writing the raw image VMCONV_BENCH_RAW (as
+// TestBundleThroughput) into the chunk store VMCONV_BENCH_STORE names (dir,
+// file or s3), and reading it back with verification, and reports the
+// speeds and the peak RSS. One store per run, so the RSS is that store's.
+func TestStoreThroughput(t *testing.T) {
+	raw, kind := os.Getenv("VMCONV_BENCH_RAW"), os.Getenv("VMCONV_BENCH_STORE")
+	if raw == "" || kind == "" {
+		t.Skip("set VMCONV_BENCH_RAW and VMCONV_BENCH_STORE (dir, file or s3) to run")
+	}
+	stores := map[string]func(*testing.T) string{
+		"dir":  func(t *testing.T) string { return filepath.Join(t.TempDir(), "store") },
+		"file": fileStore, "s3": s3Store,
+	}
+	require.Contains(t, stores, kind)
+	store := stores[kind](t)
+	img, err := disk.OpenRaw(raw)
+	require.NoError(t, err)
+	defer img.Close()
+	size := img.Size()
+	vm := testVM(Disk{ID: "disk0", Device: "disk", Bus: "scsi", Image: img})
+	path := filepath.Join(t.TempDir(), "vm.vmb")
+	start, cpu0 := time.Now(), cpuTime()
+	writeTestBundle(t, path, vm, BundleOptions{Store: store})
+	el, cpu := time.Since(start), cpuTime()-cpu0
+	t.Logf("%s write: %d MiB in %v (CPU %v): %.0f MB/s", kind, size>>20, el.Round(time.Millisecond), cpu.Round(time.Millisecond), float64(size)/el.Seconds()/1e6)
+
+	got, err := OpenBundle(path)
+	require.NoError(t, err)
+	defer got.Close()
+	start, cpu0 = time.Now(), cpuTime()
+	d, err := disk.Digest(context.Background(), got.Disks[0].Image, disk.CopyOptions{})
+	require.NoError(t, err)
+	el, cpu = time.Since(start), cpuTime()-cpu0
+	t.Logf("%s read+verify+digest: %v (CPU %v): %.0f MB/s", kind, el.Round(time.Millisecond), cpu.Round(time.Millisecond), float64(size)/el.Seconds()/1e6)
+	require.Equal(t, vm.Disks[0].Digest, d)
+	status, _ := os.ReadFile("/proc/self/status")
+	for _, l := range strings.Split(string(status), "\n") {
+		if strings.HasPrefix(l, "VmHWM") {
+			t.Log(kind, l)
+		}
+	}
 }
