@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -46,6 +47,9 @@ func TestMain(m *testing.M) {
 	}
 	os.Unsetenv("AWS_ENDPOINT_URL")
 	os.Unsetenv("AWS_PROFILE")
+	if spec := os.Getenv(writerEnv); spec != "" {
+		os.Exit(writerProcess(spec))
+	}
 	code := m.Run()
 	if seaweed.srv != nil {
 		seaweed.srv.Stop()
@@ -228,49 +232,82 @@ func TestBlobStoreDedupe(t *testing.T) {
 	}
 }
 
-// Writers with stores of their own write overlapping bundles into one
-// store at once: every bundle reads back, and the store holds each chunk
-// once, intact.
+// overlapping is writer i's disk for the concurrent writer tests: 32 MiB
+// shared by all, but for 8 chunks of its own.
+func overlapping(i int) []byte {
+	c := testContent(21, 32*ChunkSize)
+	copy(c[(8+8*i)*ChunkSize:], testContent(uint64(100+i), 8*ChunkSize))
+	return c
+}
+
+// writerEnv makes the test binary write one bundle and exit (see TestMain):
+// "STORE PATH I" writes overlapping(I) to PATH with the store STORE.
+const writerEnv = "VMCONV_TEST_BUNDLE_WRITER"
+
+func writeOverlapping(store, path string, i int) error {
+	content := overlapping(i)
+	vm := testVM(Disk{ID: "d", Device: "disk", Bus: "virtio", Image: byteImage(content)})
+	out := disk.NewOutput(false)
+	if err := WriteBundle(context.Background(), out, path, vm, BundleOptions{Store: store, Copy: disk.CopyOptions{Workers: 2}}); err != nil {
+		out.Abort()
+		return err
+	}
+	return out.Commit()
+}
+
+// writerProcess is the test binary run as a writer.
+func writerProcess(spec string) int {
+	var store, path string
+	var i int
+	if _, err := fmt.Sscan(spec, &store, &path, &i); err != nil {
+		fmt.Fprintln(os.Stderr, writerEnv, err)
+		return 2
+	}
+	if err := writeOverlapping(store, path, i); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+// Three writers, as goroutines with stores of their own or as processes,
+// write overlapping bundles into one store at once: every bundle reads
+// back, and the store holds each chunk once, intact.
 func TestBlobStoreConcurrentWriters(t *testing.T) {
+	inGoroutine := func(t *testing.T, store, path string, i int) {
+		assert.NoError(t, writeOverlapping(store, path, i))
+	}
+	inProcess := func(t *testing.T, store, path string, i int) {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %s %d", writerEnv, store, path, i))
+		out, err := cmd.CombinedOutput()
+		assert.NoError(t, err, "writer %d: %s", i, out)
+	}
 	for _, kind := range storeKinds {
-		t.Run(kind.name, func(t *testing.T) {
-			store := kind.url(t)
-			dir := t.TempDir()
-			base := testContent(21, 32*ChunkSize)
-			contents := map[string][]byte{}
-			wantKeys := map[string]bool{}
-			for i, name := range []string{"a", "b", "c"} {
-				c := bytes.Clone(base)
-				// Each changes its own chunks; the rest is shared.
-				own := testContent(uint64(100+i), 8*ChunkSize)
-				copy(c[(8+8*i)*ChunkSize:], own)
-				contents[name] = c
-				for off := 0; off < len(c); off += ChunkSize {
-					if !disk.IsZero(c[off : off+ChunkSize]) {
-						wantKeys[chunkKey(c[off:off+ChunkSize])] = true
+		for mode, write := range map[string]func(*testing.T, string, string, int){"goroutines": inGoroutine, "processes": inProcess} {
+			t.Run(kind.name+"/"+mode, func(t *testing.T) {
+				store := kind.url(t)
+				dir := t.TempDir()
+				wantKeys := map[string]bool{}
+				for i := range 3 {
+					c := overlapping(i)
+					for off := 0; off < len(c); off += ChunkSize {
+						if !disk.IsZero(c[off : off+ChunkSize]) {
+							wantKeys[chunkKey(c[off:off+ChunkSize])] = true
+						}
 					}
 				}
-			}
-			var wg sync.WaitGroup
-			for name, content := range contents {
-				wg.Go(func() {
-					vm := testVM(Disk{ID: "d", Device: "disk", Bus: "virtio", Image: byteImage(content)})
-					out := disk.NewOutput(false)
-					err := WriteBundle(context.Background(), out, filepath.Join(dir, name+".vmb"), vm, BundleOptions{Store: store, Copy: disk.CopyOptions{Workers: 2}})
-					if assert.NoError(t, err) {
-						assert.NoError(t, out.Commit())
-					} else {
-						out.Abort()
-					}
-				})
-			}
-			wg.Wait()
-			for name, content := range contents {
-				checkContent(t, filepath.Join(dir, name+".vmb"), content)
-			}
-			got := storeObjects(t, store)
-			assert.Equal(t, wantKeys, got)
-		})
+				var wg sync.WaitGroup
+				for i := range 3 {
+					wg.Go(func() { write(t, store, filepath.Join(dir, fmt.Sprint(i)+".vmb"), i) })
+				}
+				wg.Wait()
+				for i := range 3 {
+					checkContent(t, filepath.Join(dir, fmt.Sprint(i)+".vmb"), overlapping(i))
+				}
+				assert.Equal(t, wantKeys, storeObjects(t, store))
+			})
+		}
 	}
 }
 
