@@ -129,9 +129,9 @@ func (s *storeURL) open(ctx context.Context) (*blob.Bucket, error) {
 	return b, nil
 }
 
-// blobStore writes chunks into a bucket: existence checks on the copy
-// engine's workers (has), uploads on up to maxUploads goroutines (put),
-// waited for by flush.
+// blobStore writes chunks into a bucket: put hands each chunk new to this
+// writer to one of up to maxUploads goroutines, which checks the store and
+// uploads it; flush waits for them.
 type blobStore struct {
 	ctx    context.Context
 	url    *storeURL
@@ -160,21 +160,12 @@ func newBlobStore(ctx context.Context, raw string) (*blobStore, error) {
 	return &blobStore{ctx: ctx, url: u, bucket: b, slots: make(chan struct{}, maxUploads), present: map[[32]byte]bool{}}, nil
 }
 
+// has answers from what this writer has seen only: asking the store would
+// put a round trip on the copy engine's workers for every chunk. put asks.
 func (s *blobStore) has(sum *[32]byte) bool {
 	s.mu.Lock()
-	ok := s.present[*sum]
-	s.mu.Unlock()
-	if ok {
-		return true
-	}
-	// An error here (other than "absent") is left to the put to report.
-	if ok, err := s.bucket.Exists(s.ctx, s.url.key(sum)); err == nil && ok {
-		s.mu.Lock()
-		s.present[*sum] = true
-		s.mu.Unlock()
-		return true
-	}
-	return false
+	defer s.mu.Unlock()
+	return s.present[*sum]
 }
 
 func (s *blobStore) noteReused() {
@@ -219,19 +210,27 @@ func (s *blobStore) put(sum *[32]byte, payload []byte) error {
 	return nil
 }
 
+// upload stores a chunk unless the store has it: a HEAD first, which
+// saves sending what another bundle stored, then a put that only creates.
 func (s *blobStore) upload(sum *[32]byte, payload []byte) {
-	err := s.bucket.WriteAll(s.ctx, s.url.key(sum), payload, &blob.WriterOptions{
-		ContentType: "application/zstd",
-		IfNotExist:  true,
-	})
+	key := s.url.key(sum)
+	exists, err := s.bucket.Exists(s.ctx, key)
+	if err == nil && !exists {
+		err = s.bucket.WriteAll(s.ctx, key, payload, &blob.WriterOptions{
+			ContentType: "application/zstd",
+			IfNotExist:  true,
+		})
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
+	case err == nil && exists:
+		s.reused++
 	case err == nil:
 		s.written++
 		s.writtenBytes += int64(len(payload))
 	case gcerrors.Code(err) == gcerrors.FailedPrecondition:
-		s.reused++ // another writer stored it first: same name, same bytes
+		s.reused++ // another writer stored it meanwhile: same name, same bytes
 	case s.err == nil:
 		s.err = fmt.Errorf("chunk store %s: put chunk %x: %w", s.url.raw, sum[:], err)
 	}
