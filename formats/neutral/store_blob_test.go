@@ -507,3 +507,24 @@ func TestStoreThroughput(t *testing.T) {
 		}
 	}
 }
+
+// The endpoint may come from the AWS environment instead of the URL, so
+// the bundle records no host.
+func TestS3StoreEndpointFromEnvironment(t *testing.T) {
+	withEndpoint := s3Store(t)
+	u, err := url.Parse(withEndpoint)
+	require.NoError(t, err)
+	q := u.Query()
+	t.Setenv("AWS_ENDPOINT_URL", q.Get("endpoint"))
+	q.Del("endpoint")
+	u.RawQuery = q.Encode()
+	store := u.String()
+
+	content := testContent(31, 5*ChunkSize)
+	path := filepath.Join(t.TempDir(), "vm.vmb")
+	writeTestBundle(t, path, testVM(Disk{ID: "sda", Device: "disk", Bus: "sata", Image: byteImage(content)}), BundleOptions{Store: store})
+	assert.Equal(t, store, readList(t, filepath.Join(path, "disks", "sda.json")).Store)
+	assert.NotContains(t, store, "127.0.0.1")
+	checkContent(t, path, content)
+	assert.NotEmpty(t, storeObjects(t, withEndpoint))
+}
