@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -71,6 +72,13 @@ func StartSeaweed(weed, dir string) (*Seaweed, error) {
 		"-filer.port="+p(4), "-filer.port.grpc="+p(5), "-s3", "-s3.port="+p(6), "-s3.port.grpc="+p(7),
 		"-s3.port.iceberg=0", "-master.telemetry=false", "-volume.max=64", "-master.volumeSizeLimitMB=256")
 	cmd.Stdout, cmd.Stderr = logf, logf
+	// weed takes AWS_ACCESS_KEY_ID and the like as an identity, which
+	// turns anonymous access off; it gets none, and accepts any signature.
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "AWS_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
 	// Its own process group, so Stop reaches every process it starts.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
