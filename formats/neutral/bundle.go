@@ -144,7 +144,7 @@ func openSink(ctx context.Context, path, dir, store string) (sink storeSink, ref
 			return nil, "", "", fmt.Errorf("bundle %s: %w", path, err)
 		}
 		return s, "chunks", s.dir, nil
-	case IsStoreURL(store):
+	case isStoreURL(store):
 		s, err := newBlobStore(ctx, store)
 		if err != nil {
 			return nil, "", "", fmt.Errorf("bundle %s: %w", path, err)

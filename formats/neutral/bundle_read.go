@@ -88,7 +88,7 @@ func openSource(bundle, ref, override string) (chunkSource, error) {
 	if override != "" {
 		ref = override
 	}
-	if IsStoreURL(ref) {
+	if isStoreURL(ref) {
 		return openBlobSource(ref)
 	}
 	store := filepath.FromSlash(ref)

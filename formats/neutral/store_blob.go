@@ -40,9 +40,9 @@ import (
 // payload memory they hold (one compressed chunk each).
 const maxUploads = 16
 
-// IsStoreURL reports whether store names a blob store (scheme://…) rather
+// isStoreURL reports whether store names a blob store (scheme://…) rather
 // than a directory.
-func IsStoreURL(store string) bool { return strings.Contains(store, "://") }
+func isStoreURL(store string) bool { return strings.Contains(store, "://") }
 
 // storeURL is a parsed blob store URL.
 type storeURL struct {

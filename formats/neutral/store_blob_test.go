@@ -21,6 +21,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"gocloud.dev/blob"
+	"gocloud.dev/gcerrors"
 
 	"github.com/vmconv/vmconv/disk"
 	"github.com/vmconv/vmconv/internal/testutil"
@@ -527,4 +528,33 @@ func TestS3StoreEndpointFromEnvironment(t *testing.T) {
 	assert.NotContains(t, store, "127.0.0.1")
 	checkContent(t, path, content)
 	assert.NotEmpty(t, storeObjects(t, withEndpoint))
+}
+
+// A chunk the store has is never written again: a second writer with
+// the same content leaves a (deliberately altered) object as it is, and a
+// conditional put of an existing object is refused by the server.
+func TestBlobStoreWritesOnce(t *testing.T) {
+	for _, kind := range storeKinds {
+		t.Run(kind.name, func(t *testing.T) {
+			store := kind.url(t)
+			dir := t.TempDir()
+			content := testContent(51, 6*ChunkSize)
+			content[0] = 1
+			write := func(name string) {
+				writeTestBundle(t, filepath.Join(dir, name), testVM(Disk{ID: "sda", Device: "disk", Bus: "sata", Image: byteImage(content)}), BundleOptions{Store: store})
+			}
+			write("a.vmb")
+			b := openTestBucket(t, store)
+			key := chunkKey(content[:ChunkSize])
+			marker := []byte("altered after the first write")
+			require.NoError(t, b.WriteAll(context.Background(), key, marker, nil))
+			write("b.vmb")
+			got, err := b.ReadAll(context.Background(), key)
+			require.NoError(t, err)
+			assert.Equal(t, marker, got, "the second writer rewrote %s", key)
+
+			err = b.WriteAll(context.Background(), key, []byte("x"), &blob.WriterOptions{IfNotExist: true})
+			assert.Equal(t, gcerrors.FailedPrecondition, gcerrors.Code(err), "%v", err)
+		})
+	}
 }
