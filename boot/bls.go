@@ -108,12 +108,17 @@ func expandVars(s string, vars map[string]string) string {
 	return strings.Join(strings.Fields(out), " ")
 }
 
-func (e *blsEntry) load(vars map[string]string, l *loaded) error {
+func (e *blsEntry) load(vars map[string]string, all []*volume, l *loaded) error {
 	if e.linux == "" {
 		return fmt.Errorf("%s: no linux line", e.file)
 	}
+	vars = withKernelopts(vars, e, all)
 	l.kernelVol, l.kernel = e.vol, path.Clean("/"+e.linux)
 	for _, i := range e.initrds {
+		// RHEL's tuned adds "initrd ... $tuned_initrd", empty unless set.
+		if i = expandVars(i, vars); i == "" {
+			continue
+		}
 		l.initrdVols = append(l.initrdVols, e.vol)
 		l.initrds = append(l.initrds, path.Clean("/"+i))
 	}
@@ -123,7 +128,36 @@ func (e *blsEntry) load(vars map[string]string, l *loaded) error {
 }
 
 // resolve fills l from the entry as GRUB's blscfg menu entry would load it.
-func (e *blsEntry) resolve(g *grub, l *loaded) error { return e.load(g.vars, l) }
+func (e *blsEntry) resolve(g *grub, l *loaded) error { return e.load(g.vars, g.all, l) }
+
+// kernelCmdlineFiles hold the command line kernel-install writes into new BLS
+// entries (RHEL 9, Fedora 34+); grubenv's kernelopts is gone there, but an
+// entry carried over from RHEL 8 may still say $kernelopts.
+var kernelCmdlineFiles = []string{"/etc/kernel/cmdline", "/usr/lib/kernel/cmdline"}
+
+// withKernelopts returns vars with kernelopts taken from the root
+// filesystem's /etc/kernel/cmdline when the entry uses $kernelopts and no
+// grubenv set it.
+func withKernelopts(vars map[string]string, e *blsEntry, all []*volume) map[string]string {
+	if vars["kernelopts"] != "" || !strings.Contains(strings.Join(e.options, " "), "kernelopts") {
+		return vars
+	}
+	for _, v := range append([]*volume{e.vol}, all...) {
+		for _, f := range kernelCmdlineFiles {
+			b, ok := readConfig(v, f)
+			if !ok {
+				continue
+			}
+			out := make(map[string]string, len(vars)+1)
+			for k, val := range vars {
+				out[k] = val
+			}
+			out["kernelopts"] = strings.Join(strings.Fields(string(b)), " ")
+			return out
+		}
+	}
+	return vars
+}
 
 // blscfg adds the BLS entries of $root (or $blsdir) to the menu.
 func (g *grub) blscfg() error {
@@ -188,7 +222,7 @@ func findBLS(v *volume, all []*volume) (*Entry, string, error) {
 		}
 	}
 	l := &loaded{title: chosen.title}
-	if err := chosen.load(vars, l); err != nil {
+	if err := chosen.load(vars, all, l); err != nil {
 		return nil, "", err
 	}
 	e, err := l.load()

@@ -3,8 +3,9 @@
 // configuration, kernel and initrd.
 //
 // Partition tables are read by boot/part (MBR with extended partitions, GPT),
-// filesystems by boot/ext4 and boot/fat (our own small read-only readers; see
-// their package comments for why not go-diskfs). Configurations are tried in
+// filesystems by boot/ext4, boot/fat, boot/xfs and boot/btrfs, inside LVM
+// logical volumes by boot/lvm (our own small read-only readers; see their
+// package comments for why not go-diskfs or another library). Configurations are tried in
 // the order a real boot uses them: GRUB 2 grub.cfg, BLS entries, extlinux and
 // syslinux, GRUB legacy menu.lst, and the /vmlinuz links last.
 package boot
@@ -13,13 +14,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"path"
 	"sort"
 	"strings"
 
+	"github.com/vmconv/vmconv/boot/btrfs"
 	"github.com/vmconv/vmconv/boot/ext4"
 	"github.com/vmconv/vmconv/boot/fat"
+	"github.com/vmconv/vmconv/boot/lvm"
 	"github.com/vmconv/vmconv/boot/part"
+	"github.com/vmconv/vmconv/boot/xfs"
 	"github.com/vmconv/vmconv/disk"
 )
 
@@ -43,9 +48,10 @@ type Entry struct {
 	AdjustedCmdline string `json:"adjusted_cmdline"`
 	Config          string `json:"config"` // the file that decided, e.g. "disk 0 partition 1: /boot/grub/grub.cfg"
 	Title           string `json:"title,omitempty"`
-	Disk            int    `json:"disk"`      // index into the disks given to Find
-	Partition       int    `json:"partition"` // the kernel's partition (Linux numbering); 0 = whole disk
-	FS              string `json:"fs"`        // "ext4", "fat16", ...
+	Disk            int    `json:"disk"`         // index into the disks given to Find
+	Partition       int    `json:"partition"`    // the kernel's partition (Linux numbering); 0 = whole disk
+	LV              string `json:"lv,omitempty"` // "vg/lv" when the kernel is in an LVM logical volume
+	FS              string `json:"fs"`           // "ext4", "fat16", ...
 	// Skipped lists configurations found before this one that did not load
 	// (a grub.cfg whose default entry names a missing kernel, say).
 	Skipped []string `json:"skipped,omitempty"`
@@ -97,10 +103,14 @@ type volume struct {
 	label      string
 	partUUID   string
 	tableKind  string // "mbr", "gpt" or ""
+	lv         string // "vg/lv" for a filesystem in an LVM logical volume
 	fs         filesystem
 }
 
 func (v *volume) String() string {
+	if v.lv != "" {
+		return "LV " + v.lv
+	}
 	if v.part == 0 {
 		return fmt.Sprintf("disk %d", v.disk)
 	}
@@ -110,6 +120,9 @@ func (v *volume) String() string {
 // grubName is the GRUB device name of the volume: "hd0,msdos1", "hd1,gpt2", "hd0".
 func (v *volume) grubName() string {
 	switch {
+	case v.lv != "":
+		vg, lv, _ := strings.Cut(v.lv, "/")
+		return "lvm/" + strings.ReplaceAll(vg, "-", "--") + "-" + strings.ReplaceAll(lv, "-", "--")
 	case v.part == 0:
 		return fmt.Sprintf("hd%d", v.disk)
 	case v.tableKind == "gpt":
@@ -138,41 +151,147 @@ func (s section) ReadAt(p []byte, off int64) (int, error) {
 	return s.r.ReadAt(p, s.off+off)
 }
 
+// fsOpener opens one kind of filesystem, or says why r does not hold one.
+type fsOpener func(r io.ReaderAt, size int64) (fsys filesystem, typ, uuid, label string, err error)
+
+// fsOpeners are tried in turn; each checks its own magic first.
+var fsOpeners = []fsOpener{openExt, openFAT, openXFS, openBtrfs}
+
 // openFS recognises the filesystem in r.
 func openFS(r io.ReaderAt, size int64) (filesystem, string, string, string, error) {
-	e, errExt := ext4.Open(r, size)
-	if errExt == nil {
-		t := "ext2"
-		sb := e.Superblock()
-		switch {
-		case sb.FeatureIncompat&0x2c0 != 0: // extents, 64bit, flex_bg
-			t = "ext4"
-		case sb.FeatureCompat&0x4 != 0: // has_journal
-			t = "ext3"
+	var errs []string
+	for _, open := range fsOpeners {
+		fsys, typ, uuid, label, err := open(r, size)
+		if err == nil {
+			return fsys, typ, uuid, label, nil
 		}
-		return extFS{e}, t, e.UUID(), e.Label(), nil
+		errs = append(errs, err.Error())
 	}
-	f, errFat := fat.Open(r, size)
-	if errFat == nil {
-		return fatFS{f}, fmt.Sprintf("fat%d", f.Type), f.UUID(), f.Label(), nil
-	}
-	return nil, "", "", "", fmt.Errorf("no ext2/3/4 or FAT filesystem (%v; %v)", errExt, errFat)
+	return nil, "", "", "", fmt.Errorf("no ext2/3/4, FAT, XFS or btrfs filesystem (%s)", strings.Join(errs, "; "))
 }
 
-// scanDisk lists the filesystems of a disk; notes say what was not usable.
-func scanDisk(i int, img disk.Image) (vols []*volume, notes []string) {
+func openExt(r io.ReaderAt, size int64) (filesystem, string, string, string, error) {
+	e, err := ext4.Open(r, size)
+	if err != nil {
+		return nil, "", "", "", err
+	}
+	t := "ext2"
+	sb := e.Superblock()
+	switch {
+	case sb.FeatureIncompat&0x2c0 != 0: // extents, 64bit, flex_bg
+		t = "ext4"
+	case sb.FeatureCompat&0x4 != 0: // has_journal
+		t = "ext3"
+	}
+	return extFS{e}, t, e.UUID(), e.Label(), nil
+}
+
+func openFAT(r io.ReaderAt, size int64) (filesystem, string, string, string, error) {
+	f, err := fat.Open(r, size)
+	if err != nil {
+		return nil, "", "", "", err
+	}
+	return fatFS{f}, fmt.Sprintf("fat%d", f.Type), f.UUID(), f.Label(), nil
+}
+
+func openXFS(r io.ReaderAt, size int64) (filesystem, string, string, string, error) {
+	x, err := xfs.Open(r, size)
+	if err != nil {
+		return nil, "", "", "", err
+	}
+	return xfsFS{x}, "xfs", x.UUID(), x.Label(), nil
+}
+
+type xfsFS struct{ *xfs.FS }
+
+func (x xfsFS) readDir(name string) ([]string, error) {
+	ents, err := x.FS.ReadDir(name)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, len(ents))
+	for i, d := range ents {
+		out[i] = d.Name
+	}
+	return out, nil
+}
+
+func openBtrfs(r io.ReaderAt, size int64) (filesystem, string, string, string, error) {
+	b, err := btrfs.Open(r, size)
+	if err != nil {
+		return nil, "", "", "", err
+	}
+	top, err := b.SubvolumeID(5)
+	if err != nil || top.ID() == b.ID() {
+		top = nil
+	}
+	return btrfsFS{def: b, top: top}, "btrfs", b.UUID(), b.Label(), nil
+}
+
+// btrfsFS reads paths in the default subvolume, and failing that from the
+// top level: GRUB's configurations name files either way ("/boot/vmlinuz"
+// in openSUSE's default-subvolume setups, "/@/boot/vmlinuz" or
+// "/root/boot/vmlinuz" where GRUB reads from the top level).
+type btrfsFS struct{ def, top *btrfs.FS }
+
+func (b btrfsFS) ReadFile(name string, max int64) ([]byte, error) {
+	data, err := b.def.ReadFile(name, max)
+	if errors.Is(err, fs.ErrNotExist) && b.top != nil {
+		return b.top.ReadFile(name, max)
+	}
+	return data, err
+}
+
+func (b btrfsFS) Stat(name string) (int64, bool, error) {
+	size, dir, err := b.def.Stat(name)
+	if errors.Is(err, fs.ErrNotExist) && b.top != nil {
+		return b.top.Stat(name)
+	}
+	return size, dir, err
+}
+
+func (b btrfsFS) readDir(name string) ([]string, error) {
+	ents, err := b.def.ReadDir(name)
+	if errors.Is(err, fs.ErrNotExist) && b.top != nil {
+		ents, err = b.top.ReadDir(name)
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, len(ents))
+	for i, d := range ents {
+		out[i] = d.Name
+	}
+	return out, nil
+}
+
+// lvmPartTypes are the partition types an LVM physical volume is given.
+var lvmPartTypes = map[string]bool{"0x8e": true, part.GPTTypeLVM: true}
+
+// diskPV is an LVM physical volume found on one of the VM's disks.
+type diskPV struct {
+	disk int
+	pv   *lvm.PV
+}
+
+// scanDisk lists the filesystems of a disk, and the LVM physical volumes on
+// it; notes say what was not usable.
+func scanDisk(i int, img disk.Image) (vols []*volume, pvs []diskPV, notes []string) {
 	size := img.Size()
 	t, err := part.Read(img, size)
 	if err != nil {
 		if !errors.Is(err, part.ErrNoTable) {
 			notes = append(notes, fmt.Sprintf("disk %d: %v", i, err))
 		}
+		if pv, perr := lvm.ReadPV(img, size); perr == nil {
+			return nil, []diskPV{{i, pv}}, notes
+		}
 		fsys, typ, uuid, label, ferr := openFS(img, size)
 		if ferr != nil {
 			notes = append(notes, fmt.Sprintf("disk %d: no partition table, and %v", i, ferr))
-			return nil, notes
+			return nil, nil, notes
 		}
-		return []*volume{{disk: i, fsType: typ, uuid: uuid, label: label, fs: fsys}}, notes
+		return []*volume{{disk: i, fsType: typ, uuid: uuid, label: label, fs: fsys}}, nil, notes
 	}
 	if len(t.Partitions) == 0 {
 		notes = append(notes, fmt.Sprintf("disk %d: %s partition table with no partitions", i, t.Kind))
@@ -181,16 +300,110 @@ func scanDisk(i int, img disk.Image) (vols []*volume, notes []string) {
 	// The active (MBR) partition first, as a BIOS boots it; otherwise in order.
 	sort.SliceStable(ps, func(a, b int) bool { return ps[a].Bootable && !ps[b].Bootable && t.Kind == "mbr" })
 	for _, p := range ps {
-		if p.Type == part.GPTTypeBIOSBoot || p.Type == "0x82" || p.Type == "0x8e" {
-			continue // BIOS boot, swap, LVM: nothing GRUB's configuration lives in that we read
+		if p.Type == part.GPTTypeBIOSBoot || p.Type == "0x82" {
+			continue // BIOS boot, swap: nothing GRUB's configuration lives in
 		}
-		fsys, typ, uuid, label, ferr := openFS(section{img, p.Start, p.Size}, p.Size)
+		sec := section{img, p.Start, p.Size}
+		// A PV is looked for on any partition (installers do not always
+		// set the LVM type); the label sits in the first four sectors.
+		pv, perr := lvm.ReadPV(sec, p.Size)
+		if perr == nil {
+			pvs = append(pvs, diskPV{i, pv})
+			continue
+		}
+		if lvmPartTypes[p.Type] {
+			notes = append(notes, fmt.Sprintf("disk %d partition %d (LVM): %v", i, p.Index, perr))
+			continue
+		}
+		fsys, typ, uuid, label, ferr := openFS(sec, p.Size)
 		if ferr != nil {
 			notes = append(notes, fmt.Sprintf("disk %d partition %d (type %s): %v", i, p.Index, p.Type, ferr))
 			continue
 		}
 		vols = append(vols, &volume{disk: i, part: p.Index, partType: p.Type, fsType: typ, uuid: uuid,
 			label: label, partUUID: p.UUID, tableKind: t.Kind, fs: fsys})
+	}
+	return vols, pvs, notes
+}
+
+// scanDisks lists the filesystems of every disk, then those in the LVM
+// logical volumes whose PVs the disks hold. An LV's filesystem is listed
+// with the disk of its volume group's first PV.
+func scanDisks(disks []disk.Image) (perDisk [][]*volume, notes []string) {
+	perDisk = make([][]*volume, len(disks))
+	var pvs []diskPV
+	for i, d := range disks {
+		vols, dpvs, ns := scanDisk(i, d)
+		perDisk[i] = vols
+		pvs = append(pvs, dpvs...)
+		notes = append(notes, ns...)
+	}
+	if len(pvs) == 0 {
+		return perDisk, notes
+	}
+	lvVols, ns := scanLVs(pvs)
+	notes = append(notes, ns...)
+	for _, v := range lvVols {
+		perDisk[v.disk] = append(perDisk[v.disk], v)
+	}
+	return perDisk, notes
+}
+
+// isSwap reports whether a volume holds Linux swap (its signature ends the
+// first 4 KiB page), which has no files to read.
+func isSwap(r io.ReaderAt) bool {
+	sig := make([]byte, 10)
+	_, err := r.ReadAt(sig, 4096-10)
+	return err == nil && string(sig) == "SWAPSPACE2"
+}
+
+// scanLVs assembles the volume groups of pvs and opens the filesystem of
+// each visible logical volume.
+func scanLVs(pvs []diskPV) (vols []*volume, notes []string) {
+	diskOf := map[string]int{} // PV UUID without dashes -> disk
+	raw := make([]*lvm.PV, len(pvs))
+	for i, p := range pvs {
+		raw[i] = p.pv
+		if _, ok := diskOf[p.pv.UUID]; !ok {
+			diskOf[p.pv.UUID] = p.disk
+		}
+	}
+	vgs, err := lvm.AssembleAll(raw)
+	if err != nil {
+		return nil, []string{fmt.Sprintf("LVM: %v", err)}
+	}
+	for _, vg := range vgs {
+		d := pvs[0].disk
+		for _, pi := range vg.PVs {
+			if n, ok := diskOf[strings.ReplaceAll(pi.ID, "-", "")]; ok {
+				d = n
+				break
+			}
+		}
+		for _, lv := range vg.LVs() {
+			name := vg.Name + "/" + lv.Name
+			if !lv.Visible() {
+				continue
+			}
+			if lv.Err != nil {
+				notes = append(notes, fmt.Sprintf("LV %s: %v", name, lv.Err))
+				continue
+			}
+			r, size, err := vg.Open(lv.Name)
+			if err != nil {
+				notes = append(notes, fmt.Sprintf("LV %s: %v", name, err))
+				continue
+			}
+			if isSwap(r) {
+				continue
+			}
+			fsys, typ, uuid, label, ferr := openFS(r, size)
+			if ferr != nil {
+				notes = append(notes, fmt.Sprintf("LV %s: %v", name, ferr))
+				continue
+			}
+			vols = append(vols, &volume{disk: d, lv: name, fsType: typ, uuid: uuid, label: label, fs: fsys})
+		}
 	}
 	return vols, notes
 }
@@ -202,14 +415,10 @@ func Find(disks []disk.Image) (*Entry, error) {
 	if len(disks) == 0 {
 		return nil, errors.New("boot: no disks")
 	}
+	perDisk, searched := scanDisks(disks)
 	var all []*volume
-	perDisk := make([][]*volume, len(disks))
-	var searched []string
-	for i, d := range disks {
-		vols, notes := scanDisk(i, d)
-		perDisk[i] = vols
+	for _, vols := range perDisk {
 		all = append(all, vols...)
-		searched = append(searched, notes...)
 	}
 	var skipped []string
 	for i := range disks {
@@ -261,7 +470,7 @@ func (l *loaded) load() (*Entry, error) {
 		return nil, fmt.Errorf("%s: kernel %s on %s: %w", l.config, l.kernel, l.kernelVol, err)
 	}
 	e := &Entry{Kernel: k, KernelPath: l.kernel, Cmdline: strings.TrimSpace(l.cmdline), Config: l.config,
-		Title: l.title, Disk: l.kernelVol.disk, Partition: l.kernelVol.part, FS: l.kernelVol.fsType}
+		Title: l.title, Disk: l.kernelVol.disk, Partition: l.kernelVol.part, LV: l.kernelVol.lv, FS: l.kernelVol.fsType}
 	var names []string
 	for i, p := range l.initrds {
 		v := l.initrdVols[i]
@@ -347,7 +556,11 @@ func (e *Entry) String() string {
 	if e.Title != "" {
 		fmt.Fprintf(&b, "entry:   %s\n", e.Title)
 	}
-	fmt.Fprintf(&b, "kernel:  %s (%d bytes, %s on disk %d partition %d)\n", e.KernelPath, len(e.Kernel), e.FS, e.Disk, e.Partition)
+	where := fmt.Sprintf("disk %d partition %d", e.Disk, e.Partition)
+	if e.LV != "" {
+		where = fmt.Sprintf("LV %s on disk %d", e.LV, e.Disk)
+	}
+	fmt.Fprintf(&b, "kernel:  %s (%d bytes, %s on %s)\n", e.KernelPath, len(e.Kernel), e.FS, where)
 	if e.InitrdPath != "" {
 		fmt.Fprintf(&b, "initrd:  %s (%d bytes)\n", e.InitrdPath, len(e.Initrd))
 	}

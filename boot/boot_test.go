@@ -2,12 +2,15 @@ package boot
 
 import (
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/vmconv/vmconv/disk"
+	"github.com/vmconv/vmconv/internal/testutil"
 )
 
 const (
@@ -338,7 +341,7 @@ func TestFindNoKernel(t *testing.T) {
 	require.Error(t, err)
 	msg := err.Error()
 	for _, s := range []string{"no kernel found", "disk 0 partition 1 (ext4)", "/boot/grub/grub.cfg", "/boot/loader/entries",
-		"extlinux.conf", "menu.lst", "/boot/vmlinuz", "disk 0 partition 2 (type 0x83): no ext2/3/4 or FAT filesystem"} {
+		"extlinux.conf", "menu.lst", "/boot/vmlinuz", "disk 0 partition 2 (type 0x83): no ext2/3/4, FAT"} {
 		assert.Contains(t, msg, s)
 	}
 }
@@ -368,4 +371,119 @@ func TestFindSkippedConfig(t *testing.T) {
 		cmdline: "", config: "/boot/vmlinuz (no boot loader configuration)", partition: 1})
 	require.Len(t, e.Skipped, 1)
 	assert.Contains(t, e.Skipped[0], "kernel /boot/vmlinuz-gone")
+}
+
+// RHEL 9: grubenv no longer holds kernelopts; an entry that still says
+// $kernelopts gets the command line kernel-install keeps in the root
+// filesystem's /etc/kernel/cmdline.
+func TestFindBLSKernelCmdlineFile(t *testing.T) {
+	grubenv := "# GRUB Environment Block\nsaved_entry=ab12-5.14.0-427.el9.x86_64\nboot_success=1\n"
+	grubenv += strings.Repeat("#", 1024-len(grubenv))
+	k, i := randomBytes(t, 90000), randomBytes(t, 70000)
+	boot := tree(t, map[string][]byte{
+		"grub2/grubenv": []byte(grubenv),
+		"loader/entries/ab12-5.14.0-427.el9.x86_64.conf": []byte("title Rocky Linux (5.14.0-427.el9.x86_64) 9.4\nversion 5.14.0-427.el9.x86_64\nlinux /vmlinuz-5.14.0-427.el9.x86_64\ninitrd /initramfs-5.14.0-427.el9.x86_64.img $tuned_initrd\noptions $kernelopts $tuned_params\ngrub_users $grub_users\n"),
+		"vmlinuz-5.14.0-427.el9.x86_64":                  k,
+		"initramfs-5.14.0-427.el9.x86_64.img":            i,
+	})
+	root := tree(t, map[string][]byte{
+		"etc/fstab":          []byte("/dev/mapper/rl-root / xfs defaults 0 0\n"),
+		"etc/kernel/cmdline": []byte("root=/dev/mapper/rl-root ro crashkernel=1G-4G:192M rd.lvm.lv=rl/root\n"),
+	})
+	d := mkdisk(t, "gpt", []partSpec{
+		{img: mkext(t, boot, 16, bootUUID, "-t", "ext4"), typ: "0FC63DAF-8483-4772-8E79-3D69D8477DE4"},
+		{img: mkext(t, root, 8, rootUUID, "-t", "ext4"), typ: "0FC63DAF-8483-4772-8E79-3D69D8477DE4"},
+	})
+	check(t, []disk.Image{openImage(t, d)}, want{
+		kernel: k, initrd: i,
+		kernelPath: "/vmlinuz-5.14.0-427.el9.x86_64", initrdPath: "/initramfs-5.14.0-427.el9.x86_64.img",
+		cmdline:  "root=/dev/mapper/rl-root ro crashkernel=1G-4G:192M rd.lvm.lv=rl/root",
+		adjusted: "root=/dev/mapper/rl-root ro crashkernel=1G-4G:192M rd.lvm.lv=rl/root console=ttyS0",
+		config:   "disk 0 partition 1: /loader/entries/ab12-5.14.0-427.el9.x86_64.conf", partition: 1, fs: "ext4",
+		title: "Rocky Linux (5.14.0-427.el9.x86_64) 9.4",
+	})
+}
+
+// mkbtrfs makes a btrfs image of dir with mkfs.btrfs --rootdir, its
+// subvolumes given as mkfs.btrfs --subvol arguments ("default:@").
+func mkbtrfs(t testing.TB, dir string, sizeMiB int, uuid string, subvols ...string) string {
+	t.Helper()
+	testutil.RequireTool(t, "mkfs.btrfs")
+	if out, _ := exec.Command("mkfs.btrfs", "--help").CombinedOutput(); !strings.Contains(string(out), "--subvol") {
+		testutil.Unavailable(t, "mkfs.btrfs has no --subvol (btrfs-progs >= 6.13 needed)")
+	}
+	img := filepath.Join(t.TempDir(), "btrfs.img")
+	require.NoError(t, os.WriteFile(img, nil, 0o644))
+	require.NoError(t, os.Truncate(img, int64(sizeMiB)<<20))
+	args := []string{"-q", "-f", "-r", dir, "-U", uuid}
+	for _, s := range subvols {
+		args = append(args, "--subvol", s)
+	}
+	run(t, "mkfs.btrfs", append(args, img)...)
+	return img
+}
+
+// openSUSE and Fedora on one btrfs filesystem: GRUB's configuration in the
+// default subvolume names the kernel by a path in that subvolume or by a
+// path from the top level (/@/boot/...); both load.
+func TestFindBtrfsSubvolumes(t *testing.T) {
+	const uuid = "6a0f9e1c-3b52-4d8e-a1f7-0c9d2e4b5a61"
+	for _, tc := range []struct{ name, kernelRef, initrdRef string }{
+		{"default subvolume paths", "/boot/vmlinuz-6.4.0-150600.23-default", "/boot/initrd-6.4.0-150600.23-default"},
+		{"top-level paths", "/@/boot/vmlinuz-6.4.0-150600.23-default", "/@/boot/initrd-6.4.0-150600.23-default"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			k, i := randomBytes(t, 300000), randomBytes(t, 200000)
+			cfg := "set btrfs_relative_path=\"y\"\nmenuentry 'openSUSE Leap 15.6' {\n  search --no-floppy --fs-uuid --set=root " + uuid +
+				"\n  linux " + tc.kernelRef + " root=UUID=" + uuid + " rootflags=subvol=@ splash=silent\n  initrd " + tc.initrdRef + "\n}\n"
+			dir := tree(t, map[string][]byte{
+				"@/boot/grub2/grub.cfg":                  []byte(cfg),
+				"@/boot/vmlinuz-6.4.0-150600.23-default": k,
+				"@/boot/initrd-6.4.0-150600.23-default":  i,
+				"@/etc/fstab":                            []byte("UUID=" + uuid + " / btrfs defaults 0 0\n"),
+				"@home/user/.profile":                    []byte("PATH=$PATH\n"),
+			})
+			img := mkbtrfs(t, dir, 256, uuid, "default:@", "@home")
+			d := mkdisk(t, "gpt", []partSpec{{img: img, typ: "0FC63DAF-8483-4772-8E79-3D69D8477DE4"}})
+			check(t, []disk.Image{openImage(t, d)}, want{
+				kernel: k, initrd: i, kernelPath: tc.kernelRef, initrdPath: tc.initrdRef,
+				cmdline:  "root=UUID=" + uuid + " rootflags=subvol=@ splash=silent",
+				adjusted: "root=UUID=" + uuid + " rootflags=subvol=@ splash=silent console=ttyS0",
+				config:   "disk 0 partition 1: /boot/grub2/grub.cfg", partition: 1, fs: "btrfs",
+				title: "openSUSE Leap 15.6",
+			})
+		})
+	}
+}
+
+// Rocky/RHEL 8 as installed on UEFI: the ESP's grub.cfg hands over to the
+// real one on an XFS /boot, whose blscfg entries take $kernelopts from
+// grubenv.
+func TestFindXFSBootEFI(t *testing.T) {
+	const xfsUUID = "3c0f2e8a-6b1d-4f5e-9a7c-2d4b6e8f0a1c"
+	espCfg := "search --no-floppy --fs-uuid --set=dev " + xfsUUID + "\nset boot=${dev}\nset prefix=($dev)/grub2\nexport $prefix\nconfigfile $prefix/grub.cfg\n"
+	bootCfg := "set default=\"${saved_entry}\"\nload_env -f ${config_directory}/grubenv\nsearch --no-floppy --fs-uuid --set=root " + xfsUUID + "\ninsmod blscfg\nblscfg\n"
+	grubenv := "# GRUB Environment Block\nsaved_entry=e1f2-4.18.0-553.el8_10.x86_64\nkernelopts=root=/dev/mapper/rl-root ro resume=/dev/mapper/rl-swap rd.lvm.lv=rl/root\n"
+	grubenv += strings.Repeat("#", 1024-len(grubenv))
+	k, i := randomBytes(t, 400000), randomBytes(t, 300000)
+	boot := tree(t, map[string][]byte{
+		"grub2/grub.cfg": []byte(bootCfg),
+		"grub2/grubenv":  []byte(grubenv),
+		"loader/entries/e1f2-4.18.0-553.el8_10.x86_64.conf": []byte("title Rocky Linux (4.18.0-553.el8_10.x86_64) 8.10 (Green Obsidian)\nversion 4.18.0-553.el8_10.x86_64\nlinux /vmlinuz-4.18.0-553.el8_10.x86_64\ninitrd /initramfs-4.18.0-553.el8_10.x86_64.img $tuned_initrd\noptions $kernelopts $tuned_params\nid rocky-20240528-4.18.0-553.el8_10.x86_64\n"),
+		"vmlinuz-4.18.0-553.el8_10.x86_64":                  k,
+		"initramfs-4.18.0-553.el8_10.x86_64.img":            i,
+	})
+	esp := tree(t, map[string][]byte{"EFI/rocky/grub.cfg": []byte(espCfg), "EFI/BOOT/BOOTX64.EFI": randomBytes(t, 5000)})
+	d := mkdisk(t, "gpt", []partSpec{
+		{img: mkfat(t, esp, 40*1024, 32, "5A3BC0DE"), typ: "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"},
+		{img: mkxfs(t, boot, 64, xfsUUID), typ: "0FC63DAF-8483-4772-8E79-3D69D8477DE4"},
+	})
+	check(t, []disk.Image{openImage(t, d)}, want{
+		kernel: k, initrd: i,
+		kernelPath: "/vmlinuz-4.18.0-553.el8_10.x86_64", initrdPath: "/initramfs-4.18.0-553.el8_10.x86_64.img",
+		cmdline:  "root=/dev/mapper/rl-root ro resume=/dev/mapper/rl-swap rd.lvm.lv=rl/root",
+		adjusted: "root=/dev/mapper/rl-root ro resume=/dev/mapper/rl-swap rd.lvm.lv=rl/root console=ttyS0",
+		config:   "disk 0 partition 2: /loader/entries/e1f2-4.18.0-553.el8_10.x86_64.conf", partition: 2, fs: "xfs",
+		title: "Rocky Linux (4.18.0-553.el8_10.x86_64) 8.10 (Green Obsidian)",
+	})
 }

@@ -14,6 +14,14 @@ var grub2Paths = []string{
 	"/boot/grub/grub.cfg", "/grub/grub.cfg", "/boot/grub2/grub.cfg", "/grub2/grub.cfg",
 }
 
+// setConfigFile sets the variables GRUB's normal mode sets for the
+// configuration it reads (RHEL's grub.cfg loads ${config_directory}/grubenv).
+func (g *grub) setConfigFile(v *volume, name string) {
+	dev := "(" + v.grubName() + ")"
+	g.vars["config_file"] = dev + name
+	g.vars["config_directory"] = dev + path.Dir(name)
+}
+
 func findGrub2(v *volume, all []*volume) (*Entry, string, error) {
 	cands := append([]string(nil), grub2Paths...)
 	// EFI system partitions: /EFI/<vendor>/grub.cfg.
@@ -30,6 +38,7 @@ func findGrub2(v *volume, all []*volume) (*Entry, string, error) {
 			continue
 		}
 		g := newGrub(all, v, path.Dir(name))
+		g.setConfigFile(v, name)
 		if err := g.runFile(v, name, b); err != nil {
 			return nil, "", fmt.Errorf("%s: %w", name, err)
 		}
@@ -382,7 +391,7 @@ func (g *grub) command(c *cmdNode, pos []string) (bool, error) {
 		if name == "configfile" {
 			// The new file builds a new menu; GRUB shows that one.
 			g.menu = nil
-			g.vars["root"] = g.vars["root"]
+			g.setConfigFile(v, p)
 		}
 		if err := g.runFile(v, p, b); err != nil {
 			return false, err

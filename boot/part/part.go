@@ -53,6 +53,7 @@ var ErrNoTable = errors.New("no partition table")
 const (
 	GPTTypeEFISystem = "c12a7328-f81f-11d2-ba4b-00a0c93ec93b"
 	GPTTypeBIOSBoot  = "21686148-6449-6e6f-744e-656564454649"
+	GPTTypeLVM       = "e6d6d379-f507-44c2-a23c-238f2a3df928"
 )
 
 type mbrEntry struct {

@@ -5,12 +5,15 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
+	"sync/atomic"
 
 	"github.com/spf13/cobra"
 
 	"github.com/vmconv/vmconv/disk"
 	"github.com/vmconv/vmconv/formats"
 	"github.com/vmconv/vmconv/formats/neutral"
+	"github.com/vmconv/vmconv/guest"
 )
 
 func newConvertCmd() *cobra.Command {
@@ -20,13 +23,20 @@ func newConvertCmd() *cobra.Command {
 		progress      bool
 		force         bool
 		store         string
+		target        string
+		noInspect     bool
 	)
 	cmd := &cobra.Command{
 		Use:   "convert SRC DST",
 		Short: "Convert a disk image or a whole VM to another format",
 		Long: `Convert a disk image or a whole VM. Formats are detected from the source's
 magic and the target's extension, or given with -f and -O. "-" is stdin or
-stdout where the format streams. A snapshot chain converts to one flat image.`,
+stdout where the format streams. A snapshot chain converts to one flat image.
+
+The guest is inspected first, as "vmconv inspect" does, for the target
+hypervisor (--target; by default from DST's format: vmx/vmdk/ovf/ova are
+vmware, xva/xl/vpc xen, the rest kvm), and each finding is printed on
+stderr as a warning (not when SRC is stdin). Findings never fail a conversion.`,
 		Args: argsRange(2, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			src, dst := args[0], args[1]
@@ -41,23 +51,24 @@ stdout where the format streams. A snapshot chain converts to one flat image.`,
 			if err != nil {
 				return err
 			}
-			if err := notSameFile(src, dst); err != nil {
-				return err
+			if target == "" {
+				target = targetOf(dstFmt)
+			}
+			if _, ok := guest.Targets[target]; !ok {
+				return usagef("--target: want %s, got %q", strings.Join(guest.TargetNames(), ", "), target)
 			}
 			prog, endProg := progressBar(cmd, progress, "convert")
 			defer endProg()
-			copyOpt := disk.CopyOptions{Progress: prog}
-			out := disk.NewOutput(force)
-			defer out.Abort()
+			req := convertRequest{src: src, inFmt: inFmt, dst: dst, outFmt: outFmt, opts: opts, force: force,
+				copy: disk.CopyOptions{Progress: prog}}
+			if !noInspect {
+				// The guest is inspected first; findings are warnings only.
+				req.warn = func(vm *neutral.VM, isVM bool) { warnInspect(cmd.ErrOrStderr(), src, vm, target, isVM) }
+			}
 			if src == "-" {
-				err = convertStream(cmd.Context(), cmd, inFmt, dst, dstFmt, out, opts, copyOpt)
-			} else {
-				err = convertFile(cmd.Context(), src, inFmt, dst, dstFmt, out, opts, copyOpt)
+				return convertStdin(cmd, req)
 			}
-			if err != nil {
-				return err
-			}
-			return out.Commit()
+			return convertPath(cmd.Context(), req)
 		},
 	}
 	cmd.Flags().StringVarP(&inFmt, "format", "f", "", "format of SRC (detected when not given)")
@@ -65,8 +76,55 @@ stdout where the format streams. A snapshot chain converts to one flat image.`,
 	cmd.Flags().StringArrayVarP(&optList, "options", "o", nil, "format options key=value[,key=value…] (e.g. subformat=streamOptimized)")
 	cmd.Flags().BoolVarP(&progress, "progress", "p", false, "show a progress bar on stderr")
 	cmd.Flags().BoolVar(&force, "force", false, "replace DST if it exists")
+	cmd.Flags().StringVar(&target, "target", "", "hypervisor the guest is inspected for: kvm, xen or vmware (from DST's format when not given)")
+	cmd.Flags().BoolVar(&noInspect, "no-inspect", false, "do not inspect the guest for problems on the target first")
 	cmd.Flags().StringVar(&store, "store", "", "chunk store shared between bundles (vmb output): dedupes across VMs")
 	return cmd
+}
+
+// convertRequest is one conversion, as convert and batch run it.
+type convertRequest struct {
+	src, inFmt, dst, outFmt string
+	opts                    map[string]string
+	force                   bool
+	copy                    disk.CopyOptions
+	// read, when set, counts the bytes read from the source's disks.
+	read *atomic.Int64
+	// warn, when set, is given the source to inspect before it is
+	// converted (isVM: its firmware and MACs are the VM's).
+	warn func(vm *neutral.VM, isVM bool)
+}
+
+// convertPath converts a file or directory and commits the output: the one
+// code path of `vmconv convert SRC DST` and of every VM of `vmconv batch`.
+func convertPath(ctx context.Context, req convertRequest) error {
+	dstFmt, err := targetFormat(req.dst, req.outFmt)
+	if err != nil {
+		return err
+	}
+	if err := notSameFile(req.src, req.dst); err != nil {
+		return err
+	}
+	out := disk.NewOutput(req.force)
+	defer out.Abort()
+	if err := convertFile(ctx, req, dstFmt, out); err != nil {
+		return err
+	}
+	return out.Commit()
+}
+
+// convertStdin converts what stdin streams.
+func convertStdin(cmd *cobra.Command, req convertRequest) error {
+	dstFmt, err := targetFormat(req.dst, req.outFmt)
+	if err != nil {
+		return err
+	}
+	out := disk.NewOutput(req.force)
+	defer out.Abort()
+	if err := convertStream(cmd.Context(), cmd, req.inFmt, req.dst, dstFmt, out, req.opts, req.copy); err != nil {
+		return err
+	}
+	return out.Commit()
 }
 
 func targetFormat(dst, name string) (*formats.Format, error) {
@@ -96,8 +154,9 @@ func notSameFile(src, dst string) error {
 	return nil
 }
 
-func convertFile(ctx context.Context, src, inFmt, dst string, dstFmt *formats.Format, out *disk.Output, opts map[string]string, copyOpt disk.CopyOptions) error {
-	srcFmt, err := detectOrLookup(src, inFmt)
+func convertFile(ctx context.Context, req convertRequest, dstFmt *formats.Format, out *disk.Output) error {
+	src, dst, opts, copyOpt := req.src, req.dst, req.opts, req.copy
+	srcFmt, err := detectOrLookup(src, req.inFmt)
 	if err != nil {
 		return err
 	}
@@ -110,17 +169,46 @@ func convertFile(ctx context.Context, src, inFmt, dst string, dstFmt *formats.Fo
 		if dstFmt.WriteVM == nil {
 			return fmt.Errorf("format %s cannot be written", dstFmt.Name)
 		}
+		if req.warn != nil {
+			// An image becomes a VM with BIOS firmware: what the target gets.
+			req.warn(vm, true)
+		}
+		if req.read != nil {
+			for i := range vm.Disks {
+				if vm.Disks[i].Image != nil {
+					vm.Disks[i].Image = countingImage{vm.Disks[i].Image, req.read}
+				}
+			}
+		}
 		return dstFmt.WriteVM(ctx, out, dst, vm, opts, copyOpt)
 	}
 	if dstFmt.CreateImage == nil {
 		return fmt.Errorf("format %s cannot be written", dstFmt.Name)
 	}
-	img, _, err := openImage(src, inFmt)
+	img, _, err := openImage(src, req.inFmt)
 	if err != nil {
 		return err
 	}
 	defer img.Close()
+	if req.warn != nil {
+		req.warn(&neutral.VM{Disks: []neutral.Disk{{Device: "disk", Image: img}}}, false)
+	}
+	if req.read != nil {
+		img = countingImage{img, req.read}
+	}
 	return copyImage(ctx, img, dst, dstFmt, out, opts, copyOpt)
+}
+
+// countingImage counts the bytes read through it.
+type countingImage struct {
+	disk.Image
+	n *atomic.Int64
+}
+
+func (c countingImage) ReadAt(p []byte, off int64) (int, error) {
+	n, err := c.Image.ReadAt(p, off)
+	c.n.Add(int64(n))
+	return n, err
 }
 
 func copyImage(ctx context.Context, img disk.Image, dst string, dstFmt *formats.Format, out *disk.Output, opts map[string]string, copyOpt disk.CopyOptions) error {

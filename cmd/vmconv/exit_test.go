@@ -29,6 +29,10 @@ func TestExitCodes(t *testing.T) {
 		{"missing input", []string{"info", filepath.Join(dir, "none")}, 1},
 		{"images differ", []string{"compare", img, other}, 1},
 		{"images equal", []string{"compare", img, img}, 0},
+		{"inspect ran", []string{"inspect", "--strict", img}, 0},
+		{"inspect unknown target", []string{"inspect", "--target", "hyperv", img}, 2},
+		{"inspect missing input", []string{"inspect", filepath.Join(dir, "none")}, 1},
+		{"convert unknown target", []string{"convert", "--target", "hyperv", img, filepath.Join(dir, "c.raw")}, 2},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

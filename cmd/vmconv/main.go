@@ -96,7 +96,7 @@ Exit codes: 0 success, 1 the operation failed, 2 usage error.`,
 	}
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newInfoCmd(), newConvertCmd(), newDigestCmd(), newCompareCmd(), newCheckCmd(),
-		newVerifyCmd(), newBootCmd(), newServeCmd())
+		newVerifyCmd(), newBootCmd(), newServeCmd(), newInspectCmd(), newBatchCmd())
 	return root
 }
 

@@ -170,18 +170,8 @@ virtualization, else qemu when installed).`,
 				}
 				expectRE = re
 			}
-			eng, err := chooseEngine(engine)
-			if err != nil {
-				return err
-			}
-			vm, f, err := openVMArg(args[0], bf.fmtName, bf.store)
-			if err != nil {
-				return err
-			}
-			defer vm.Close()
-			spec, err := bf.resolve(vm)
-			if err != nil {
-				return fmt.Errorf("%s: %w", args[0], err)
+			if _, err := chooseEngine(engine); err != nil {
+				return err // before the console log is created
 			}
 			var console io.Writer
 			if consoleLog != "" {
@@ -192,14 +182,7 @@ virtualization, else qemu when installed).`,
 				defer lf.Close()
 				console = lf
 			}
-			cpus, mem := bf.cpusFor(vm), bf.memoryFor(vm)
-			var rep *verdict.Report
-			switch eng {
-			case "qemu":
-				rep, err = qemuVerify(cmd.Context(), vm, f, spec, cpus, mem, expectRE, timeout, console)
-			default:
-				rep, err = vmmVerify(cmd.Context(), vm, f, spec, cpus, mem, expectRE, timeout, console)
-			}
+			rep, err := verifyPath(cmd.Context(), args[0], verifyRequest{boot: bf, expect: expectRE, timeout: timeout, engine: engine, console: console})
 			if err != nil {
 				return err
 			}
@@ -228,12 +211,44 @@ virtualization, else qemu when installed).`,
 	return cmd
 }
 
-// chooseEngine resolves --engine.
+// verifyRequest is one boot verification, as verify and batch run it.
+type verifyRequest struct {
+	boot    bootFlags
+	expect  *regexp.Regexp
+	timeout time.Duration
+	engine  string
+	console io.Writer
+}
+
+// verifyPath boots the VM at path and returns the verdict: the one code
+// path of `vmconv verify` and of every verified VM of `vmconv batch`.
+func verifyPath(ctx context.Context, path string, req verifyRequest) (*verdict.Report, error) {
+	eng, err := chooseEngine(req.engine)
+	if err != nil {
+		return nil, err
+	}
+	vm, f, err := openVMArg(path, req.boot.fmtName, req.boot.store)
+	if err != nil {
+		return nil, err
+	}
+	defer vm.Close()
+	spec, err := req.boot.resolve(vm)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	cpus, mem := req.boot.cpusFor(vm), req.boot.memoryFor(vm)
+	if eng == "qemu" {
+		return qemuVerify(ctx, vm, f, spec, cpus, mem, req.expect, req.timeout, req.console)
+	}
+	return vmmVerify(ctx, vm, f, spec, cpus, mem, req.expect, req.timeout, req.console)
+}
+
+// chooseEngine resolves --engine ("" is auto).
 func chooseEngine(name string) (string, error) {
 	switch name {
 	case "builtin", "qemu":
 		return name, nil
-	case "auto":
+	case "auto", "":
 		// The built-in machine where guests run at speed; QEMU elsewhere,
 		// when it is installed; else the built-in machine says why not.
 		if host.Kind() != host.Hardware && qemu.Available() {
