@@ -10,6 +10,7 @@ import (
 	"path"
 	"strings"
 	"sync"
+	"time"
 
 	"gocloud.dev/blob"
 	"gocloud.dev/blob/fileblob"
@@ -39,6 +40,10 @@ import (
 // maxUploads bounds a blob store writer's uploads in flight, and so the
 // payload memory they hold (one compressed chunk each).
 const maxUploads = 16
+
+// chunkTimeout bounds one chunk's requests, so a server that stops
+// answering fails the run, naming the chunk, instead of hanging it.
+const chunkTimeout = 2 * time.Minute
 
 // isStoreURL reports whether store names a blob store (scheme://…) rather
 // than a directory.
@@ -214,9 +219,11 @@ func (s *blobStore) put(sum *[32]byte, payload []byte) error {
 // saves sending what another bundle stored, then a put that only creates.
 func (s *blobStore) upload(sum *[32]byte, payload []byte) {
 	key := s.url.key(sum)
-	exists, err := s.bucket.Exists(s.ctx, key)
+	ctx, cancel := context.WithTimeout(s.ctx, chunkTimeout)
+	defer cancel()
+	exists, err := s.bucket.Exists(ctx, key)
 	if err == nil && !exists {
-		err = s.bucket.WriteAll(s.ctx, key, payload, &blob.WriterOptions{
+		err = s.bucket.WriteAll(ctx, key, payload, &blob.WriterOptions{
 			ContentType: "application/zstd",
 			IfNotExist:  true,
 		})
@@ -274,7 +281,9 @@ func (s *blobSource) name(sum *[32]byte) string { return s.url.name(sum) }
 func (s *blobSource) release() error            { return s.bucket.Close() }
 
 func (s *blobSource) fetch(sum *[32]byte, buf []byte) ([]byte, error) {
-	r, err := s.bucket.NewReader(context.Background(), s.url.key(sum), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), chunkTimeout)
+	defer cancel()
+	r, err := s.bucket.NewReader(ctx, s.url.key(sum), nil)
 	if err != nil {
 		if gcerrors.Code(err) == gcerrors.NotFound {
 			return nil, errors.New("chunk object is missing from the store")
