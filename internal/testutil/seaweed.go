@@ -47,6 +47,7 @@ type Seaweed struct {
 	cmd      *exec.Cmd
 	exited   chan struct{}
 	logPath  string
+	sockets  []string
 }
 
 // StartSeaweed starts weed (the binary at weed) with its data and log under
@@ -70,7 +71,8 @@ func StartSeaweed(weed, dir string) (*Seaweed, error) {
 	cmd := exec.Command(weed, "server", "-dir="+data, "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
 		"-master.port="+p(0), "-master.port.grpc="+p(1), "-volume.port="+p(2), "-volume.port.grpc="+p(3),
 		"-filer.port="+p(4), "-filer.port.grpc="+p(5), "-s3", "-s3.port="+p(6), "-s3.port.grpc="+p(7),
-		"-s3.port.iceberg=0", "-master.telemetry=false", "-volume.max=64", "-master.volumeSizeLimitMB=256")
+		"-s3.port.iceberg=0", "-master.telemetry=false", "-volume.max=64", "-master.volumeSizeLimitMB=256",
+		"-filer.localSocket="+filepath.Join(dir, "filer.sock"), "-s3.localSocket="+filepath.Join(dir, "s3.sock"))
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// weed takes AWS_ACCESS_KEY_ID and the like as an identity, which
 	// turns anonymous access off; it gets none, and accepts any signature.
@@ -85,6 +87,10 @@ func StartSeaweed(weed, dir string) (*Seaweed, error) {
 		return nil, fmt.Errorf("start %s: %w", weed, err)
 	}
 	s := &Seaweed{Endpoint: "http://127.0.0.1:" + p(6), cmd: cmd, exited: make(chan struct{}), logPath: logPath}
+	// weed puts its gRPC sockets in /tmp whatever it is told; Stop removes them.
+	for name, i := range map[string]int{"master": 1, "volume": 3, "filer": 5} {
+		s.sockets = append(s.sockets, fmt.Sprintf("/tmp/seaweedfs-%s-grpc-%d.sock", name, ports[i]))
+	}
 	go func() { cmd.Wait(); close(s.exited) }()
 	if err := s.waitS3(90 * time.Second); err != nil {
 		s.Stop()
@@ -150,6 +156,9 @@ func (s *Seaweed) Stop() {
 	case <-time.After(10 * time.Second):
 		syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
 		<-s.exited
+	}
+	for _, p := range s.sockets {
+		os.Remove(p)
 	}
 }
 
