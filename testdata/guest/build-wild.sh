@@ -37,6 +37,8 @@
 # device-mapper: LVM metadata is written through a loop device with
 # activation off, the LVs' contents are written at their extents' offsets.
 set -eu
+# lvm2 warns of every inherited descriptor otherwise.
+export LVM_SUPPRESS_FD_WARNINGS=1
 
 usage() { echo "usage: build-wild.sh xfs-lvm-efi|btrfs|broken" >&2; exit 2; }
 [ $# -eq 1 ] || usage
@@ -449,7 +451,7 @@ xfs-lvm-efi)
 	pe_start=$(q pvs -o pe_start "$loopdev")
 	extent=$(q vgs -o vg_extent_size "$vg")
 	q vgs -o vg_uuid "$vg" >"$out/vg-uuid"
-	q lvs -o lv_name,lv_uuid,seg_pe_ranges --separator ' ' "$vg" >"$out/lv-segments"
+	q lvs -o lv_name,lv_uuid,seg_pe_ranges --separator , "$vg" >"$out/lv-segments"
 	root_pe=$(q lvs -o seg_pe_ranges "$vg/root" | sed -E 's/.*:([0-9]+)-.*/\1/')
 	swap_pe=$(q lvs -o seg_pe_ranges "$vg/swap" | sed -E 's/.*:([0-9]+)-.*/\1/')
 	losetup -d "$loopdev"
