@@ -317,15 +317,19 @@ esac
 EOF
 chmod 755 "$root/usr/sbin/grub-probe"
 chroot_run dpkg-divert --local --rename --add /usr/bin/grub-mkrelpath >&2
-cat >"$root/usr/bin/grub-mkrelpath" <<EOF
-#!/bin/sh
-for a in "\$@"; do p=\$a; done
-case "$relpath_strip" in
-?*) case "\$p" in $relpath_strip) p=/ ;; $relpath_strip/*) p=\${p#$relpath_strip} ;; esac ;;
-esac
-[ "\$p" = / ] && [ -n "$relpath_prefix" ] && p=
-echo "$relpath_prefix\$p"
-EOF
+{
+	echo '#!/bin/sh'
+	echo 'for a in "$@"; do p=$a; done'
+	# A separate /boot: paths under it are relative to its filesystem.
+	[ -z "$relpath_strip" ] ||
+		echo "case \"\$p\" in $relpath_strip) p=/ ;; $relpath_strip/*) p=\${p#$relpath_strip} ;; esac"
+	# A root subvolume: paths are relative to the filesystem's top level.
+	if [ -n "$relpath_prefix" ]; then
+		echo '[ "$p" = / ] && p='
+		echo "p=$relpath_prefix\$p"
+	fi
+	echo 'echo "$p"'
+} >"$root/usr/bin/grub-mkrelpath"
 chmod 755 "$root/usr/bin/grub-mkrelpath"
 mkdir -p "$root/boot/grub"
 chroot_run grub-mkconfig -o /boot/grub/grub.cfg >&2
