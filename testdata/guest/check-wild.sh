@@ -16,6 +16,7 @@
 # default 900) bounds each boot. Needs root (losetup), qemu-system-x86,
 # fdisk, util-linux, e2fsprogs, cpio (or lsinitramfs), xfsprogs, lvm2, mtools, btrfs-progs.
 set -eu
+export LVM_SUPPRESS_FD_WARNINGS=1
 
 [ $# -eq 1 ] || { echo "usage: check-wild.sh xfs-lvm-efi|btrfs|broken" >&2; exit 2; }
 variant=$1
@@ -71,10 +72,13 @@ xfs-lvm-efi)
 	expect "ESP type" "$(blkval "$esp" TYPE)" vfat
 	expect "ESP uuid" "$(blkval "$esp" UUID)" "$(cat "$dir/esp-uuid")"
 	expect "ESP FAT" "$(blkval "$esp" VERSION)" FAT32
-	mdir -i "$esp" -b ::/EFI/BOOT ::/EFI/debian
-	mtype -i "$esp" ::/EFI/debian/grub.cfg >"$tmp/efi.cfg"
+	# mtools reads the image itself at the partition's offset.
+	set -- $(part 1)
+	espimg="$raw@@$(($1 * 512))"
+	mdir -i "$espimg" -b ::/EFI/BOOT ::/EFI/debian
+	mtype -i "$espimg" ::/EFI/debian/grub.cfg >"$tmp/efi.cfg"
 	cmp -s "$tmp/efi.cfg" "$dir/efi-debian-grub.cfg" && ok "EFI/debian/grub.cfg as built" || bad "EFI/debian/grub.cfg differs"
-	mcopy -i "$esp" ::/EFI/BOOT/BOOTX64.EFI "$tmp/bootx64.efi"
+	mcopy -i "$espimg" ::/EFI/BOOT/BOOTX64.EFI "$tmp/bootx64.efi"
 	cmp -s "$tmp/bootx64.efi" "$dir/grubx64.efi" && ok "EFI/BOOT/BOOTX64.EFI is the GRUB image" || bad "BOOTX64.EFI differs"
 	boot=$(loop_part 2)
 	xfs_db -r -c version -c "sb 0" -c "p uuid" "$boot" | tee "$tmp/xfs"
