@@ -113,7 +113,7 @@ btrfs)
 	if [ "$(cat "$dir/layout")" = subvol ]; then
 		btrfs inspect-internal dump-tree -t root "$p" | grep -E 'ROOT_REF|name:' >"$tmp/refs" || true
 		for s in @ @home; do
-			grep -q "name: $s\$" "$tmp/refs" && ok "subvolume $s" || bad "no subvolume $s"
+			grep -q "name $s\$" "$tmp/refs" && ok "subvolume $s" || bad "no subvolume $s"
 		done
 		grep -q 'rootflags=subvol=@' "$dir/cmdline" && ok "cmdline $(cat "$dir/cmdline")" || bad "cmdline: $(cat "$dir/cmdline")"
 		grep -q "linux[[:space:]]*/@/boot/vmlinuz" "$dir/grub.cfg" && ok "grub.cfg kernel path $(cat "$dir/kernel-path")" || bad "grub.cfg kernel path"
