@@ -9,7 +9,9 @@
 #     serial console. For "broken" the virtio boot must NOT find its root
 #     filesystem, and the same boot with the disk on a VMware PVSCSI
 #     controller (QEMU's -device pvscsi, driven by the initramfs's vmw_pvscsi)
-#     must reach "login:".
+#     must reach "login:". For "xfs-lvm-efi", when OVMF is installed, the
+#     image also boots through UEFI firmware from its ESP (BOOTX64.EFI, the stub
+#     grub.cfg, /boot/grub/grub.cfg on XFS) and must reach "login:".
 # Exits 0 when every check passes. Prints each boot's time to "login:".
 # The guest directory is VMCONV_WILD_DIR, else what build-wild.sh prints (it
 # builds the guest when its cache is empty). VMCONV_BOOT_TIMEOUT (seconds,
@@ -152,8 +154,17 @@ boot() {
 	log=$tmp/serial-$name.log
 	: >"$log"
 	t0=$(date +%s)
-	qemu-system-x86_64 -accel tcg -m 1024 -smp 1 -nographic -nic none -no-reboot \
-		-kernel "$dir/vmlinuz" -initrd "$dir/initrd.img" -append "$cmdline" "$@" \
+	if [ "$name" = uefi ]; then
+		# The whole chain: firmware, EFI/BOOT/BOOTX64.EFI, the ESP's stub
+		# grub.cfg, /boot/grub/grub.cfg on XFS, the kernel and initrd from there.
+		cp "$ovmf_vars" "$tmp/vars.fd"
+		set -- -drive if=pflash,format=raw,unit=0,readonly=on,file="$ovmf_code" \
+			-drive if=pflash,format=raw,unit=1,file="$tmp/vars.fd" "$@"
+		cmdline="(grub.cfg's: $(cat "$dir/cmdline"))"
+	else
+		set -- -kernel "$dir/vmlinuz" -initrd "$dir/initrd.img" -append "$cmdline" "$@"
+	fi
+	qemu-system-x86_64 -accel tcg -m 1024 -smp 1 -nographic -nic none -no-reboot "$@" \
 		</dev/null >"$log" 2>&1 &
 	qpid=$!
 	result=timeout
@@ -185,6 +196,17 @@ broken)
 	boot virtio noroot $virtio
 	boot pvscsi login -device pvscsi,id=pvscsi0 -drive file="$raw",if=none,id=d0,format=raw,snapshot=on \
 		-device scsi-hd,drive=d0,bus=pvscsi0.0
+	;;
+xfs-lvm-efi)
+	boot virtio login $virtio
+	# Through UEFI firmware too, when OVMF (Debian's ovmf package) is here.
+	ovmf_code=${VMCONV_OVMF_CODE:-/usr/share/OVMF/OVMF_CODE_4M.fd}
+	ovmf_vars=${VMCONV_OVMF_VARS:-/usr/share/OVMF/OVMF_VARS_4M.fd}
+	if [ -f "$ovmf_code" ] && [ -f "$ovmf_vars" ]; then
+		boot uefi login $virtio
+	else
+		echo "check-wild[$variant]: no OVMF ($ovmf_code): UEFI boot not checked"
+	fi
 	;;
 *)
 	boot virtio login $virtio
