@@ -113,7 +113,8 @@ btrfs)
 	btrfs inspect-internal dump-super "$p" | tee "$tmp/super" | grep -E '^(fsid|label|csum_type|nodesize)'
 	expect "btrfs fsid" "$(awk '$1=="fsid"{print $2}' "$tmp/super")" "$(cat "$dir/root-uuid")"
 	if [ "$(cat "$dir/layout")" = subvol ]; then
-		btrfs inspect-internal dump-tree -t root "$p" | grep -E 'ROOT_REF|name:' >"$tmp/refs" || true
+		# The root tree's ROOT_REF items name the top level's subvolumes.
+		btrfs inspect-internal dump-tree -t root "$p" | grep -E 'root ref key .* name ' >"$tmp/refs" || true
 		for s in @ @home; do
 			grep -q "name $s\$" "$tmp/refs" && ok "subvolume $s" || bad "no subvolume $s"
 		done
