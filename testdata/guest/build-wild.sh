@@ -180,6 +180,12 @@ echo RESUME=none >"$root/etc/initramfs-tools/conf.d/resume"
 cp "$root/usr/share/grub/default/grub" "$root/etc/default/grub"
 echo GRUB_DISABLE_OS_PROBER=true >>"$root/etc/default/grub"
 
+# initramfs-tools' fsck hook probes the root's device for its type, and a
+# chroot has no such device: name the type the probe would find in the VM
+# (only while the initramfs is built; the VM's own rebuilds probe).
+case "$variant" in btrfs) root_fstype=btrfs ;; *) root_fstype=ext4 ;; esac
+echo "FSTYPE=$root_fstype" >"$root/etc/initramfs-tools/conf.d/vmconv-build-fstype"
+
 install_pkgs() { chroot_run apt-get install -y --no-install-recommends "$@" >&2; }
 modules_list() { printf '%s\n' "$@" >"$root/etc/initramfs-tools/modules"; }
 
@@ -259,6 +265,7 @@ EOF
 esac
 
 chroot_run update-initramfs -u -k "$kver" >&2
+rm -f "$root/etc/initramfs-tools/conf.d/vmconv-build-fstype"
 
 # ---- grub.cfg by grub-mkconfig ----------------------------------------------
 # grub-probe cannot see the image's devices from a chroot: a stand-in answers
@@ -324,10 +331,9 @@ chroot_run dpkg-divert --local --rename --add /usr/bin/grub-mkrelpath >&2
 	[ -z "$relpath_strip" ] ||
 		echo "case \"\$p\" in $relpath_strip) p=/ ;; $relpath_strip/*) p=\${p#$relpath_strip} ;; esac"
 	# A root subvolume: paths are relative to the filesystem's top level.
-	if [ -n "$relpath_prefix" ]; then
-		echo '[ "$p" = / ] && p='
-		echo "p=$relpath_prefix\$p"
-	fi
+	[ -z "$relpath_prefix" ] || echo "[ \"\$p\" = / ] && p=; p=$relpath_prefix\$p"
+	# grub-mkrelpath drops trailing slashes: a filesystem's own root is "".
+	echo '[ "$p" = / ] && p='
 	echo 'echo "$p"'
 } >"$root/usr/bin/grub-mkrelpath"
 chmod 755 "$root/usr/bin/grub-mkrelpath"
