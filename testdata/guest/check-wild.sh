@@ -33,12 +33,19 @@ expect() { # what got want
 	if [ "$2" = "$3" ]; then ok "$1 = $2"; else bad "$1: got '$2', want '$3'"; fi
 }
 
-loops=
 tmp=$(mktemp -d)
+# Loop devices are made in command substitutions (subshells): their names are
+# kept in a file so that they are always detached.
+: >"$tmp/loops"
+detach_loops() {
+	[ -f "$tmp/loops" ] || return 0
+	while read -r l; do losetup -d "$l" 2>/dev/null || true; done <"$tmp/loops"
+	: >"$tmp/loops"
+}
 qpid=
 cleanup() {
 	[ -n "$qpid" ] && kill "$qpid" 2>/dev/null || true
-	for l in $loops; do losetup -d "$l" 2>/dev/null || true; done
+	detach_loops
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -49,7 +56,7 @@ part() { sfdisk -d "$raw" | grep "^$raw$1 " | sed -E 's/.*start= *([0-9]+), *siz
 loop_part() { # N -> read-only loop device over partition N
 	set -- $(part "$1")
 	l=$(losetup -r -f --show -o $(($1 * 512)) --sizelimit $(($2 * 512)) "$raw")
-	loops="$loops $l"
+	echo "$l" >>"$tmp/loops"
 	echo "$l"
 }
 # The initramfs's file list: lsinitramfs where initramfs-tools is installed,
@@ -142,8 +149,7 @@ broken)
 	debugfs -R "stat /lib/systemd/system/open-vm-tools.service" "$p" 2>/dev/null | grep -q Inode && ok "open-vm-tools installed" || bad "open-vm-tools.service missing"
 	;;
 esac
-for l in $loops; do losetup -d "$l"; done
-loops=
+detach_loops
 
 # ---- boot ----------------------------------------------------------------------
 # boot NAME WANT DRIVE-ARGS...: WANT is login (must reach login:) or noroot
