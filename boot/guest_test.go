@@ -156,7 +156,7 @@ func hostKHz(t testing.TB) int {
 func TestFindWildGuests(t *testing.T) {
 	for _, tc := range []struct {
 		variant, config, fs string
-		partition          int
+		partition           int
 	}{
 		{"xfs-lvm-efi", "disk 0 partition 2: /grub/grub.cfg", "xfs", 2},
 		{"btrfs", "disk 0 partition 1: /boot/grub/grub.cfg", "btrfs", 1},
