@@ -41,6 +41,10 @@ func scriptParams(dir string) testscript.Params {
 		Setup: func(env *testscript.Env) error {
 			env.Setenv(testutil.StrictEnv, os.Getenv(testutil.StrictEnv))
 			env.Setenv("GUEST", guestDir())
+			// The wild guests of testdata/guest/build-wild.sh.
+			for name, variant := range wildVariants {
+				env.Setenv(name, wildDir(variant))
+			}
 			repo, err := filepath.Abs("../..")
 			if err != nil {
 				return err
@@ -78,12 +82,32 @@ func guestDir() string {
 	return d
 }
 
+// wildVariants are the wild guests' variants by the script variable that
+// holds each one's directory.
+var wildVariants = map[string]string{"WILD_XFS": "xfs-lvm-efi", "WILD_BTRFS": "btrfs", "WILD_BROKEN": "broken"}
+
+// wildDir is where a wild guest is cached, or "" when unknown.
+func wildDir(variant string) string {
+	d, _ := testutil.WildGuestDir("../..", variant)
+	return d
+}
+
 // condition answers [have:TOOL] (TOOL installed), [guest] (the real
-// Debian guest is built) and [weed] (SeaweedFS is built). Any missing is an
-// error, failing the script, when the strict environment variable is set.
+// Debian guest is built), [wild:VARIANT] (that wild guest is built) and
+// [weed] (SeaweedFS is built). Any missing is an error, failing the script,
+// when the strict environment variable is set.
 func condition(cond string) (bool, error) {
 	if cond == "weed" {
 		return haveWeed()
+	}
+	if variant, ok := strings.CutPrefix(cond, "wild:"); ok {
+		if _, err := os.Stat(filepath.Join(wildDir(variant), "guest.vmx")); err != nil {
+			if testutil.Strict() {
+				return false, fmt.Errorf("the %s guest is not built (run testdata/guest/build-wild.sh %s) and %s is set", variant, variant, testutil.StrictEnv)
+			}
+			return false, nil
+		}
+		return true, nil
 	}
 	if cond == "guest" {
 		if _, err := os.Stat(filepath.Join(guestDir(), "guest.vmx")); err != nil {

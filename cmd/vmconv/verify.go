@@ -14,6 +14,7 @@ import (
 	"github.com/vmconv/vmconv/disk"
 	"github.com/vmconv/vmconv/formats"
 	"github.com/vmconv/vmconv/formats/neutral"
+	"github.com/vmconv/vmconv/guest"
 	"github.com/vmconv/vmconv/vmm/host"
 	"github.com/vmconv/vmconv/vmm/qemu"
 	"github.com/vmconv/vmconv/vmm/verdict"
@@ -195,6 +196,13 @@ virtualization, else qemu when installed).`,
 				if rep.Marker != "" {
 					fmt.Fprintf(cmd.OutOrStdout(), "marker: %s\n", rep.Marker)
 				}
+				for _, f := range rep.Findings {
+					where := f.File
+					if f.Line > 0 {
+						where = fmt.Sprintf("%s:%d", f.File, f.Line)
+					}
+					fmt.Fprintf(cmd.OutOrStdout(), "why: %s: %s: %s\n    fix: %s\n", f.Code, where, f.Message, f.Fix)
+				}
 			}
 			if rep.Result != verdict.Pass {
 				return exitError{1}
@@ -237,10 +245,35 @@ func verifyPath(ctx context.Context, path string, req verifyRequest) (*verdict.R
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	cpus, mem := req.boot.cpusFor(vm), req.boot.memoryFor(vm)
+	var rep *verdict.Report
 	if eng == "qemu" {
-		return qemuVerify(ctx, vm, f, spec, cpus, mem, req.expect, req.timeout, req.console)
+		rep, err = qemuVerify(ctx, vm, f, spec, cpus, mem, req.expect, req.timeout, req.console)
+	} else {
+		rep, err = vmmVerify(ctx, vm, f, spec, cpus, mem, req.expect, req.timeout, req.console)
 	}
-	return vmmVerify(ctx, vm, f, spec, cpus, mem, req.expect, req.timeout, req.console)
+	if err == nil && rep.Result != "pass" {
+		explainFailure(vm, rep)
+	}
+	return rep, err
+}
+
+// explainFailure adds to a failed boot's report what an inspection of the
+// guest finds that stops it in vmconv's machines (an initramfs without
+// virtio_mmio, say), so the report says why as well as where it stopped.
+func explainFailure(vm *neutral.VM, rep *verdict.Report) {
+	var imgs []disk.Image
+	for _, d := range diskImages(vm) {
+		imgs = append(imgs, d.Image)
+	}
+	ins, err := guest.Inspect(imgs, guest.Options{Target: "vmconv"})
+	if err != nil {
+		return
+	}
+	for _, f := range ins.Findings {
+		if f.Severity == guest.Error {
+			rep.Findings = append(rep.Findings, verdict.Finding{Code: f.Code, File: f.File, Line: f.Line, Message: f.Message, Fix: f.Fix})
+		}
+	}
 }
 
 // chooseEngine resolves --engine ("" is auto).

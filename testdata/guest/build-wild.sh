@@ -192,7 +192,7 @@ modules_list() { printf '%s\n' "$@" >"$root/etc/initramfs-tools/modules"; }
 case "$variant" in
 xfs-lvm-efi)
 	install_pkgs lvm2 xfsprogs dosfstools grub-efi-amd64-bin
-	modules_list virtio_ring virtio virtio_pci virtio_blk virtio_scsi sd_mod ahci mptspi \
+	modules_list virtio_ring virtio virtio_mmio virtio_pci virtio_blk virtio_scsi sd_mod ahci mptspi \
 		crc32c_generic ext4 xfs dm_mod
 	cat >"$root/etc/fstab" <<EOF
 # <file system> <mount point>   <type>  <options>       <dump>  <pass>
@@ -205,7 +205,7 @@ EOF
 	;;
 btrfs)
 	install_pkgs btrfs-progs
-	modules_list virtio_ring virtio virtio_pci virtio_blk virtio_scsi sd_mod ahci mptspi \
+	modules_list virtio_ring virtio virtio_mmio virtio_pci virtio_blk virtio_scsi sd_mod ahci mptspi \
 		crc32c_generic btrfs
 	if mkfs.btrfs --help 2>&1 | grep -q -- '--subvol'; then
 		layout=subvol
