@@ -125,6 +125,7 @@ type chunkStore struct {
 	// Statistics: chunk files written, and chunks found already present.
 	written, reused int64
 	writtenBytes    int64
+	flushed         int64 // written as of the last flush
 }
 
 func newChunkStore(dir string, fresh bool) (*chunkStore, error) {
@@ -152,8 +153,19 @@ func (s *chunkStore) has(sum *[32]byte) bool {
 	return false
 }
 
-// flush has nothing to wait for: put writes the file before returning.
-func (s *chunkStore) flush() error { return nil }
+// flush makes the chunks written since the last flush durable before the
+// chunk list that names them is written: a bundle that exists after a
+// power loss has every chunk it names (put itself does not fsync).
+func (s *chunkStore) flush() error {
+	s.mu.Lock()
+	dirty := s.written != s.flushed
+	s.flushed = s.written
+	s.mu.Unlock()
+	if !dirty {
+		return nil
+	}
+	return syncStoreDir(s.dir)
+}
 func (s *chunkStore) close() error { return nil }
 
 func (s *chunkStore) noteReused() {
