@@ -22,7 +22,7 @@ demo: build
 # The tests that boot guests in the built-in machine run last, alone.
 test:
 	$(GO) vet ./...
-	$(GO) test -timeout 20m -skip '^TestLabScripts$$' $$($(GO) list ./... | grep -v -x '.*/vmconv/vmm')
+	$(GO) test -timeout 30m -skip '^TestLabScripts$$' $$($(GO) list ./... | grep -v -x '.*/vmconv/vmm')
 	$(MAKE) test-kvm
 
 # The tests that need KVM, in the KVM lab where this host has no
@@ -30,7 +30,7 @@ test:
 # that nothing else competes for the cores while a nested guest boots.
 test-kvm:
 	$(GO) test -timeout 20m ./vmm
-	$(GO) test -timeout 20m -run '^TestLabScripts$$' ./cmd/vmconv
+	$(GO) test -timeout 40m -run '^TestLabScripts$$' ./cmd/vmconv
 
 test-short:
 	$(GO) test -short ./...

@@ -222,10 +222,45 @@ func openBtrfs(r io.ReaderAt, size int64) (filesystem, string, string, string, e
 		return nil, "", "", "", err
 	}
 	top, err := b.SubvolumeID(5)
-	if err != nil || top.ID() == b.ID() {
+	if err != nil {
 		top = nil
 	}
-	return btrfsFS{def: b, top: top}, "btrfs", b.UUID(), b.Label(), nil
+	def := b
+	if b.ID() == 5 {
+		// No default subvolume set (Ubuntu's @, Fedora's root): the
+		// system lives in a subvolume the kernel mounts by rootflags.
+		if sub := systemSubvolume(b); sub != nil {
+			def = sub
+		}
+	}
+	if top != nil && top.ID() == def.ID() {
+		top = nil
+	}
+	return btrfsFS{def: def, top: top}, "btrfs", b.UUID(), b.Label(), nil
+}
+
+// systemSubvolume returns the first subvolume directly under the top level
+// that holds /etc/fstab, else /boot; nil if none does.
+func systemSubvolume(top *btrfs.FS) *btrfs.FS {
+	subs, err := top.Subvolumes()
+	if err != nil {
+		return nil
+	}
+	for _, probe := range []string{"/etc/fstab", "/boot"} {
+		for _, s := range subs {
+			if s.Parent != 5 {
+				continue
+			}
+			fsys, err := top.SubvolumeID(s.ID)
+			if err != nil {
+				continue
+			}
+			if _, _, err := fsys.Stat(probe); err == nil {
+				return fsys
+			}
+		}
+	}
+	return nil
 }
 
 // btrfsFS reads paths in the default subvolume, and failing that from the

@@ -149,3 +149,51 @@ func hostKHz(t testing.TB) int {
 	t.Fatal(fmt.Errorf("no cpu MHz in /proc/cpuinfo"))
 	return 0
 }
+
+// The wild guests testdata/guest/build-wild.sh builds: what Find reads
+// through LVM, XFS, btrfs subvolumes and the ESP's stub grub.cfg is byte for
+// byte the kernel and initrd the script put in, with its command line.
+func TestFindWildGuests(t *testing.T) {
+	for _, tc := range []struct {
+		variant, config, fs string
+		partition           int
+	}{
+		{"xfs-lvm-efi", "disk 0 partition 2: /grub/grub.cfg", "xfs", 2},
+		{"btrfs", "disk 0 partition 1: /boot/grub/grub.cfg", "btrfs", 1},
+		{"broken", "disk 0 partition 1: /boot/grub/grub.cfg", "ext4", 1},
+	} {
+		t.Run(tc.variant, func(t *testing.T) {
+			dir := testutil.RequireWildGuest(t, "..", tc.variant)
+			e, err := Find([]disk.Image{openImage(t, filepath.Join(dir, "disk.raw"))})
+			require.NoError(t, err)
+			assert.True(t, bytes.Equal(readGuestFile(t, dir, "vmlinuz"), e.Kernel), "kernel differs")
+			assert.True(t, bytes.Equal(readGuestFile(t, dir, "initrd.img"), e.Initrd), "initrd differs")
+			assert.Equal(t, strings.TrimSpace(string(readGuestFile(t, dir, "kernel-path"))), e.KernelPath)
+			assert.Equal(t, strings.Join(strings.Fields(string(readGuestFile(t, dir, "cmdline"))), " "), e.Cmdline)
+			assert.Equal(t, tc.config, e.Config)
+			assert.Equal(t, tc.fs, e.FS)
+			assert.Equal(t, tc.partition, e.Partition)
+		})
+	}
+}
+
+// Every filesystem of the XFS + LVM + UEFI guest is found, the root inside
+// its logical volume.
+func TestWildGuestVolumes(t *testing.T) {
+	dir := testutil.RequireWildGuest(t, "..", "xfs-lvm-efi")
+	vols, notes := Volumes([]disk.Image{openImage(t, filepath.Join(dir, "disk.raw"))})
+	got := map[string]string{}
+	for _, v := range vols {
+		key := fmt.Sprintf("partition %d", v.Partition)
+		if v.LV != "" {
+			key = "LV " + v.LV
+		}
+		got[key] = v.FSType + " " + v.UUID
+	}
+	uuid := func(name string) string { return strings.TrimSpace(string(readGuestFile(t, dir, name))) }
+	assert.Equal(t, map[string]string{
+		"partition 1": "fat32 " + uuid("esp-uuid"),
+		"partition 2": "xfs " + uuid("boot-uuid"),
+		"LV vg0/root": "ext4 " + uuid("root-uuid"),
+	}, got, "notes: %v", notes)
+}

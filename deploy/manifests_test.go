@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 
+	"github.com/vmconv/vmconv/batch"
 	"github.com/vmconv/vmconv/deploy"
 )
 
@@ -431,4 +432,20 @@ func copyTree(t *testing.T, src string) string {
 	})
 	require.NoError(t, err)
 	return dst
+}
+
+// The shipped plan is one vmconv batch itself accepts: the same parser and
+// the same resolution of every VM's output and options that a pod runs.
+func TestShippedPlanParsesInBatch(t *testing.T) {
+	m, err := deploy.Load("kubernetes")
+	require.NoError(t, err)
+	cm := m.ConfigMaps["vmconv-plan"]
+	require.NotNil(t, cm)
+	p, err := batch.Parse("plan.yaml", []byte(cm.Data["plan.yaml"]))
+	require.NoError(t, err)
+	jobs, err := p.Jobs()
+	require.NoError(t, err)
+	ours, err := deploy.ParsePlan([]byte(cm.Data["plan.yaml"]))
+	require.NoError(t, err)
+	assert.Len(t, jobs, len(ours.VMs))
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,19 +14,22 @@ import (
 
 	"github.com/vmconv/vmconv/boot/initramfs"
 	"github.com/vmconv/vmconv/disk"
+	"github.com/vmconv/vmconv/internal/testutil"
 	"github.com/vmconv/vmconv/vmm/verdict"
 )
 
 // brokenDisk opens the disk of testdata/guest/build-wild.sh's "broken"
-// guest (the newest cached), or skips.
+// guest, or skips.
 func brokenDisk(t *testing.T) disk.Image {
 	t.Helper()
-	dirs, _ := filepath.Glob(filepath.Join(os.Getenv("HOME"), ".cache/vmconv/guest-wild/broken/*/disk.raw"))
-	if len(dirs) == 0 {
-		t.Skip("the broken guest is not built (testdata/guest/build-wild.sh broken)")
+	dir, err := testutil.WildGuestDir("..", "broken")
+	if err != nil {
+		t.Skip("the broken guest's cache is unknown: ", err)
 	}
-	img, err := disk.OpenRaw(dirs[len(dirs)-1])
-	require.NoError(t, err)
+	img, err := disk.OpenRaw(filepath.Join(dir, "disk.raw"))
+	if err != nil {
+		testutil.Unavailable(t, "the broken guest is not built (testdata/guest/build-wild.sh broken)")
+	}
 	t.Cleanup(func() { img.Close() })
 	return img
 }

@@ -7,7 +7,7 @@ import (
 )
 
 // nativePrefix is the disk name prefix each target's guests see.
-var nativePrefix = map[string]string{"kvm": "/dev/vd", "xen": "/dev/xvd", "vmware": "/dev/sd"}
+var nativePrefix = map[string]string{"kvm": "/dev/vd", "vmconv": "/dev/vd", "xen": "/dev/xvd", "vmware": "/dev/sd"}
 
 // devFile is a file where a disk device name matters, and what it costs.
 type devFile struct {

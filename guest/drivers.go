@@ -22,6 +22,9 @@ var Targets = map[string]Target{
 	"kvm":    {Disk: [][]string{{"virtio_blk"}, {"virtio_pci"}}, Net: [][]string{{"virtio_net"}}},
 	"xen":    {Disk: [][]string{{"xen_blkfront"}}, Net: [][]string{{"xen_netfront"}}, Tools: []string{"xen"}},
 	"vmware": {Disk: [][]string{{"vmw_pvscsi", "mptspi", "ahci"}}, Net: [][]string{{"vmxnet3", "e1000"}}, Tools: []string{"vmware"}},
+	// vmconv's own machines (verify's engines): virtio devices on MMIO,
+	// not PCI, as in QEMU's microvm.
+	"vmconv": {Disk: [][]string{{"virtio_blk"}, {"virtio_mmio"}}, Net: [][]string{{"virtio_net"}}},
 }
 
 // TargetNames lists the known targets, sorted.

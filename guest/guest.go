@@ -87,7 +87,7 @@ func (r *Report) Errors() int {
 
 // Options describe the VM around the disks and where it goes.
 type Options struct {
-	Target   string   // "kvm", "xen" or "vmware"
+	Target   string   // "kvm", "xen", "vmware", or "vmconv" (verify's machines)
 	Firmware string   // the VM's firmware on the target: "bios", "uefi" or "" (unknown)
 	MACs     []string // the VM's NIC MACs, when a VM (not a bare image) was given
 }

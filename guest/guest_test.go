@@ -70,3 +70,54 @@ func TestLVName(t *testing.T) {
 		assert.Equal(t, tc.want, lvName(tc.spec), tc.spec)
 	}
 }
+
+// The wild guests testdata/guest/build-wild.sh builds, inspected for KVM:
+// the XFS + LVM + UEFI and the btrfs guests mount their root from the LV
+// and the @ subvolume and have nothing that stops them; the guest built to
+// fail has each planted problem named, with the file and line it is on.
+func TestWildGuests(t *testing.T) {
+	for _, tc := range []struct {
+		variant  string
+		rootFS   string
+		rootLV   string
+		findings []string // code@file, in any order; nil: none that is an error
+	}{
+		{variant: "xfs-lvm-efi", rootFS: "ext4", rootLV: "vg0/root"},
+		{variant: "btrfs", rootFS: "btrfs"},
+		{variant: "broken", rootFS: "ext4", findings: []string{
+			"initramfs-no-disk-driver@/boot/initrd.img-6.1.0-50-amd64",
+			"device-name@/etc/fstab", "device-name@/boot/grub/grub.cfg",
+			"net-config-by-name@/etc/network/interfaces", "vmware-tools@/var/lib/dpkg/status",
+		}},
+	} {
+		t.Run(tc.variant, func(t *testing.T) {
+			dir := testutil.RequireWildGuest(t, "..", tc.variant)
+			img, err := disk.OpenRaw(filepath.Join(dir, "disk.raw"))
+			require.NoError(t, err)
+			defer img.Close()
+			mac, err := os.ReadFile(filepath.Join(dir, "mac"))
+			require.NoError(t, err)
+			rep, err := Inspect([]disk.Image{img}, Options{Target: "kvm", MACs: []string{strings.TrimSpace(string(mac))}})
+			require.NoError(t, err)
+			js, _ := json.MarshalIndent(rep, "", "  ")
+			require.NotNil(t, rep.OS, "%s", js)
+			assert.Equal(t, "debian", rep.OS.ID)
+			require.NotEmpty(t, rep.Mounts, "%s", js)
+			assert.Equal(t, "/", rep.Mounts[0].Path)
+			assert.Equal(t, tc.rootFS, rep.Mounts[0].Volume.FSType)
+			assert.Equal(t, tc.rootLV, rep.Mounts[0].Volume.LV)
+			if tc.findings == nil {
+				assert.Zero(t, rep.Errors(), "%s", js)
+				return
+			}
+			var got []string
+			for _, f := range rep.Findings {
+				assert.NotEmpty(t, f.Fix, "%s has no fix", f.Code)
+				got = append(got, f.Code+"@"+f.File)
+			}
+			for _, want := range tc.findings {
+				assert.Contains(t, got, want, "%s", js)
+			}
+		})
+	}
+}

@@ -52,7 +52,7 @@ this terminal in raw mode; Ctrl-A X quits, as in QEMU. Disks are behind a
 copy-on-write overlay: what the guest writes is discarded when it ends.`,
 		Args: argsRange(1, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			vm, f, err := openVMArg(args[0], bf.fmtName)
+			vm, f, err := openVMArg(args[0], bf.fmtName, bf.store)
 			if err != nil {
 				return err
 			}

@@ -29,6 +29,29 @@ func detectOrLookup(path, name string) (*formats.Format, error) {
 	return formats.Detect(path)
 }
 
+// storeFlagUsage is the help of --store on the commands that read bundles.
+const storeFlagUsage = "read a bundle's chunks from this store (directory, s3://BUCKET/PREFIX?… or file:///DIR) instead of the one it records"
+
+// openVM opens a VM; a non-empty store replaces the chunk store a bundle
+// records (--store), and is refused for other formats.
+func openVM(path string, f *formats.Format, store string) (*neutral.VM, error) {
+	if store == "" {
+		return formats.OpenVM(path, f)
+	}
+	if err := storeApplies(path, f, store); err != nil {
+		return nil, err
+	}
+	return neutral.OpenBundleStore(path, store)
+}
+
+// storeApplies refuses --store for an input that is not a bundle.
+func storeApplies(path string, f *formats.Format, store string) error {
+	if store != "" && f.Name != "vmb" {
+		return usagef("--store applies to bundles (vmb); %s is %s", path, f.Name)
+	}
+	return nil
+}
+
 // openImage opens a single disk image (any disk format).
 func openImage(path, fmtName string) (disk.Image, *formats.Format, error) {
 	f, err := detectOrLookup(path, fmtName)

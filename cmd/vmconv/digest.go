@@ -6,11 +6,10 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vmconv/vmconv/disk"
-	"github.com/vmconv/vmconv/formats"
 )
 
 func newDigestCmd() *cobra.Command {
-	var fmtName string
+	var fmtName, store string
 	var progress bool
 	cmd := &cobra.Command{
 		Use:   "digest IMAGE|VM...",
@@ -25,10 +24,13 @@ same bytes give the same digest whatever the format.`,
 				if err != nil {
 					return err
 				}
+				if err := storeApplies(path, f, store); err != nil {
+					return err
+				}
 				prog, endProg := progressBar(cmd, progress, "digest")
 				opt := disk.CopyOptions{Progress: prog}
 				if f.IsVM() {
-					vm, err := formats.OpenVM(path, f)
+					vm, err := openVM(path, f, store)
 					if err != nil {
 						endProg()
 						return err
@@ -64,6 +66,7 @@ same bytes give the same digest whatever the format.`,
 	}
 	cmd.Flags().StringVarP(&fmtName, "format", "f", "", "format of the inputs (detected when not given)")
 	cmd.Flags().BoolVarP(&progress, "progress", "p", false, "show a progress bar on stderr")
+	cmd.Flags().StringVar(&store, "store", "", storeFlagUsage)
 	return cmd
 }
 

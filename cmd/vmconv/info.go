@@ -15,7 +15,7 @@ import (
 )
 
 func newInfoCmd() *cobra.Command {
-	var output, fmtName string
+	var output, fmtName, store string
 	cmd := &cobra.Command{
 		Use:   "info IMAGE|VM",
 		Short: "Show a disk image's format and sizes, or a VM's description",
@@ -29,8 +29,15 @@ func newInfoCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := storeApplies(path, f, store); err != nil {
+				return err
+			}
 			if f.IsVM() {
-				vm, err := describeVM(path, f)
+				describe := describeVM
+				if store != "" {
+					describe = func(path string, f *formats.Format) (*neutral.VM, error) { return openVM(path, f, store) }
+				}
+				vm, err := describe(path, f)
 				if err != nil {
 					return err
 				}
@@ -70,6 +77,7 @@ func newInfoCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&output, "output", "human", "output format: human or json")
 	cmd.Flags().StringVarP(&fmtName, "format", "f", "", "format of the input (detected when not given)")
+	cmd.Flags().StringVar(&store, "store", "", storeFlagUsage)
 	return cmd
 }
 

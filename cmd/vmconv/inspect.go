@@ -112,7 +112,11 @@ func printReport(w io.Writer, r *guest.Report) {
 		fmt.Fprintf(w, "kernel: %s\n", r.Kernel)
 	}
 	for _, m := range r.Mounts {
-		fmt.Fprintf(w, "mount: %s on disk %d partition %d (%s UUID=%s)\n", m.Path, m.Volume.Disk, m.Volume.Partition, m.Volume.FSType, m.Volume.UUID)
+		where := fmt.Sprintf("disk %d partition %d", m.Volume.Disk, m.Volume.Partition)
+		if m.Volume.LV != "" {
+			where = fmt.Sprintf("LV %s on disk %d", m.Volume.LV, m.Volume.Disk)
+		}
+		fmt.Fprintf(w, "mount: %s on %s (%s UUID=%s)\n", m.Path, where, m.Volume.FSType, m.Volume.UUID)
 	}
 	fmt.Fprintf(w, "target: %s\n", r.Target)
 	for _, f := range r.Findings {

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -12,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
 
@@ -48,7 +45,10 @@ func scriptParams(dir string) testscript.Params {
 		Setup: func(env *testscript.Env) error {
 			env.Setenv(testutil.StrictEnv, os.Getenv(testutil.StrictEnv))
 			env.Setenv("GUEST", guestDir())
-			env.Setenv("BROKEN", brokenGuestDir())
+			// The wild guests of testdata/guest/build-wild.sh.
+			for name, variant := range wildVariants {
+				env.Setenv(name, wildDir(variant))
+			}
 			repo, err := filepath.Abs("../..")
 			if err != nil {
 				return err
@@ -59,8 +59,9 @@ func scriptParams(dir string) testscript.Params {
 		},
 		Condition: condition,
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"mkraw": cmdMkraw,
-			"lab":   cmdLab,
+			"mkraw":   cmdMkraw,
+			"lab":     cmdLab,
+			"seaweed": cmdSeaweed,
 			"filesize": func(ts *testscript.TestScript, neg bool, args []string) {
 				// filesize FILE OP N: compare a file's apparent size.
 				if len(args) != 3 {
@@ -85,36 +86,32 @@ func guestDir() string {
 	return d
 }
 
-// brokenGuestDir is where testdata/guest/build-wild.sh cached its "broken"
-// guest (a Debian guest moved from VMware, unfixed), or "" when it is not
-// built: the directory of this checkout's script when it has one, else the
-// newest built.
-func brokenGuestDir() string {
-	top := filepath.Join(os.Getenv("HOME"), ".cache", "vmconv", "guest-wild", "broken")
-	if x := os.Getenv("XDG_CACHE_HOME"); x != "" {
-		top = filepath.Join(x, "vmconv", "guest-wild", "broken")
-	}
-	if b, err := os.ReadFile("../../testdata/guest/build-wild.sh"); err == nil {
-		sum := sha256.Sum256(b)
-		return filepath.Join(top, hex.EncodeToString(sum[:])[:16])
-	}
-	dirs, _ := filepath.Glob(filepath.Join(top, "*", "guest.vmx"))
-	newest, at := "", time.Time{}
-	for _, d := range dirs {
-		if fi, err := os.Stat(d); err == nil && fi.ModTime().After(at) {
-			newest, at = filepath.Dir(d), fi.ModTime()
-		}
-	}
-	return newest
+// wildVariants are the wild guests' variants by the script variable that
+// holds each one's directory.
+var wildVariants = map[string]string{"WILD_XFS": "xfs-lvm-efi", "WILD_BTRFS": "btrfs", "WILD_BROKEN": "broken"}
+
+// wildDir is where a wild guest is cached, or "" when unknown.
+func wildDir(variant string) string {
+	d, _ := testutil.WildGuestDir("../..", variant)
+	return d
 }
 
 // condition answers [have:TOOL] (TOOL installed), [guest] (the real
-// Debian guest is built) and [broken] (build-wild.sh's broken guest is). Either missing is an error, failing the script,
+// Debian guest is built), [wild:VARIANT] (that wild guest is built) and
+// [weed] (SeaweedFS is built). Any missing is an error, failing the script,
 // when the strict environment variable is set.
 func condition(cond string) (bool, error) {
-	if cond == "broken" {
-		_, err := os.Stat(filepath.Join(brokenGuestDir(), "guest.vmx"))
-		return err == nil, nil
+	if cond == "weed" {
+		return haveWeed()
+	}
+	if variant, ok := strings.CutPrefix(cond, "wild:"); ok {
+		if _, err := os.Stat(filepath.Join(wildDir(variant), "guest.vmx")); err != nil {
+			if testutil.Strict() {
+				return false, fmt.Errorf("the %s guest is not built (run testdata/guest/build-wild.sh %s) and %s is set", variant, variant, testutil.StrictEnv)
+			}
+			return false, nil
+		}
+		return true, nil
 	}
 	if cond == "guest" {
 		if _, err := os.Stat(filepath.Join(guestDir(), "guest.vmx")); err != nil {

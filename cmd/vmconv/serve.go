@@ -13,8 +13,8 @@ import (
 
 func newServeCmd() *cobra.Command {
 	var (
-		addr, diskID, fmtName string
-		writable              bool
+		addr, diskID, fmtName, store string
+		writable                     bool
 	)
 	cmd := &cobra.Command{
 		Use:   "serve VM|IMAGE --nbd unix:PATH|HOST:PORT",
@@ -30,7 +30,7 @@ read it directly.`,
 			if addr == "" {
 				return usagef("--nbd is required (unix:PATH or HOST:PORT)")
 			}
-			vm, _, err := openVMArg(args[0], fmtName)
+			vm, _, err := openVMArg(args[0], fmtName, store)
 			if err != nil {
 				return err
 			}
@@ -74,6 +74,7 @@ read it directly.`,
 	cmd.Flags().StringVar(&diskID, "disk", "", "serve only this disk id")
 	cmd.Flags().BoolVar(&writable, "writable", false, "accept writes into a copy-on-write overlay")
 	cmd.Flags().StringVarP(&fmtName, "format", "f", "", "format of the input (detected when not given)")
+	cmd.Flags().StringVar(&store, "store", "", storeFlagUsage)
 	return cmd
 }
 

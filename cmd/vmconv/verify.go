@@ -14,6 +14,7 @@ import (
 	"github.com/vmconv/vmconv/disk"
 	"github.com/vmconv/vmconv/formats"
 	"github.com/vmconv/vmconv/formats/neutral"
+	"github.com/vmconv/vmconv/guest"
 	"github.com/vmconv/vmconv/vmm/host"
 	"github.com/vmconv/vmconv/vmm/qemu"
 	"github.com/vmconv/vmconv/vmm/verdict"
@@ -32,6 +33,7 @@ type bootFlags struct {
 	cpus                       int
 	memory                     int64
 	fmtName                    string
+	store                      string
 }
 
 func (f *bootFlags) add(cmd *cobra.Command) {
@@ -41,6 +43,7 @@ func (f *bootFlags) add(cmd *cobra.Command) {
 	cmd.Flags().IntVar(&f.cpus, "cpus", 0, "vCPUs (default: the VM's, capped at the host's cores)")
 	cmd.Flags().Int64Var(&f.memory, "memory", 0, "memory in MiB (default: the VM's)")
 	cmd.Flags().StringVarP(&f.fmtName, "format", "f", "", "format of the input (detected when not given)")
+	cmd.Flags().StringVar(&f.store, "store", "", storeFlagUsage)
 }
 
 // resolve finds the kernel, initrd and command line: from the flags, or from
@@ -117,12 +120,12 @@ func (f *bootFlags) memoryFor(vm *neutral.VM) int64 {
 }
 
 // openVMArg opens the VM or image a boot command names.
-func openVMArg(path, fmtName string) (*neutral.VM, *formats.Format, error) {
+func openVMArg(path, fmtName, store string) (*neutral.VM, *formats.Format, error) {
 	f, err := detectOrLookup(path, fmtName)
 	if err != nil {
 		return nil, nil, err
 	}
-	vm, err := formats.OpenVM(path, f)
+	vm, err := openVM(path, f, store)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -194,6 +197,13 @@ virtualization, else qemu when installed).`,
 				if rep.Marker != "" {
 					fmt.Fprintf(cmd.OutOrStdout(), "marker: %s\n", rep.Marker)
 				}
+				for _, f := range rep.Findings {
+					where := f.File
+					if f.Line > 0 {
+						where = fmt.Sprintf("%s:%d", f.File, f.Line)
+					}
+					fmt.Fprintf(cmd.OutOrStdout(), "why: %s: %s: %s\n    fix: %s\n", f.Code, where, f.Message, f.Fix)
+				}
 			}
 			if rep.Result != verdict.Pass {
 				return exitError{1}
@@ -229,7 +239,7 @@ func verifyPath(ctx context.Context, path string, req verifyRequest) (*verdict.R
 	if err != nil {
 		return nil, err
 	}
-	vm, f, err := openVMArg(path, req.boot.fmtName)
+	vm, f, err := openVMArg(path, req.boot.fmtName, req.boot.store)
 	if err != nil {
 		return nil, err
 	}
@@ -239,6 +249,7 @@ func verifyPath(ctx context.Context, path string, req verifyRequest) (*verdict.R
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	cpus, mem := req.boot.cpusFor(vm), req.boot.memoryFor(vm)
+	var rep *verdict.Report
 	if eng == "qemu" {
 		var macs []string
 		for _, n := range vm.NICs {
@@ -246,12 +257,36 @@ func verifyPath(ctx context.Context, path string, req verifyRequest) (*verdict.R
 				macs = append(macs, n.MAC)
 			}
 		}
-		return qemuVerify(ctx, vm, f, spec, cpus, mem, req.expect, req.timeout, req.console, macs)
+		rep, err = qemuVerify(ctx, vm, f, spec, cpus, mem, req.expect, req.timeout, req.console, macs)
+	} else {
+		if req.nics {
+			return nil, usagef("--nics: the builtin engine has no network device yet; use --engine qemu")
+		}
+		rep, err = vmmVerify(ctx, vm, f, spec, cpus, mem, req.expect, req.timeout, req.console)
 	}
-	if req.nics {
-		return nil, usagef("--nics: the builtin engine has no network device yet; use --engine qemu")
+	if err == nil && rep.Result != "pass" {
+		explainFailure(vm, rep)
 	}
-	return vmmVerify(ctx, vm, f, spec, cpus, mem, req.expect, req.timeout, req.console)
+	return rep, err
+}
+
+// explainFailure adds to a failed boot's report what an inspection of the
+// guest finds that stops it in vmconv's machines (an initramfs without
+// virtio_mmio, say), so the report says why as well as where it stopped.
+func explainFailure(vm *neutral.VM, rep *verdict.Report) {
+	var imgs []disk.Image
+	for _, d := range diskImages(vm) {
+		imgs = append(imgs, d.Image)
+	}
+	ins, err := guest.Inspect(imgs, guest.Options{Target: "vmconv"})
+	if err != nil {
+		return
+	}
+	for _, f := range ins.Findings {
+		if f.Severity == guest.Error {
+			rep.Findings = append(rep.Findings, verdict.Finding{Code: f.Code, File: f.File, Line: f.Line, Message: f.Message, Fix: f.Fix})
+		}
+	}
 }
 
 // chooseEngine resolves --engine ("" is auto).

@@ -44,10 +44,11 @@ func Detect(path string) bool {
 // BundleOptions tunes WriteBundle. The zero value writes a self-contained
 // bundle at zstd's fastest level.
 type BundleOptions struct {
-	// Store is a chunk directory shared between bundles (--store): chunks
-	// go there instead of NAME.vmb/chunks, and a chunk already present is
-	// not written again. The chunk lists record it relative to the bundle
-	// when the two share a parent directory, absolute otherwise.
+	// Store is a chunk store shared between bundles (--store): chunks go
+	// there instead of NAME.vmb/chunks, and a chunk already present is not
+	// written again. A directory is recorded in the chunk lists relative to
+	// the bundle when the two share a parent directory, absolute otherwise;
+	// an s3:// or file:// URL (store_blob.go) is recorded as given.
 	Store string
 	// Copy tunes the copy engine that reads the disks.
 	Copy disk.CopyOptions
@@ -80,17 +81,11 @@ func WriteBundle(ctx context.Context, out *disk.Output, path string, vm *VM, opt
 	if err := os.Chmod(dir, 0o755); err != nil {
 		return fmt.Errorf("bundle %s: %w", path, err)
 	}
-	storeDir, storeRef, fresh := filepath.Join(dir, "chunks"), "chunks", true
-	if opt.Store != "" {
-		fresh = false
-		if storeDir, storeRef, err = storeLocation(path, opt.Store); err != nil {
-			return err
-		}
-	}
-	store, err := newChunkStore(storeDir, fresh)
+	store, storeRef, storeDir, err := openSink(ctx, path, dir, opt.Store)
 	if err != nil {
-		return fmt.Errorf("bundle %s: %w", path, err)
+		return err
 	}
+	defer store.close()
 	comp, err := newCompressor(opt.Level)
 	if err != nil {
 		return fmt.Errorf("bundle %s: %w", path, err)
@@ -124,13 +119,47 @@ func WriteBundle(ctx context.Context, out *disk.Output, path string, vm *VM, opt
 		return fmt.Errorf("bundle %s: %w", path, err)
 	}
 	// One sync per file system instead of one per chunk file: everything
-	// must be on disk before the caller's Commit renames the bundle in.
+	// must be on disk before the caller's Commit renames the bundle in. (A
+	// blob store's chunks are stored once their puts return.)
 	for _, p := range []string{storeDir, dir} {
+		if p == "" {
+			continue
+		}
 		if err := syncFS(p); err != nil {
 			return fmt.Errorf("bundle %s: sync %s: %w", path, p, err)
 		}
 	}
 	return nil
+}
+
+// openSink opens the chunk store a bundle directory's chunks go to: its own
+// chunks/, a shared store directory, or a blob store URL. It returns the
+// reference the chunk lists record, and the directory to sync ("" for a
+// blob store).
+func openSink(ctx context.Context, path, dir, store string) (sink storeSink, ref, syncDir string, err error) {
+	switch {
+	case store == "":
+		s, err := newChunkStore(filepath.Join(dir, "chunks"), true)
+		if err != nil {
+			return nil, "", "", fmt.Errorf("bundle %s: %w", path, err)
+		}
+		return s, "chunks", s.dir, nil
+	case isStoreURL(store):
+		s, err := newBlobStore(ctx, store)
+		if err != nil {
+			return nil, "", "", fmt.Errorf("bundle %s: %w", path, err)
+		}
+		return s, store, "", nil
+	}
+	storeDir, ref, err := storeLocation(path, store)
+	if err != nil {
+		return nil, "", "", err
+	}
+	s, err := newChunkStore(storeDir, false)
+	if err != nil {
+		return nil, "", "", fmt.Errorf("bundle %s: %w", path, err)
+	}
+	return s, ref, storeDir, nil
 }
 
 // prepareVM checks vm before writing it and fills in disk capacities from
@@ -289,6 +318,11 @@ func (w *chunkWriter) WriteChunk(c *disk.Chunk) error {
 func (w *chunkWriter) Close() error {
 	if w.err != nil {
 		return w.err
+	}
+	// The list is written only once all its chunks are stored.
+	if err := w.store.flush(); err != nil {
+		w.err = err
+		return err
 	}
 	w.list.Digest = w.dig.Sum()
 	if err := w.done(&w.list); err != nil {

@@ -15,8 +15,16 @@ import (
 // vm.json, and for every disk its chunk list, checked against vm.json (id,
 // capacity, digest). Each Disk.Image reads and verifies chunks on demand;
 // close them with VM.Close.
-func OpenBundle(path string) (*VM, error) {
+func OpenBundle(path string) (*VM, error) { return OpenBundleStore(path, "") }
+
+// OpenBundleStore is OpenBundle reading the chunks from store (a directory or
+// a store URL, as --store takes) instead of the store the chunk lists name;
+// "" keeps theirs. A bundle tar holds its own chunks and takes no store.
+func OpenBundleStore(path, store string) (*VM, error) {
 	if fi, err := os.Stat(path); err == nil && fi.Mode().IsRegular() {
+		if store != "" {
+			return nil, fmt.Errorf("bundle %s: a bundle tar holds its own chunks; --store applies to bundle directories", path)
+		}
 		return openBundleTar(path)
 	}
 	vm, err := ReadVMFile(filepath.Join(path, "vm.json"))
@@ -25,7 +33,7 @@ func OpenBundle(path string) (*VM, error) {
 	}
 	for i := range vm.Disks {
 		d := &vm.Disks[i]
-		img, err := openBundleDisk(path, d)
+		img, err := openBundleDisk(path, d, store)
 		if err != nil {
 			vm.Close()
 			return nil, fmt.Errorf("bundle %s: disks[%d] (%s): %w", path, i, d.ID, err)
@@ -42,7 +50,7 @@ func OpenBundle(path string) (*VM, error) {
 // reformatting.
 func maxListSize(size int64) int64 { return 64<<10 + 128*chunkCount(size) }
 
-func openBundleDisk(bundle string, d *Disk) (disk.Image, error) {
+func openBundleDisk(bundle string, d *Disk, storeOverride string) (disk.Image, error) {
 	name := filepath.Join(bundle, "disks", d.ID+".json")
 	f, err := os.Open(name)
 	if errors.Is(err, os.ErrNotExist) && d.Device == "cdrom" {
@@ -66,11 +74,28 @@ func openBundleDisk(bundle string, d *Disk) (disk.Image, error) {
 	if err := checkList(name, l, d); err != nil {
 		return nil, err
 	}
-	store := filepath.FromSlash(l.Store)
-	if !filepath.IsAbs(store) {
+	src, err := openSource(bundle, l.Store, storeOverride)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return newBundleImage(bundle, d.ID, l, src), nil
+}
+
+// openSource opens the chunk store a chunk list names (ref: a directory
+// relative to the bundle unless absolute, or a store URL), or override
+// when one is given.
+func openSource(bundle, ref, override string) (chunkSource, error) {
+	if override != "" {
+		ref = override
+	}
+	if isStoreURL(ref) {
+		return openBlobSource(ref)
+	}
+	store := filepath.FromSlash(ref)
+	if !filepath.IsAbs(store) && override == "" {
 		store = filepath.Join(bundle, store)
 	}
-	return newBundleImage(bundle, d.ID, l, dirSource(store)), nil
+	return dirSource(store), nil
 }
 
 // checkList checks a chunk list against its disk in vm.json and records the

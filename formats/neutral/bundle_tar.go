@@ -57,6 +57,9 @@ func (s *tarSink) has(sum *[32]byte) bool {
 	return s.seen[*sum]
 }
 
+// flush has nothing to wait for: put writes the member before returning.
+func (s *tarSink) flush() error { return nil }
+
 func (s *tarSink) noteReused() {
 	s.mu.Lock()
 	s.reused++

@@ -36,7 +36,9 @@ import (
 // payload in the store; a positive integer n stands for n consecutive all-zero
 // chunks, which have no payload. Run lengths keep a 2 TB sparse disk's list a
 // few bytes long. "store" is the chunk directory, relative to the bundle
-// directory unless absolute. "digest" is the disk's content digest (see
+// directory unless absolute, or a blob store's URL (s3://BUCKET/PREFIX?…,
+// file:///DIR; store_blob.go), which readers open as recorded unless told
+// another store (OpenBundleStore, --store). "digest" is the disk's content digest (see
 // disk.Digest) and must match the one computed from the list.
 
 // ChunkSize is the bundle's chunk size, the one the digest is defined over.

@@ -30,14 +30,24 @@ func chunkPath(store string, sum *[32]byte) string {
 }
 
 // chunkSink receives the compressed chunks of a bundle being written: a
-// store directory, or a tar stream.
+// store directory, a blob store (store_blob.go), or a tar stream.
 type chunkSink interface {
 	// has reports whether the chunk is already stored (any goroutine).
 	has(sum *[32]byte) bool
-	// put stores a chunk unless it is already present (writer's goroutine).
+	// put stores a chunk unless it is already present (writer's goroutine),
+	// or starts doing so; payload is the caller's again when put returns.
 	put(sum *[32]byte, payload []byte) error
 	// noteReused counts a chunk found already stored.
 	noteReused()
+	// flush returns once every chunk put so far is stored.
+	flush() error
+}
+
+// storeSink is a chunk store a bundle directory's chunks go to.
+type storeSink interface {
+	chunkSink
+	// close flushes and lets go of the store.
+	close() error
 }
 
 // compressor compresses chunks on many goroutines, reusing one encoder per
@@ -115,6 +125,7 @@ type chunkStore struct {
 	// Statistics: chunk files written, and chunks found already present.
 	written, reused int64
 	writtenBytes    int64
+	flushed         int64 // written as of the last flush
 }
 
 func newChunkStore(dir string, fresh bool) (*chunkStore, error) {
@@ -141,6 +152,21 @@ func (s *chunkStore) has(sum *[32]byte) bool {
 	}
 	return false
 }
+
+// flush makes the chunks written since the last flush durable before the
+// chunk list that names them is written: a bundle that exists after a
+// power loss has every chunk it names (put itself does not fsync).
+func (s *chunkStore) flush() error {
+	s.mu.Lock()
+	dirty := s.written != s.flushed
+	s.flushed = s.written
+	s.mu.Unlock()
+	if !dirty {
+		return nil
+	}
+	return syncStoreDir(s.dir)
+}
+func (s *chunkStore) close() error { return nil }
 
 func (s *chunkStore) noteReused() {
 	s.mu.Lock()

@@ -15,6 +15,19 @@ type Report struct {
 	MemoryMiB int64        `json:"memory_mib"`
 	Disks     []DiskReport `json:"disks"`
 	Console   string       `json:"console"`
+	// Findings are what an inspection of the guest's disks says stops it
+	// booting in vmconv's machines, given for a failed boot.
+	Findings []Finding `json:"findings,omitempty"`
+}
+
+// Finding is one problem the inspection found in the guest (see the guest
+// package): its code, where it is, and the fix.
+type Finding struct {
+	Code    string `json:"code"`
+	File    string `json:"file,omitempty"`
+	Line    int    `json:"line,omitempty"`
+	Message string `json:"message"`
+	Fix     string `json:"fix,omitempty"`
 }
 
 // DiskReport names one disk the guest saw.
