@@ -29,6 +29,7 @@ type Options struct {
 	To      string            `yaml:"to" json:"to,omitempty"`
 	Out     string            `yaml:"out" json:"out,omitempty"`
 	Verify  *bool             `yaml:"verify" json:"verify,omitempty"`
+	Fix     *bool             `yaml:"fix" json:"fix,omitempty"`
 	Engine  string            `yaml:"engine" json:"engine,omitempty"`
 	Store   string            `yaml:"store" json:"store,omitempty"`
 	Memory  int64             `yaml:"memory" json:"memory,omitempty"`
@@ -64,6 +65,7 @@ type Job struct {
 	Store     string            `json:"store,omitempty"`
 	Opts      map[string]string `json:"options,omitempty"`
 	Verify    bool              `json:"verify"`
+	Fix       bool              `json:"fix,omitempty"` // as convert --fix: fixed in the guest's own kernel first
 	Engine    string            `json:"engine,omitempty"`
 	MemoryMiB int64             `json:"memory,omitempty"`
 	Timeout   time.Duration     `json:"timeout,omitempty"`
@@ -226,6 +228,11 @@ func (p *Plan) resolve(k int, e Entry) (*Job, error) {
 		j.Verify = *o.Verify
 	} else if d.Verify != nil {
 		j.Verify = *d.Verify
+	}
+	if o.Fix != nil {
+		j.Fix = *o.Fix
+	} else if d.Fix != nil {
+		j.Fix = *d.Fix
 	}
 	if t := pick(o.Timeout, d.Timeout); t != "" {
 		dur, err := time.ParseDuration(t)

@@ -50,6 +50,19 @@ vms:
 				assert.Equal(t, map[string]string{"subformat": "streamOptimized"}, jobs[0].Opts)
 			},
 		},
+		{
+			name: "fix from defaults, off for one VM",
+			plan: "defaults: {to: xva, out: o, fix: true}\nvms:\n  - source: a.vmx\n  - {source: b.vmx, fix: false}\n",
+			check: func(t *testing.T, jobs []*Job) {
+				require.Len(t, jobs, 2)
+				assert.True(t, jobs[0].Fix)
+				assert.False(t, jobs[1].Fix)
+				// A job fixed is not the job converted as it is: a rerun redoes it.
+				unfixed := *jobs[0]
+				unfixed.Fix = false
+				assert.NotEqual(t, OptionsHash(jobs[0]), OptionsHash(&unfixed))
+			},
+		},
 		{name: "unknown field in a VM", plan: "defaults: {to: xva, out: o}\nvms:\n  - source: a.vmx\n    colour: blue\n", wantErr: `p.yaml: line 4: unknown field "colour"`},
 		{name: "unknown field in defaults", plan: "defaults:\n  to: xva\n  outdir: o\nvms: [{source: a}]\n", wantErr: `p.yaml: line 3: unknown field "outdir"`},
 		{name: "unknown top-level field", plan: "vm: []\n", wantErr: `p.yaml: line 1: unknown field "vm"`},

@@ -23,6 +23,7 @@ import (
 type batchFlags struct {
 	from, to, out, engine, store string
 	verify                       bool
+	fix                          bool
 	memory                       int64
 	timeout                      time.Duration
 	parallel                     int
@@ -52,6 +53,7 @@ plan is bad, 2 usage error.`,
 	fl.StringVar(&f.to, "to", "", "target format (with --from; default for a plan's VMs)")
 	fl.StringVar(&f.out, "out", "", "output directory (with --from; default for a plan's VMs)")
 	fl.BoolVar(&f.verify, "verify", false, "boot-verify each converted VM (with --from)")
+	fl.BoolVar(&f.fix, "fix", false, "fix each guest for its target first, as convert --fix (with --from)")
 	fl.StringVar(&f.engine, "engine", "", "verify engine: builtin, qemu or auto (with --from)")
 	fl.StringVar(&f.store, "store", "", "chunk store shared between bundles (with --from)")
 	fl.Int64Var(&f.memory, "memory", 0, "memory in MiB for each verify (with --from)")
@@ -137,8 +139,8 @@ func batchJobs(cmd *cobra.Command, args []string, f *batchFlags) ([]*batch.Job, 
 		if f.to == "" || f.out == "" {
 			return nil, batch.Shard{}, usagef("--from needs --to FORMAT and --out DIR")
 		}
-		verify := f.verify
-		defaults.Verify = &verify
+		verify, fix := f.verify, f.fix
+		defaults.Verify, defaults.Fix = &verify, &fix
 		plan, err = batch.FromGlob(f.from, defaults)
 	case len(args) == 1:
 		plan, err = batch.ParseFile(args[0])
@@ -213,7 +215,13 @@ func batchConvert(ctx context.Context, j *batch.Job, force bool, workers int, pr
 	}
 	req := convertRequest{src: j.Source, dst: j.Output, outFmt: j.Format, opts: opts, force: force,
 		copy: disk.CopyOptions{Workers: workers, Progress: prog}, read: &read}
-	if err := convertPath(ctx, req); err != nil {
+	convert := convertPath
+	if j.Fix {
+		convert = func(ctx context.Context, req convertRequest) error {
+			return fixPath(ctx, req, fixFlags{engine: j.Engine, memory: j.MemoryMiB, timeout: fixTimeout})
+		}
+	}
+	if err := convert(ctx, req); err != nil {
 		return res, err
 	}
 	res.BytesRead = read.Load()

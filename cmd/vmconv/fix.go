@@ -175,6 +175,43 @@ func runFix(cmd *cobra.Command, src, dst, inFmt, outFmt string, optList []string
 	return nil
 }
 
+// fixTimeout bounds a fixer's run where no flag gives one (batch).
+const fixTimeout = 15 * time.Minute
+
+// fixPath is convert --fix without a command line, as batch runs it: the
+// guest is fixed for the target DST's format implies, then written to DST.
+// What was fixed is not printed; a failure is the error.
+func fixPath(ctx context.Context, req convertRequest, ff fixFlags) error {
+	dstFmt, err := targetFormat(req.dst, req.outFmt)
+	if err != nil {
+		return err
+	}
+	if err := notSameFile(req.src, req.dst); err != nil {
+		return err
+	}
+	eng, err := chooseEngine(ff.engine)
+	if err != nil {
+		return err
+	}
+	srcFmt, err := detectOrLookup(req.src, req.inFmt)
+	if err != nil {
+		return err
+	}
+	vm, err := formats.OpenVM(req.src, srcFmt)
+	if err != nil {
+		return err
+	}
+	defer vm.Close()
+	out, err := fixVM(ctx, vm, srcFmt.IsVM(), targetOf(dstFmt), eng, ff, nil)
+	if out != nil {
+		defer out.Close()
+	}
+	if err != nil {
+		return fmt.Errorf("%s: fix: %w", req.src, err)
+	}
+	return writeFixed(ctx, vm, srcFmt, dstFmt, req.dst, out, req.opts, req.force, req.copy)
+}
+
 // exitWith returns err, or only its exit code when the JSON report
 // already carries it.
 func exitWith(stderr io.Writer, output string, err error) error {
