@@ -57,11 +57,23 @@ func TestDebianKernel(t *testing.T) {
 	require.NoError(t, err)
 	image, _ := diskCases[0].open(t, t.TempDir(), raw)
 	defer image.Close()
+	// Under the lab's emulated AMD-V a nested guest has been seen to stall
+	// for good a few seconds into boot (console silent, no fault) about
+	// once in many boots on a loaded host: a run that times out is run
+	// once more, and says so. A decided failure is not retried.
 	var console bytes.Buffer
-	rep, err := Verify(context.Background(), Config{KernelPath: m[0], Initrd: g.initrd, Cmdline: "console=ttyS0 panic=-1",
-		CPUs: cpus, MemoryMiB: memMiB, Disks: []Disk{{ID: "root", Format: "raw", Image: image}}, Console: &console,
-		Expect: diskSays, Timeout: 6 * time.Minute})
-	require.NoError(t, err)
+	var rep *verdict.Report
+	for attempt := 1; attempt <= 2; attempt++ {
+		console.Reset()
+		rep, err = Verify(context.Background(), Config{KernelPath: m[0], Initrd: g.initrd, Cmdline: "console=ttyS0 panic=-1",
+			CPUs: cpus, MemoryMiB: memMiB, Disks: []Disk{{ID: "root", Format: "raw", Image: image}}, Console: &console,
+			Expect: diskSays, Timeout: 4 * time.Minute})
+		require.NoError(t, err)
+		if rep.Result == verdict.Pass || !strings.HasPrefix(rep.Reason, "timeout") || attempt == 2 {
+			break
+		}
+		t.Logf("attempt %d: %s; the console's last line: %q; booting again", attempt, rep.Reason, lastLine(console.String()))
+	}
 	out := console.String()
 	require.Equal(t, verdict.Pass, rep.Result, "%s\n%s", rep.Reason, out)
 	assert.Equal(t, "disk says "+g.token+" (end)", rep.Marker, "the init mounted the virtio disk and read it")
@@ -164,4 +176,10 @@ func TestDiskGuestQEMU(t *testing.T) {
 		"-kernel", m[0], "-initrd", ir, "-append", "console=ttyS0 panic=-1 quiet tsc_early_khz=2000000",
 		"-drive", "id=d0,file="+g.disk+",format=raw,if=none,readonly=on", "-device", "virtio-blk-device,drive=d0").CombinedOutput()
 	assert.Contains(t, string(out), "disk says "+g.token, "%s", out)
+}
+
+// lastLine is the last non-empty line of a console.
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimRight(s, "\r\n"), "\n")
+	return strings.TrimSpace(lines[len(lines)-1])
 }

@@ -240,8 +240,9 @@ source /etc/network/interfaces.d/*
 auto lo
 iface lo inet loopback
 
-# The primary network interface
-allow-hotplug ens192
+# The primary network interface ("auto": up before network-online.target,
+# so the marker unit below prints its address)
+auto ens192
 iface ens192 inet static
 	address 192.0.2.10/24
 	gateway 192.0.2.1
