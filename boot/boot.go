@@ -66,32 +66,30 @@ type filesystem interface {
 
 func exists(f filesystem, name string) bool { _, _, err := f.Stat(name); return err == nil }
 
-type extFS struct{ *ext4.FS }
-
-func (e extFS) readDir(name string) ([]string, error) {
-	ents, err := e.FS.ReadDir(name)
+// entryNames lists the names of a reader's directory entries, for readDir.
+func entryNames[E any](ents []E, err error, name func(E) string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
 	out := make([]string, len(ents))
 	for i, d := range ents {
-		out[i] = d.Name
+		out[i] = name(d)
 	}
 	return out, nil
+}
+
+type extFS struct{ *ext4.FS }
+
+func (e extFS) readDir(name string) ([]string, error) {
+	ents, err := e.FS.ReadDir(name)
+	return entryNames(ents, err, func(d ext4.DirEntry) string { return d.Name })
 }
 
 type fatFS struct{ *fat.FS }
 
 func (f fatFS) readDir(name string) ([]string, error) {
 	ents, err := f.FS.ReadDir(name)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]string, len(ents))
-	for i, d := range ents {
-		out[i] = d.Name
-	}
-	return out, nil
+	return entryNames(ents, err, func(d fat.DirEntry) string { return d.Name })
 }
 
 // volume is one filesystem on one of the VM's disks.
@@ -206,14 +204,7 @@ type xfsFS struct{ *xfs.FS }
 
 func (x xfsFS) readDir(name string) ([]string, error) {
 	ents, err := x.FS.ReadDir(name)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]string, len(ents))
-	for i, d := range ents {
-		out[i] = d.Name
-	}
-	return out, nil
+	return entryNames(ents, err, func(d xfs.DirEntry) string { return d.Name })
 }
 
 func openBtrfs(r io.ReaderAt, size int64) (filesystem, string, string, string, error) {
@@ -290,14 +281,7 @@ func (b btrfsFS) readDir(name string) ([]string, error) {
 	if errors.Is(err, fs.ErrNotExist) && b.top != nil {
 		ents, err = b.top.ReadDir(name)
 	}
-	if err != nil {
-		return nil, err
-	}
-	out := make([]string, len(ents))
-	for i, d := range ents {
-		out[i] = d.Name
-	}
-	return out, nil
+	return entryNames(ents, err, func(d btrfs.DirEntry) string { return d.Name })
 }
 
 // lvmPartTypes are the partition types an LVM physical volume is given.
