@@ -9,8 +9,12 @@
 #            CPU: one core's deflate/inflate throughput on the same grains
 #            (go test -bench in formats/vmdk, -cpu 1) divided by the cores,
 #            with the inflater the vmconv binary was built with (libdeflate
-#            when built with -tags libdeflate, else klauspost)
-#   floor    the larger of the two; vmconv/floor is how far from the limit
+#            when built with -tags libdeflate, else klauspost); and beside it
+#            the same codec measured running on every core at once
+#            (*AllCores benchmarks, -cpu <cores>), which is what the cores
+#            really give when they share caches or are SMT siblings
+#   floor    the larger of write and CPU floor; vmconv/floor is how far from
+#            the limit, against the one-core÷cores floor and the all-cores one
 # `sync` runs before every timed command. Medians of ROUNDS runs with the
 # spread (min–max); peak RSS from /usr/bin/time -v. Prints a markdown table.
 # With BASE=/path/to/older/vmconv the older build is timed in the same rounds
@@ -64,14 +68,20 @@ printf '{"vm": {"name_label": "bench", "memory": 1073741824, "nCpus": 1, "firmwa
 	"$img" >xo.json
 echo "== image: $(du -h --apparent-size img.raw | cut -f1) virtual, $(du -m img.raw | cut -f1) MiB allocated; $cores cores; $rounds rounds" >&2
 
-# CPU floors: seconds of one core for all grains, divided by the cores.
-echo "== codec throughput (one core; inflate: $inflater)" >&2
-bench=$( (cd "$repo" && VMCONV_BENCH_STREAM=$work/in-stream.vmdk VMCONV_BENCH_RAW=$img \
-	go test -tags "${inflater/klauspost/}" ./formats/vmdk/ -run '^$' \
-	-bench "InflateGrains/$inflater\$|DeflateGrains" -cpu 1 -benchtime 3x) )
-cpu_floor() { echo "$bench" | awk -v n="$1" -v c="$cores" '$1 ~ n {printf "%.2f", $3 / 1e9 / c}'; }
-inflate_floor=$(cpu_floor InflateGrains)
-deflate_floor=$(cpu_floor DeflateGrains)
+# CPU floors: seconds of one core for all grains divided by the cores, and
+# seconds for all grains with every core running the codec ("ONE ALL").
+echo "== codec throughput (one core, then all $cores; inflate: $inflater)" >&2
+codec_bench() {
+	(cd "$repo" && VMCONV_BENCH_STREAM=$work/in-stream.vmdk VMCONV_BENCH_RAW=$img \
+		go test -tags "${inflater/klauspost/}" ./formats/vmdk/ -run '^$' -bench "$1" -cpu "$2" -benchtime 3x)
+}
+one=$(codec_bench "^Benchmark(Inflate|Deflate)Grains\$/^$inflater\$" 1)
+all=$(codec_bench "^Benchmark(Inflate|Deflate)GrainsAllCores\$/^$inflater\$" "$cores")
+# seconds NAME DIVISOR: a benchmark's seconds per op (its -N suffix dropped).
+seconds() { awk -v n="$1" -v d="$2" '{sub(/-[0-9]+$/, "", $1)} $1 == n {printf "%.2f", $3 / 1e9 / d}'; }
+inflate_floor="$(seconds "BenchmarkInflateGrains/$inflater" "$cores" <<<"$one") $(seconds "BenchmarkInflateGrainsAllCores/$inflater" 1 <<<"$all")"
+deflate_floor="$(seconds BenchmarkDeflateGrains "$cores" <<<"$one") $(seconds BenchmarkDeflateGrainsAllCores 1 <<<"$all")"
+echo "== CPU floors (one core ÷ $cores, all $cores): inflate $inflate_floor s, deflate $deflate_floor s" >&2
 
 # measure CMD: prints "seconds maxrss_kib" of one run, after a sync.
 measure() {
@@ -84,11 +94,12 @@ measure() {
 stats() { sort -n | awk '{a[NR] = $1} END {printf "%.2f %.2f %.2f\n", a[int((NR + 1) / 2)], a[1], a[NR]}'; }
 spread() { printf '%s (%s–%s)' "$1" "$2" "$3"; }
 
-echo "| case | peer | peer s | vmconv s | peer ÷ vmconv | write floor s | CPU floor s | vmconv ÷ floor | RSS vmconv / peer MiB |"
+echo "| case | peer | peer s | vmconv s | peer ÷ vmconv | write floor s | CPU floor s (1 core ÷ $cores / all $cores) | vmconv ÷ floor | RSS vmconv / peer MiB |"
 echo "|---|---|---|---|---|---|---|---|---|"
-# row NAME PEERNAME 'peer cmd' 'vmconv args' OUT CPUFLOOR
+# row NAME PEERNAME 'peer cmd' 'vmconv args' OUT 'CPUFLOOR_ONE CPUFLOOR_ALL'
 row() {
-	local name=$1 peer=$2 theirs=$3 ours=$4 out=$5 cpu=$6
+	local name=$1 peer=$2 theirs=$3 ours=$4 out=$5 cpu_one cpu_all
+	read -r cpu_one cpu_all <<<"$6"
 	[ -z "${CASES:-}" ] || grep -qE -- "$CASES" <<<"$name" || return 0
 	local tp=() tv=() tf=() tb=() rp=0 rv=0 s m mib same=""
 	for r in $(seq "$rounds"); do
@@ -107,16 +118,21 @@ row() {
 		read -r s m < <(measure "dd if=/dev/zero of=floor.bin bs=1M count=$mib conv=fdatasync status=none"); tf+=("$s")
 	done
 	rm -f floor.bin
-	local p v f fl
+	local p v f ratio cpu="–"
 	read -r p pmin pmax < <(printf '%s\n' "${tp[@]}" | stats)
 	read -r v vmin vmax < <(printf '%s\n' "${tv[@]}" | stats)
 	read -r f fmin fmax < <(printf '%s\n' "${tf[@]}" | stats)
-	fl=$(awk -v a="$f" -v b="${cpu:-0}" 'BEGIN {print (a > b) ? a : b}')
-	printf '| %s | %s | %s | %s | %.2f× | %s | %s | %.2f× | %d / %d |\n' "$name" "$peer" \
+	# vmconv ÷ max(write floor, CPU floor), for each CPU floor.
+	ratio() { awk -v v="$v" -v f="$f" -v c="${1:-0}" 'BEGIN {m = (f > c) ? f : c; printf "%.2f×", (m > 0) ? v / m : 0}'; }
+	ratio=$(ratio "$cpu_one")
+	if [ -n "$cpu_one" ]; then
+		cpu="$cpu_one / $cpu_all"
+		ratio="$ratio / $(ratio "$cpu_all")"
+	fi
+	printf '| %s | %s | %s | %s | %.2f× | %s | %s | %s | %d / %d |\n' "$name" "$peer" \
 		"$(spread "$p" "$pmin" "$pmax")" "$(spread "$v" "$vmin" "$vmax")" \
 		"$(awk -v a="$p" -v b="$v" 'BEGIN {print (b > 0) ? a / b : 0}')" \
-		"$(spread "$f" "$fmin" "$fmax")" "${cpu:-–}" \
-		"$(awk -v a="$v" -v b="$fl" 'BEGIN {print (b > 0) ? a / b : 0}')" $((rv / 1024)) $((rp / 1024))
+		"$(spread "$f" "$fmin" "$fmax")" "$cpu" "$ratio" $((rv / 1024)) $((rp / 1024))
 	if [ -n "$base" ]; then
 		read -r s _ < <(printf '%s\n' "${tb[@]}" | stats)
 		echo "|  ↳ BASE build | | | $s ($(printf '%s\n' "${tb[@]}" | stats | awk '{print $2 "–" $3}')) | | | | output $same | |"

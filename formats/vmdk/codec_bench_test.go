@@ -5,6 +5,9 @@ import (
 	stdzlib "compress/zlib"
 	"io"
 	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/klauspost/compress/zlib"
@@ -84,6 +87,88 @@ func BenchmarkInflateGrains(b *testing.B) {
 // BenchmarkDeflateGrains compresses the raw image's non-zero grains as the
 // streamOptimized writer does (its default level, one grain per stream).
 func BenchmarkDeflateGrains(b *testing.B) {
+	grains := benchRawGrains(b)
+	var out appendBuf
+	zw, err := zlib.NewWriterLevel(&out, DefaultCompressionLevel)
+	require.NoError(b, err)
+	b.SetBytes(int64(len(grains)) * writeGrainBytes)
+	for b.Loop() {
+		for _, g := range grains {
+			out.b = out.b[:0]
+			zw.Reset(&out)
+			if _, err := zw.Write(g); err != nil {
+				b.Fatal(err)
+			}
+			require.NoError(b, zw.Close())
+		}
+	}
+}
+
+// The AllCores benchmarks run the codec on every core at once (-cpu N: N
+// goroutines take the grains in turn): its throughput when the cores work
+// together, which shared caches and SMT siblings can make much less than N
+// times one core's. bench/limit.sh reports the floor both ways.
+
+func BenchmarkInflateGrainsAllCores(b *testing.B) {
+	grains, gb := benchGrains(b)
+	for _, dc := range decoders {
+		b.Run(dc.name, func(b *testing.B) {
+			b.SetBytes(int64(len(grains)) * gb)
+			for b.Loop() {
+				onAllCores(b, len(grains), func() func(int) error {
+					dec, out := dc.new(), make([]byte, gb)
+					return func(i int) error { _, err := dec.inflate(out, grains[i]); return err }
+				})
+			}
+		})
+	}
+}
+
+func BenchmarkDeflateGrainsAllCores(b *testing.B) {
+	grains := benchRawGrains(b)
+	b.SetBytes(int64(len(grains)) * writeGrainBytes)
+	for b.Loop() {
+		onAllCores(b, len(grains), func() func(int) error {
+			var out appendBuf
+			zw, err := zlib.NewWriterLevel(&out, DefaultCompressionLevel)
+			if err != nil {
+				return func(int) error { return err }
+			}
+			return func(i int) error {
+				out.b = out.b[:0]
+				zw.Reset(&out)
+				if _, err := zw.Write(grains[i]); err != nil {
+					return err
+				}
+				return zw.Close()
+			}
+		})
+	}
+}
+
+// onAllCores runs items 0..n-1 on GOMAXPROCS goroutines, each with the
+// worker newWorker made for it.
+func onAllCores(b *testing.B, n int, newWorker func() func(int) error) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range runtime.GOMAXPROCS(0) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			work := newWorker()
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				if err := work(i); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// benchRawGrains returns the raw image's non-zero grains.
+func benchRawGrains(b *testing.B) [][]byte {
 	path := os.Getenv("VMCONV_BENCH_RAW")
 	if path == "" {
 		b.Skip("VMCONV_BENCH_RAW not set")
@@ -109,18 +194,5 @@ func BenchmarkDeflateGrains(b *testing.B) {
 			}
 		}
 	}
-	var out appendBuf
-	zw, err := zlib.NewWriterLevel(&out, DefaultCompressionLevel)
-	require.NoError(b, err)
-	b.SetBytes(int64(len(grains)) * writeGrainBytes)
-	for b.Loop() {
-		for _, g := range grains {
-			out.b = out.b[:0]
-			zw.Reset(&out)
-			if _, err := zw.Write(g); err != nil {
-				b.Fatal(err)
-			}
-			require.NoError(b, zw.Close())
-		}
-	}
+	return grains
 }
