@@ -75,12 +75,16 @@ codec_bench() {
 	(cd "$repo" && VMCONV_BENCH_STREAM=$work/in-stream.vmdk VMCONV_BENCH_RAW=$img \
 		go test -tags "${inflater/klauspost/}" ./formats/vmdk/ -run '^$' -bench "$1" -cpu "$2" -benchtime 3x)
 }
-one=$(codec_bench "^Benchmark(Inflate|Deflate)Grains\$/^$inflater\$" 1)
-all=$(codec_bench "^Benchmark(Inflate|Deflate)GrainsAllCores\$/^$inflater\$" "$cores")
+# (-bench patterns with a sub-benchmark level skip benchmarks without
+# sub-benchmarks: one run per codec.)
+inf_one=$(codec_bench "^BenchmarkInflateGrains\$/^$inflater\$" 1)
+def_one=$(codec_bench "^BenchmarkDeflateGrains\$" 1)
+inf_all=$(codec_bench "^BenchmarkInflateGrainsAllCores\$/^$inflater\$" "$cores")
+def_all=$(codec_bench "^BenchmarkDeflateGrainsAllCores\$" "$cores")
 # seconds NAME DIVISOR: a benchmark's seconds per op (its -N suffix dropped).
 seconds() { awk -v n="$1" -v d="$2" '{sub(/-[0-9]+$/, "", $1)} $1 == n {printf "%.2f", $3 / 1e9 / d}'; }
-inflate_floor="$(seconds "BenchmarkInflateGrains/$inflater" "$cores" <<<"$one") $(seconds "BenchmarkInflateGrainsAllCores/$inflater" 1 <<<"$all")"
-deflate_floor="$(seconds BenchmarkDeflateGrains "$cores" <<<"$one") $(seconds BenchmarkDeflateGrainsAllCores 1 <<<"$all")"
+inflate_floor="$(seconds "BenchmarkInflateGrains/$inflater" "$cores" <<<"$inf_one") $(seconds "BenchmarkInflateGrainsAllCores/$inflater" 1 <<<"$inf_all")"
+deflate_floor="$(seconds BenchmarkDeflateGrains "$cores" <<<"$def_one") $(seconds BenchmarkDeflateGrainsAllCores 1 <<<"$def_all")"
 echo "== CPU floors (one core ÷ $cores, all $cores): inflate $inflate_floor s, deflate $deflate_floor s" >&2
 
 # measure CMD: prints "seconds maxrss_kib" of one run, after a sync.
