@@ -216,26 +216,26 @@ func openBtrfs(r io.ReaderAt, size int64) (filesystem, string, string, string, e
 	if err != nil {
 		top = nil
 	}
-	def := b
+	def, subvol := b, ""
 	if b.ID() == 5 {
 		// No default subvolume set (Ubuntu's @, Fedora's root): the
 		// system lives in a subvolume the kernel mounts by rootflags.
-		if sub := systemSubvolume(b); sub != nil {
-			def = sub
+		if sub, path := systemSubvolume(b); sub != nil {
+			def, subvol = sub, path
 		}
 	}
 	if top != nil && top.ID() == def.ID() {
 		top = nil
 	}
-	return btrfsFS{def: def, top: top}, "btrfs", b.UUID(), b.Label(), nil
+	return btrfsFS{def: def, top: top, subvol: subvol}, "btrfs", b.UUID(), b.Label(), nil
 }
 
 // systemSubvolume returns the first subvolume directly under the top level
-// that holds /etc/fstab, else /boot; nil if none does.
-func systemSubvolume(top *btrfs.FS) *btrfs.FS {
+// that holds /etc/fstab, else /boot, and its path; nil if none does.
+func systemSubvolume(top *btrfs.FS) (*btrfs.FS, string) {
 	subs, err := top.Subvolumes()
 	if err != nil {
-		return nil
+		return nil, ""
 	}
 	for _, probe := range []string{"/etc/fstab", "/boot"} {
 		for _, s := range subs {
@@ -247,18 +247,23 @@ func systemSubvolume(top *btrfs.FS) *btrfs.FS {
 				continue
 			}
 			if _, _, err := fsys.Stat(probe); err == nil {
-				return fsys
+				return fsys, s.Path
 			}
 		}
 	}
-	return nil
+	return nil, ""
 }
 
 // btrfsFS reads paths in the default subvolume, and failing that from the
 // top level: GRUB's configurations name files either way ("/boot/vmlinuz"
 // in openSUSE's default-subvolume setups, "/@/boot/vmlinuz" or
 // "/root/boot/vmlinuz" where GRUB reads from the top level).
-type btrfsFS struct{ def, top *btrfs.FS }
+type btrfsFS struct {
+	def, top *btrfs.FS
+	// subvol is the path of def when it is not the default subvolume:
+	// mounting the system needs subvol=<it>.
+	subvol string
+}
 
 func (b btrfsFS) ReadFile(name string, max int64) ([]byte, error) {
 	data, err := b.def.ReadFile(name, max)

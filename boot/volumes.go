@@ -23,6 +23,9 @@ type Volume struct {
 	Label     string `json:"label,omitempty"`
 	PartUUID  string `json:"partuuid,omitempty"`
 	Table     string `json:"table,omitempty"` // "mbr", "gpt" or ""
+	// Subvolume is, for a btrfs without a default subvolume, the one that
+	// holds the system (Ubuntu's "@"): it must be named to mount it.
+	Subvolume string `json:"subvolume,omitempty"`
 	FS        FS     `json:"-"`
 }
 
@@ -40,6 +43,9 @@ func Volumes(disks []disk.Image) ([]Volume, []string) {
 		for _, v := range vs {
 			vols = append(vols, Volume{Disk: v.disk, Partition: v.part, LV: v.lv, PartType: v.partType, FSType: v.fsType,
 				UUID: v.uuid, Label: v.label, PartUUID: v.partUUID, Table: v.tableKind, FS: exported{v.fs}})
+			if b, ok := v.fs.(btrfsFS); ok {
+				vols[len(vols)-1].Subvolume = b.subvol
+			}
 		}
 	}
 	return vols, notes

@@ -14,6 +14,7 @@ package fix
 
 import (
 	"fmt"
+	"path"
 	"regexp"
 	"sort"
 	"strings"
@@ -43,13 +44,16 @@ type Plan struct {
 	Steps   []Step   `json:"steps"`
 }
 
-// Mount is a guest filesystem as /init finds it: by UUID (or LABEL), and
-// its type.
+// Mount is a guest filesystem as /init finds it: by UUID (or LABEL), in
+// the LVM logical volume LV ("vg/lv", activated first) when set, and its
+// type and mount options.
 type Mount struct {
-	Path   string `json:"path"`
-	UUID   string `json:"uuid,omitempty"`
-	Label  string `json:"label,omitempty"`
-	FSType string `json:"fstype"`
+	Path    string `json:"path"`
+	UUID    string `json:"uuid,omitempty"`
+	Label   string `json:"label,omitempty"`
+	LV      string `json:"lv,omitempty"`
+	FSType  string `json:"fstype"`
+	Options string `json:"options,omitempty"` // e.g. "subvol=@" for a btrfs root subvolume
 }
 
 // Step is one fix.
@@ -64,9 +68,11 @@ type Step struct {
 	Name string `json:"name,omitempty"`
 	// tools-disable: the units whose enablement links go.
 	Units []string `json:"units,omitempty"`
-	// initramfs: the drivers to add; Tool is "update-initramfs" or "dracut".
+	// initramfs: the drivers to add; Tool is "update-initramfs" or
+	// "dracut"; Initrd the file dracut writes (the one the guest boots).
 	Drivers []string `json:"drivers,omitempty"`
 	Tool    string   `json:"tool,omitempty"`
+	Initrd  string   `json:"initrd,omitempty"`
 }
 
 // Where the initramfs keeps the plan and the modules.
@@ -104,17 +110,14 @@ func PlanFor(rep *guest.Report, target guest.Target, macs []string) (*Plan, []Un
 	if len(rep.Mounts) == 0 || rep.Mounts[0].Path != "/" {
 		return nil, nil, fmt.Errorf("fix: no Linux root filesystem found")
 	}
-	root := rep.Mounts[0].Volume
-	if root.LV != "" {
-		return nil, nil, fmt.Errorf("fix: the root filesystem is in LVM logical volume %s: not supported yet", root.LV)
-	}
-	if root.UUID == "" && root.Label == "" {
+	root := rep.Mounts[0]
+	if root.Volume.UUID == "" && root.Volume.Label == "" {
 		return nil, nil, fmt.Errorf("fix: the root filesystem has neither UUID nor label")
 	}
-	p := &Plan{Kernel: rep.Kernel, Root: Mount{Path: "/", UUID: root.UUID, Label: root.Label, FSType: root.FSType}}
+	p := &Plan{Kernel: rep.Kernel, Root: planMount(root)}
 	for _, m := range rep.Mounts[1:] {
-		if m.Path == "/boot" && m.Volume.LV == "" {
-			p.Mounts = append(p.Mounts, Mount{Path: m.Path, UUID: m.Volume.UUID, Label: m.Volume.Label, FSType: m.Volume.FSType})
+		if m.Path == "/boot" {
+			p.Mounts = append(p.Mounts, planMount(m))
 		}
 	}
 	var unfixed []Unfixed
@@ -141,7 +144,10 @@ func PlanFor(rep *guest.Report, target guest.Target, macs []string) (*Plan, []Un
 			s.Names = names
 		case f.Code == "initramfs-no-disk-driver" && rep.Kernel != "":
 			s := step(StepInitramfs, f.Code)
-			s.Drivers, s.Tool = initramfsDrivers(target), initramfsTool(rep.OS)
+			s.Drivers, s.Tool = initramfsDrivers(target), initramfsTool(rep)
+			if s.Tool == "dracut" {
+				s.Initrd = dracutImage(rep)
+			}
 		case f.Code == "net-config-by-name" && len(macs) > 0:
 			m := ifaceInMessage.FindStringSubmatch(f.Message)
 			if m == nil {
@@ -249,11 +255,46 @@ func initramfsDrivers(t guest.Target) []string {
 	return out
 }
 
-func initramfsTool(o *guest.OS) string {
-	if o != nil && (o.ID == "debian" || o.ID == "ubuntu" || strings.Contains(o.IDLike, "debian")) {
+// planMount is how /init finds and mounts a guest filesystem.
+func planMount(m guest.Mount) Mount {
+	v := m.Volume
+	out := Mount{Path: m.Path, UUID: v.UUID, Label: v.Label, LV: v.LV, FSType: v.FSType}
+	if v.FSType == "btrfs" && v.Subvolume != "" {
+		out.Options = "subvol=" + v.Subvolume
+	}
+	return out
+}
+
+// initramfsTool is the tool that made the guest's initramfs: dracut when
+// the guest has it (RHEL and its kin, SUSE, and Debian or Ubuntu guests
+// switched to it, where it replaces initramfs-tools), else
+// initramfs-tools' update-initramfs on Debian-like guests.
+func initramfsTool(rep *guest.Report) string {
+	fs := rep.Mounts[0].Volume.FS
+	for _, p := range []string{"/usr/bin/dracut", "/usr/sbin/dracut", "/sbin/dracut"} {
+		if fs != nil {
+			if _, dir, err := fs.Stat(p); err == nil && !dir {
+				return "dracut"
+			}
+		}
+	}
+	if o := rep.OS; o != nil && (o.ID == "debian" || o.ID == "ubuntu" || strings.Contains(o.IDLike, "debian")) {
 		return "update-initramfs"
 	}
 	return "dracut"
+}
+
+// dracutImage is the initramfs file the guest boots, as a path in the
+// root filesystem: the boot entry's, under /boot whichever filesystem
+// holds it; RHEL's name when the entry has none.
+func dracutImage(rep *guest.Report) string {
+	if rep.Boot != nil && rep.Boot.InitrdPath != "" {
+		first := strings.Fields(rep.Boot.InitrdPath)[0]
+		if base := path.Base(first); base != "/" && base != "." {
+			return "/boot/" + base
+		}
+	}
+	return "/boot/initramfs-" + rep.Kernel + ".img"
 }
 
 func contains(list []string, s string) bool {

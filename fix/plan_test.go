@@ -1,6 +1,7 @@
 package fix
 
 import (
+	"io/fs"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -63,13 +64,69 @@ func TestPlanFor(t *testing.T) {
 		}
 		assert.Contains(t, unfixed, Unfixed{Code: "net-config-by-name", Where: "/etc/network/interfaces:12", Reason: "a bare image has no NIC MAC to match"})
 	})
-	t.Run("RHEL family rebuilds with dracut", func(t *testing.T) {
-		r := brokenReport()
-		r.OS = &guest.OS{ID: "rocky", IDLike: "rhel centos fedora"}
-		p, _, err := PlanFor(r, kvm, nil)
-		require.NoError(t, err)
-		assert.Equal(t, "dracut", p.Steps[len(p.Steps)-1].Tool)
-	})
+	tools := []struct {
+		name           string
+		os             *guest.OS
+		files          []string // in the guest's root
+		initrd         string   // the boot entry's
+		tool, wantFile string
+	}{
+		{"RHEL family", &guest.OS{ID: "rocky", IDLike: "rhel centos fedora"}, nil,
+			"/initramfs-6.1.0-50-amd64.img", "dracut", "/boot/initramfs-6.1.0-50-amd64.img"},
+		{"RHEL family, no boot entry", &guest.OS{ID: "rhel"}, nil, "", "dracut", "/boot/initramfs-6.1.0-50-amd64.img"},
+		{"Debian switched to dracut", &guest.OS{ID: "debian"}, []string{"/usr/bin/dracut"},
+			"/boot/initrd.img-6.1.0-50-amd64", "dracut", "/boot/initrd.img-6.1.0-50-amd64"},
+		{"Ubuntu, dracut in /usr/sbin", &guest.OS{ID: "ubuntu", IDLike: "debian"}, []string{"/usr/sbin/dracut"},
+			"/initrd.img-6.1.0-50-amd64", "dracut", "/boot/initrd.img-6.1.0-50-amd64"},
+		{"Debian with initramfs-tools", &guest.OS{ID: "debian"}, []string{"/usr/sbin/update-initramfs"},
+			"/boot/initrd.img-6.1.0-50-amd64", "update-initramfs", ""},
+	}
+	for _, tc := range tools {
+		t.Run("initramfs tool: "+tc.name, func(t *testing.T) {
+			r := brokenReport()
+			r.OS = tc.os
+			r.Mounts[0].Volume.FS = fakeFS(tc.files)
+			if tc.initrd != "" {
+				r.Boot = &boot.Entry{InitrdPath: tc.initrd}
+			}
+			p, _, err := PlanFor(r, kvm, nil)
+			require.NoError(t, err)
+			s := p.Steps[len(p.Steps)-1]
+			assert.Equal(t, tc.tool, s.Tool)
+			assert.Equal(t, tc.wantFile, s.Initrd)
+		})
+	}
+	mounts := []struct {
+		name   string
+		mutate func(*guest.Report)
+		root   Mount
+		boot   []Mount
+	}{
+		{"root in an LV, /boot on XFS", func(r *guest.Report) {
+			r.Mounts[0].Volume = boot.Volume{Disk: 0, LV: "rhel/root", FSType: "xfs", UUID: rootUUID}
+			r.Mounts = append(r.Mounts, guest.Mount{Path: "/boot", Volume: boot.Volume{Partition: 1, FSType: "xfs", UUID: "b0"}},
+				guest.Mount{Path: "/home", Volume: boot.Volume{LV: "rhel/home", FSType: "xfs", UUID: "h0"}})
+		}, Mount{Path: "/", UUID: rootUUID, LV: "rhel/root", FSType: "xfs"}, []Mount{{Path: "/boot", UUID: "b0", FSType: "xfs"}}},
+		{"/boot in an LV", func(r *guest.Report) {
+			r.Mounts = append(r.Mounts, guest.Mount{Path: "/boot", Volume: boot.Volume{LV: "vg0/boot", FSType: "ext4", Label: "boot"}})
+		}, Mount{Path: "/", UUID: rootUUID, FSType: "ext4"}, []Mount{{Path: "/boot", Label: "boot", LV: "vg0/boot", FSType: "ext4"}}},
+		{"btrfs root subvolume without a default", func(r *guest.Report) {
+			r.Mounts[0].Volume = boot.Volume{Partition: 1, FSType: "btrfs", UUID: rootUUID, Subvolume: "@"}
+		}, Mount{Path: "/", UUID: rootUUID, FSType: "btrfs", Options: "subvol=@"}, nil},
+		{"btrfs with its default subvolume set", func(r *guest.Report) {
+			r.Mounts[0].Volume = boot.Volume{Partition: 1, FSType: "btrfs", UUID: rootUUID}
+		}, Mount{Path: "/", UUID: rootUUID, FSType: "btrfs"}, nil},
+	}
+	for _, tc := range mounts {
+		t.Run("mounts: "+tc.name, func(t *testing.T) {
+			r := brokenReport()
+			tc.mutate(r)
+			p, _, err := PlanFor(r, kvm, nil)
+			require.NoError(t, err)
+			assert.Equal(t, tc.root, p.Root)
+			assert.Equal(t, tc.boot, p.Mounts)
+		})
+	}
 	t.Run("nothing to fix", func(t *testing.T) {
 		r := brokenReport()
 		r.Findings = nil
@@ -84,7 +141,6 @@ func TestPlanFor(t *testing.T) {
 		want   string
 	}{
 		{"no root", func(r *guest.Report) { r.Mounts = nil }, "no Linux root"},
-		{"LVM root", func(r *guest.Report) { r.Mounts[0].Volume.LV = "vg0/root" }, "LVM logical volume vg0/root: not supported yet"},
 		{"no UUID", func(r *guest.Report) { r.Mounts[0].Volume.UUID = "" }, "neither UUID nor label"},
 	}
 	for _, tc := range errs {
@@ -102,4 +158,25 @@ func TestDiskLetters(t *testing.T) {
 	for i, want := range map[int]string{0: "a", 1: "b", 25: "z", 26: "aa", 27: "ab", 701: "zz", 702: "aaa"} {
 		assert.Equal(t, want, diskLetters(i), "disk %d", i)
 	}
+}
+
+// fakeFS is a guest filesystem holding empty files at the given paths.
+type fakeFS []string
+
+func (f fakeFS) ReadFile(name string, max int64) ([]byte, error) {
+	if _, _, err := f.Stat(name); err != nil {
+		return nil, err
+	}
+	return nil, nil
+}
+
+func (f fakeFS) ReadDir(name string) ([]string, error) { return nil, fs.ErrNotExist }
+
+func (f fakeFS) Stat(name string) (int64, bool, error) {
+	for _, p := range f {
+		if p == name {
+			return 0, false, nil
+		}
+	}
+	return 0, false, fs.ErrNotExist
 }

@@ -195,6 +195,12 @@ func fixerInitramfs(initPath string, plan *Plan, rep *guest.Report) ([]byte, err
 	default:
 		return nil, fmt.Errorf("fix: root filesystem %s is not supported", plan.Root.FSType)
 	}
+	for _, m := range append([]Mount{plan.Root}, plan.Mounts...) {
+		if m.LV != "" {
+			want = append(want, "dm_mod") // /init maps the LV itself
+			break
+		}
+	}
 	// The filesystems ask the crypto API for crc32c through modprobe,
 	// which the fixer has not: it is loaded explicitly, first.
 	optional := []string{"crc32c_generic", "virtio_pci"}

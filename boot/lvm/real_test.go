@@ -3,6 +3,7 @@ package lvm
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -142,10 +143,47 @@ func TestRealVGs(t *testing.T) {
 					require.Equal(t, len(b), n)
 					assert.True(t, bytes.Equal(want[info.Name][off:off+int64(n)], b), "%s: %d bytes at %d", info.Name, n, off)
 				}
+				checkMapping(t, l, vg, pvs, vgName, info.Name)
 			}
 		})
 	}
 }
+
+// checkMapping compares the device-mapper table of an LV with where LVM's
+// own report puts its segments, and its name and UUID with LVM's.
+func checkMapping(t *testing.T, l *lab, vg *VG, pvs []*PV, vgName, lvName string) {
+	t.Helper()
+	m, err := vg.Mapping(lvName)
+	require.NoError(t, err)
+	row := l.report("lvs", "lv", "-o", "lv_dm_path,lv_uuid,vg_uuid", vgName+"/"+lvName)[0]
+	assert.Equal(t, row["lv_dm_path"], "/dev/mapper/"+m.Name)
+	assert.Equal(t, "LVM-"+strings.ReplaceAll(row["vg_uuid"]+row["lv_uuid"], "-", ""), m.UUID)
+	extent, segs := l.segments(vgName, lvName)
+	require.Len(t, m.Targets, len(segs), lvName)
+	for i, s := range segs {
+		tg := m.Targets[i]
+		assert.Equal(t, uint64(s.start*extent/sectorSize), tg.Start, "%s segment %d start", lvName, i)
+		assert.Equal(t, uint64(s.count*extent/sectorSize), tg.Length, "%s segment %d length", lvName, i)
+		require.Len(t, tg.Areas, len(s.areas))
+		if len(s.areas) > 1 {
+			assert.Equal(t, uint64(s.stripeSize/sectorSize), tg.StripeSize)
+		}
+		for k, a := range s.areas {
+			assert.Equal(t, pvs[indexOf(l.images, a.image)].UUID, tg.Areas[k].PV)
+			assert.Equal(t, uint64(a.off/sectorSize), tg.Areas[k].Offset)
+		}
+		typ, params := tg.Params(func(pv string) string { return "7:" + pv[:4] })
+		if len(s.areas) == 1 {
+			assert.Equal(t, "linear", typ)
+			assert.Equal(t, fmt.Sprintf("7:%s %d", tg.Areas[0].PV[:4], a0(s).off/sectorSize), params)
+		} else {
+			assert.Equal(t, "striped", typ)
+			assert.True(t, strings.HasPrefix(params, fmt.Sprintf("%d %d 7:", len(s.areas), s.stripeSize/sectorSize)), params)
+		}
+	}
+}
+
+func a0(s layout) physical { return s.areas[0] }
 
 func uuids(pvs []*PV) []string {
 	var out []string

@@ -22,11 +22,17 @@ func findDevice(m fix.Mount) string {
 		if uuid == "" && label == "" {
 			continue
 		}
-		if m.UUID != "" && strings.EqualFold(uuid, m.UUID) || m.UUID == "" && m.Label != "" && label == m.Label {
+		if matches(m, uuid, label) {
 			return dev
 		}
 	}
 	return ""
+}
+
+// matches reports whether a filesystem with uuid and label is m's: by
+// UUID, or by label when m has no UUID.
+func matches(m fix.Mount, uuid, label string) bool {
+	return m.UUID != "" && strings.EqualFold(uuid, m.UUID) || m.UUID == "" && m.Label != "" && label == m.Label
 }
 
 // superblockID reads the UUID and label of an ext2/3/4, XFS or Btrfs

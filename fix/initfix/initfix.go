@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vmconv/vmconv/boot/lvm"
 	"github.com/vmconv/vmconv/fix"
 )
 
@@ -102,24 +103,50 @@ func loadModule(file string) error {
 }
 
 // mountFS waits for the filesystem's device to appear (the disk drivers
-// probe asynchronously) and mounts it read-write at dir.
+// probe asynchronously; an LV's device once all its PVs are there) and
+// mounts it read-write at dir.
 func mountFS(m fix.Mount, dir string, mounted *[]string) error {
-	var dev string
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		dev = findDevice(m)
-		if dev != "" || time.Now().After(deadline) {
-			break
-		}
-	}
-	if dev == "" {
-		return fmt.Errorf("no block device holds the %s filesystem UUID=%s LABEL=%s", m.FSType, m.UUID, m.Label)
+	dev, err := waitDevice(m)
+	if err != nil {
+		return err
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	if err := unix.Mount(dev, dir, m.FSType, 0, ""); err != nil {
-		return fmt.Errorf("mount %s (%s) on %s: %w", dev, m.FSType, m.Path, err)
+	if err := unix.Mount(dev, dir, m.FSType, 0, m.Options); err != nil {
+		return fmt.Errorf("mount %s (%s, %q) on %s: %w", dev, m.FSType, m.Options, m.Path, err)
 	}
 	*mounted = append(*mounted, dir)
 	return nil
+}
+
+func waitDevice(m fix.Mount) (string, error) {
+	var lvErr error
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		if m.LV == "" {
+			if dev := findDevice(m); dev != "" {
+				return dev, nil
+			}
+		} else {
+			var lv *lvm.Mapping
+			var devs map[string]string
+			if lv, devs, lvErr = lvMapping(m.LV); lvErr == nil {
+				dev, err := activate(lv, devs)
+				if err != nil {
+					return "", fmt.Errorf("LV %s: %w", m.LV, err)
+				}
+				if uuid, label := superblockID(dev, m.FSType); !matches(m, uuid, label) {
+					return "", fmt.Errorf("LV %s holds no %s filesystem UUID=%s LABEL=%s", m.LV, m.FSType, m.UUID, m.Label)
+				}
+				return dev, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			break
+		}
+	}
+	if lvErr != nil {
+		return "", fmt.Errorf("LV %s: %w", m.LV, lvErr)
+	}
+	return "", fmt.Errorf("no block device holds the %s filesystem UUID=%s LABEL=%s", m.FSType, m.UUID, m.Label)
 }
