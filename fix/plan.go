@@ -88,11 +88,20 @@ type Unfixed struct {
 	Reason string `json:"reason"`
 }
 
-// rewritable are the files StepDeviceNames knows how to rewrite.
+// rewritable are the files StepDeviceNames knows how to rewrite, with
+// the BLS entries (rewritableFile).
 var rewritable = map[string]bool{
 	"/etc/fstab": true, "/etc/crypttab": true,
 	"/boot/grub/grub.cfg": true, "/boot/grub2/grub.cfg": true, "/etc/default/grub": true,
+	"/boot/grub/grubenv": true, "/boot/grub2/grubenv": true,
+	"/boot/grub/menu.lst": true, "/boot/grub/grub.conf": true,
+	"/boot/extlinux/extlinux.conf": true, "/boot/syslinux/syslinux.cfg": true,
 	"/etc/initramfs-tools/conf.d/resume": true,
+}
+
+func rewritableFile(name string) bool {
+	dir, base := path.Split(name)
+	return rewritable[name] || dir == "/boot/loader/entries/" && strings.HasSuffix(base, ".conf") && !strings.Contains(base, "..")
 }
 
 // toolUnits are the systemd units of each hypervisor's guest tools.
@@ -136,7 +145,7 @@ func PlanFor(rep *guest.Report, target guest.Target, macs []string) (*Plan, []Un
 	names := deviceNames(volumesOf(rep))
 	for _, f := range rep.Findings {
 		switch {
-		case (f.Code == "device-name" || f.Code == "device-name-fragile") && rewritable[f.File] && len(names) > 0:
+		case (f.Code == "device-name" || f.Code == "device-name-fragile") && rewritableFile(f.File) && len(names) > 0:
 			s := step(StepDeviceNames, f.Code)
 			if !contains(s.Files, f.File) {
 				s.Files = append(s.Files, f.File)

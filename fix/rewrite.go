@@ -13,8 +13,10 @@ import (
 // values of root=, resume= and RESUME=. Comment lines, other fields and
 // every other byte are kept as they are. In /etc/default/grub a
 // GRUB_DISABLE_LINUX_UUID=true is commented out, or update-grub would
-// write the device names back. changed lists what was replaced, one entry
-// a line ("3: /dev/sda1 -> UUID=…").
+// write the device names back. A GRUB environment block (grubenv) keeps
+// its size: the longer names take the place of its '#' padding, and the
+// file is left as it is when the padding is too short. changed lists what
+// was replaced, one entry a line ("3: /dev/sda1 -> UUID=…").
 func Rewrite(file string, b []byte, names map[string]string) (out []byte, changed []string) {
 	lines := strings.SplitAfter(string(b), "\n")
 	var sb strings.Builder
@@ -25,7 +27,27 @@ func Rewrite(file string, b []byte, names map[string]string) (out []byte, change
 		}
 		sb.WriteString(nl)
 	}
-	return []byte(sb.String()), changed
+	out = []byte(sb.String())
+	if path.Base(file) == "grubenv" && len(changed) > 0 {
+		var ok bool
+		if out, ok = keepEnvSize(out, len(b)); !ok {
+			return b, nil
+		}
+	}
+	return out, changed
+}
+
+// keepEnvSize trims (or adds) the '#' padding at the end of a GRUB
+// environment block so that it is size bytes again, as GRUB requires.
+func keepEnvSize(b []byte, size int) ([]byte, bool) {
+	if len(b) <= size {
+		return append(b, strings.Repeat("#", size-len(b))...), true
+	}
+	pad := len(b) - len(strings.TrimRight(string(b), "#"))
+	if excess := len(b) - size; excess <= pad {
+		return b[:size], true
+	}
+	return nil, false
 }
 
 func rewriteLine(file, l string, names map[string]string) (string, string) {

@@ -1,6 +1,7 @@
 package fix
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -10,6 +11,13 @@ var sda = map[string]string{
 	"/dev/sda1": "UUID=5b1e0c4a-8d1f-4a47-9c1e-6d2f0b7a9e32",
 	"/dev/sda2": "UUID=0d6f8e4c-2b7a-4c1e-9a3f-6e5d4c3b2a19",
 	"/dev/sdb1": "UUID=1111aaaa-2222-4333-8444-555566667777",
+}
+
+// grubenv is a GRUB environment block holding vars: 1024 bytes, '#'
+// padded, as grub-editenv writes it.
+func grubenv(vars string) string {
+	s := "# GRUB Environment Block\n" + vars
+	return s + strings.Repeat("#", 1024-len(s))
 }
 
 func TestRewrite(t *testing.T) {
@@ -41,6 +49,16 @@ func TestRewrite(t *testing.T) {
 			[]string{"2: /dev/sda1 -> UUID=5b1e0c4a-8d1f-4a47-9c1e-6d2f0b7a9e32", "3: GRUB_DISABLE_LINUX_UUID=true commented out"}},
 		{"initramfs-tools resume", "/etc/initramfs-tools/conf.d/resume", "RESUME=/dev/sda2\n",
 			"RESUME=UUID=0d6f8e4c-2b7a-4c1e-9a3f-6e5d4c3b2a19\n", []string{"1: /dev/sda2 -> UUID=0d6f8e4c-2b7a-4c1e-9a3f-6e5d4c3b2a19"}},
+		{"a BLS entry's options", "/boot/loader/entries/0a1b-5.14.0-362.el9.x86_64.conf",
+			"title Rocky Linux\nversion 5.14.0-362.el9.x86_64\nlinux /vmlinuz-5.14.0-362.el9.x86_64\noptions root=/dev/sda2 ro resume=/dev/sda1\n",
+			"title Rocky Linux\nversion 5.14.0-362.el9.x86_64\nlinux /vmlinuz-5.14.0-362.el9.x86_64\noptions root=UUID=0d6f8e4c-2b7a-4c1e-9a3f-6e5d4c3b2a19 ro resume=UUID=5b1e0c4a-8d1f-4a47-9c1e-6d2f0b7a9e32\n",
+			[]string{"4: /dev/sda2 -> UUID=0d6f8e4c-2b7a-4c1e-9a3f-6e5d4c3b2a19, /dev/sda1 -> UUID=5b1e0c4a-8d1f-4a47-9c1e-6d2f0b7a9e32"}},
+		{"menu.lst kernel line", "/boot/grub/menu.lst", "kernel /vmlinuz-2.6.32 ro root=/dev/sda1\n",
+			"kernel /vmlinuz-2.6.32 ro root=UUID=5b1e0c4a-8d1f-4a47-9c1e-6d2f0b7a9e32\n", []string{"1: /dev/sda1 -> UUID=5b1e0c4a-8d1f-4a47-9c1e-6d2f0b7a9e32"}},
+		{"grubenv keeps its 1024 bytes", "/boot/grub2/grubenv", grubenv("kernelopts=root=/dev/sda1 ro\n"),
+			grubenv("kernelopts=root=UUID=5b1e0c4a-8d1f-4a47-9c1e-6d2f0b7a9e32 ro\n"), []string{"2: /dev/sda1 -> UUID=5b1e0c4a-8d1f-4a47-9c1e-6d2f0b7a9e32"}},
+		{"grubenv without room is left alone", "/boot/grub2/grubenv", grubenv("kernelopts=root=/dev/sda1 " + strings.Repeat("x", 952) + "\n"),
+			grubenv("kernelopts=root=/dev/sda1 " + strings.Repeat("x", 952) + "\n"), nil},
 		{"CRLF lines keep their ends", "/etc/fstab", "/dev/sda1 / ext4 defaults 0 1\r\n",
 			"UUID=5b1e0c4a-8d1f-4a47-9c1e-6d2f0b7a9e32 / ext4 defaults 0 1\r\n", []string{"1: /dev/sda1 -> UUID=5b1e0c4a-8d1f-4a47-9c1e-6d2f0b7a9e32"}},
 	}

@@ -208,7 +208,29 @@ func rebuildInitramfs(root, kver string, s fix.Step, mounted *[]string) ([]strin
 		}
 		args = []string{"/usr/sbin/update-initramfs", "-u", "-k", kver}
 	case "dracut":
-		args = []string{"/usr/bin/dracut", "-f", "--add-drivers", strings.Join(s.Drivers, " "), "/boot/initramfs-" + kver + ".img", kver}
+		// The drivers go into dracut's configuration (as into
+		// initramfs-tools' modules file), so the next kernel's image
+		// has them too; force_drivers also loads them at boot:
+		// virtio_mmio's devices come from the command line, and
+		// nothing asks udev for it.
+		name := "/etc/dracut.conf.d/50-vmconv.conf"
+		p, _ := guestPath(root, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return nil, "", err
+		}
+		conf := "# Written by vmconv fix: the disk drivers of the VM's new platform.\nforce_drivers+=\" " + strings.Join(s.Drivers, " ") + " \"\n"
+		if err := os.WriteFile(p, []byte(conf), 0o644); err != nil {
+			return nil, "", err
+		}
+		changed = append(changed, name)
+		image := s.Initrd
+		if image == "" {
+			image = "/boot/initramfs-" + kver + ".img"
+		}
+		if _, err := guestPath(root, image); err != nil {
+			return changed, "", err
+		}
+		args = []string{"/usr/bin/dracut", "--force", image, kver}
 	default:
 		return nil, "", fmt.Errorf("unknown initramfs tool %q", s.Tool)
 	}
