@@ -487,3 +487,33 @@ func TestFindXFSBootEFI(t *testing.T) {
 		title: "Rocky Linux (4.18.0-553.el8_10.x86_64) 8.10 (Green Obsidian)",
 	})
 }
+
+// A btrfs whose system is in a subvolume that is not the default (Ubuntu's
+// @) names it, for mounting with subvol=; one whose default subvolume is the
+// system (openSUSE's) does not need to.
+func TestVolumesBtrfsSubvolume(t *testing.T) {
+	const uuid = "7b1e0c4a-8d1f-4a47-9c1e-6d2f0b7a9e33"
+	for _, tc := range []struct {
+		name    string
+		subvols []string
+		want    string
+	}{
+		{"@ without a default", []string{"@", "@home"}, "@"},
+		{"@ as the default", []string{"default:@", "@home"}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := tree(t, map[string][]byte{
+				"@/etc/fstab":         []byte("UUID=" + uuid + " / btrfs defaults,subvol=@ 0 0\n"),
+				"@home/user/.profile": []byte("PATH=$PATH\n"),
+			})
+			img := mkbtrfs(t, dir, 256, uuid, tc.subvols...)
+			d := mkdisk(t, "gpt", []partSpec{{img: img, typ: "0FC63DAF-8483-4772-8E79-3D69D8477DE4"}})
+			vols, _ := Volumes([]disk.Image{openImage(t, d)})
+			require.Len(t, vols, 1)
+			assert.Equal(t, "btrfs", vols[0].FSType)
+			assert.Equal(t, tc.want, vols[0].Subvolume)
+			_, _, err := vols[0].FS.Stat("/etc/fstab")
+			assert.NoError(t, err)
+		})
+	}
+}

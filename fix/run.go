@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -187,18 +188,21 @@ func fixerInitramfs(initPath string, plan *Plan, rep *guest.Report) ([]byte, err
 		initPath = exe
 	}
 	want := []string{"virtio_mmio", "virtio_blk"}
-	switch plan.Root.FSType {
-	case "ext2", "ext3", "ext4":
-		want = append(want, "ext4")
-	case "xfs", "btrfs":
-		want = append(want, plan.Root.FSType)
-	default:
-		return nil, fmt.Errorf("fix: root filesystem %s is not supported", plan.Root.FSType)
-	}
 	for _, m := range append([]Mount{plan.Root}, plan.Mounts...) {
-		if m.LV != "" {
+		var mod string
+		switch m.FSType {
+		case "ext2", "ext3", "ext4":
+			mod = "ext4"
+		case "xfs", "btrfs":
+			mod = m.FSType
+		default:
+			return nil, fmt.Errorf("fix: the %s filesystem of %s is not supported", m.FSType, m.Path)
+		}
+		if m.LV != "" && !slices.Contains(want, "dm_mod") {
 			want = append(want, "dm_mod") // /init maps the LV itself
-			break
+		}
+		if !slices.Contains(want, mod) {
+			want = append(want, mod)
 		}
 	}
 	// The filesystems ask the crypto API for crc32c through modprobe,
