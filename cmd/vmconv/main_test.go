@@ -101,7 +101,7 @@ func guestDir() string {
 
 // wildVariants are the wild guests' variants by the script variable that
 // holds each one's directory.
-var wildVariants = map[string]string{"WILD_XFS": "xfs-lvm-efi", "WILD_BTRFS": "btrfs", "WILD_BROKEN": "broken"}
+var wildVariants = map[string]string{"WILD_XFS": "xfs-lvm-efi", "WILD_BTRFS": "btrfs", "WILD_BROKEN": "broken", "WILD_DRACUT": "dracut-lvm"}
 
 // wildDir is where a wild guest is cached, or "" when unknown.
 func wildDir(variant string) string {

@@ -12,9 +12,10 @@ import (
 // "xfs-lvm-efi" (GPT, FAT32 ESP, /boot on XFS, root on LVM2 ext4),
 // "btrfs" (MBR, btrfs with subvolumes @ and @home, or a plain top level when
 // the host's mkfs.btrfs has no --subvol; the directory's "layout" file says
-// which) and "broken" (ext4 on MBR with an initramfs that has no virtio_blk,
-// root=/dev/sda1, a static address on ens192).
-var WildGuestVariants = []string{"xfs-lvm-efi", "btrfs", "broken"}
+// which), "broken" (ext4 on MBR with an initramfs that has no virtio_blk,
+// root=/dev/sda1, a static address on ens192) and "dracut-lvm" (RHEL's
+// layout: /boot on XFS, root on LVM, a dracut initramfs without virtio_blk).
+var WildGuestVariants = []string{"xfs-lvm-efi", "btrfs", "broken", "dracut-lvm"}
 
 // WildGuestDir is where testdata/guest/build-wild.sh caches variant, keyed by
 // the script's hash: ${XDG_CACHE_HOME:-$HOME/.cache}/vmconv/guest-wild/

@@ -19,6 +19,12 @@
 #                with a static 192.0.2.10/24 on ens192, open-vm-tools, and a unit
 #                that prints "vmconv-net: <ip -br addr>" to ttyS0 once the network
 #                is online. The vmx has a pvscsi controller and a vmxnet3 NIC.
+#   dracut-lvm   a RHEL-family layout moved from VMware and not fixed, on Debian:
+#                MBR; 1: /boot on XFS v5; 2: an LVM2 PV, VG rhel, LV root (ext4).
+#                dracut (which replaces initramfs-tools) with RHEL's hostonly="yes";
+#                the initramfs made for VMware's and AHCI's controllers only (no
+#                virtio_blk); root=/dev/mapper/rhel-root rd.lvm.lv=rhel/root.
+#                The vmx has a pvscsi controller and a vmxnet3 NIC.
 #
 # Every variant has a getty on ttyS0 (so a boot ends at "login:").
 #
@@ -40,10 +46,10 @@ set -eu
 # lvm2 warns of every inherited descriptor otherwise.
 export LVM_SUPPRESS_FD_WARNINGS=1
 
-usage() { echo "usage: build-wild.sh xfs-lvm-efi|btrfs|broken" >&2; exit 2; }
+usage() { echo "usage: build-wild.sh xfs-lvm-efi|btrfs|broken|dracut-lvm" >&2; exit 2; }
 [ $# -eq 1 ] || usage
 variant=$1
-case "$variant" in xfs-lvm-efi | btrfs | broken) ;; *) usage ;; esac
+case "$variant" in xfs-lvm-efi | btrfs | broken | dracut-lvm) ;; *) usage ;; esac
 
 script=$(readlink -f "$0")
 hash=$(sha256sum "$script" | cut -c1-16)
@@ -164,6 +170,14 @@ broken)
 	root_uuid=5b1e0c4a-8d1f-4a47-9c1e-6d2f0b7a9e32
 	mac=00:50:56:3f:a2:23
 	;;
+dracut-lvm)
+	disk_id=0x3d5f7b91
+	boot_uuid=1f3a5c7e-9b2d-4e6f-8a1c-3e5a7c9b1d47
+	root_uuid=6c8e0a2b-4d6f-4a8c-9e1b-5d7f9b1d3f58
+	pv_uuid=Vmconv-Wild-PV00-aaaa-bbbb-cccc-000002
+	vg=rhel
+	mac=00:50:56:3f:a2:24
+	;;
 esac
 
 # ---- common guest configuration --------------------------------------------
@@ -263,9 +277,30 @@ EOF
 	chroot_run systemctl enable vmconv-net-marker.service >&2
 	echo 'GRUB_DISABLE_LINUX_UUID=true' >>"$root/etc/default/grub"
 	;;
+dracut-lvm)
+	# dracut replaces initramfs-tools (and builds an image as it installs).
+	install_pkgs lvm2 xfsprogs dracut
+	cat >"$root/etc/fstab" <<EOF
+# <file system>         <mount point>   <type>  <options>       <dump>  <pass>
+/dev/mapper/$vg-root    /               ext4    defaults        0       1
+UUID=$boot_uuid /boot           xfs     defaults        0       0
+EOF
+	echo 'GRUB_CMDLINE_LINUX="rd.lvm.lv='"$vg"'/root"' >>"$root/etc/default/grub"
+	;;
 esac
 
-chroot_run update-initramfs -u -k "$kver" >&2
+if [ "$variant" = dracut-lvm ]; then
+	# What the VMware install left: an image for its controllers only. The
+	# build host's devices are not the VM's, so not host-only here (and
+	# without dracut's qemu module, which a host-only image made on VMware
+	# leaves out); the guest's own configuration is host-only (RHEL's
+	# default), for its rebuilds.
+	chroot_run dracut --force --no-hostonly --omit "qemu qemu-net" --drivers "vmw_pvscsi mptspi ahci sd_mod dm_mod crc32c_generic ext4 xfs" \
+		"/boot/initrd.img-$kver" "$kver" >&2
+	echo 'hostonly="yes"' >"$root/etc/dracut.conf.d/10-hostonly.conf"
+else
+	chroot_run update-initramfs -u -k "$kver" >&2
+fi
 rm -f "$root/etc/initramfs-tools/conf.d/vmconv-build-fstype"
 
 # ---- grub.cfg by grub-mkconfig ----------------------------------------------
@@ -291,6 +326,14 @@ broken)
 	probe_root="/dev/sda1|ext2|$root_uuid|msdos||(hd0,msdos1)|hd0,msdos1|--hint-bios=hd0,msdos1 --hint-efi=hd0,msdos1 --hint-baremetal=ahci0,msdos1|${disk_id#0x}-01"
 	probe_boot=$probe_root probe_esp=$probe_root
 	relpath_strip= relpath_prefix=
+	;;
+dracut-lvm)
+	probe_root="/dev/mapper/$vg-root|ext2|$root_uuid|msdos|lvm|(lvm/$vg-root)|lvm/$vg-root||"
+	probe_boot="/dev/sda1|xfs|$boot_uuid|msdos||(hd0,msdos1)|hd0,msdos1|--hint-bios=hd0,msdos1 --hint-efi=hd0,msdos1 --hint-baremetal=ahci0,msdos1|${disk_id#0x}-01"
+	probe_esp=$probe_boot
+	relpath_strip=/boot relpath_prefix=
+	mkdir -p "$root/dev/mapper"
+	ln -sf ../null "$root/dev/mapper/$vg-root"
 	;;
 esac
 mkdir -p "$root/dev/disk/by-uuid"
@@ -385,38 +428,11 @@ grep -m1 -E '^[[:space:]]*linux[[:space:]]' "$out/grub.cfg" | awk '{print $2}' >
 
 # ---- the disk ----------------------------------------------------------------
 raw=$out/disk.raw
-case "$variant" in
-xfs-lvm-efi)
-	cp "$out/efi-grub.cfg" "$out/efi-debian-grub.cfg"
-	echo "$boot_uuid" >"$out/boot-uuid"
-	echo "$esp_uuid" >"$out/esp-uuid"
-	echo "$swap_uuid" >"$out/swap-uuid"
-	echo "$pv_uuid" >"$out/pv-uuid"
-	echo "$vg" >"$out/vg"
-	printf 'root\nswap\n' >"$out/lvs"
-	echo "gpt esp=fat32 boot=xfs lvm:$vg/root=ext4 lvm:$vg/swap=swap" >"$out/layout"
-	esp_mib=128 boot_mib=512 root_mib=1536 swap_mib=128 pv_mib=1700
-	esp_start=2048
-	boot_start=$((esp_start + esp_mib * 2048))
-	pv_start=$((boot_start + boot_mib * 2048))
-	disk_mib=$((pv_start / 2048 + pv_mib + 1))
-	truncate -s "${disk_mib}M" "$raw"
-	printf 'label: gpt\nlabel-id: %s\nunit: sectors\nfirst-lba: 2048\n%s\n%s\n%s\n' "$disk_guid" \
-		"start=$esp_start, size=$((esp_mib * 2048)), type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, uuid=$esp_partuuid, name=\"EFI System Partition\"" \
-		"start=$boot_start, size=$((boot_mib * 2048)), type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, uuid=$boot_partuuid, name=\"boot\"" \
-		"start=$pv_start, size=$((pv_mib * 2048)), type=E6D6D379-F507-44C2-A23C-238F2A3DF928, uuid=$lvm_partuuid, name=\"lvm\"" |
-		sfdisk --no-reread --no-tell-kernel "$raw" >&2
 
-	# ESP: FAT32, files copied in with mtools.
-	mkfs.vfat -F 32 -n EFI -i "$esp_volid" -C "$work/esp.img" $((esp_mib * 1024)) >&2
-	mmd -i "$work/esp.img" ::/EFI ::/EFI/debian ::/EFI/BOOT
-	mcopy -i "$work/esp.img" "$out/efi-grub.cfg" ::/EFI/debian/grub.cfg
-	mcopy -i "$work/esp.img" "$out/grubx64.efi" ::/EFI/debian/grubx64.efi
-	mcopy -i "$work/esp.img" "$out/grubx64.efi" ::/EFI/BOOT/BOOTX64.EFI
-	dd if="$work/esp.img" of="$raw" bs=1M seek=$((esp_start / 2048)) conv=notrunc,sparse status=none
-	rm -f "$work/esp.img"
-
-	# /boot: XFS v5 from a protofile listing the tree.
+# xfs_boot START MIB: $root/boot becomes an XFS v5 filesystem (UUID $boot_uuid,
+# from a protofile listing the tree) at sector START of the image; the tree
+# keeps an empty /boot.
+xfs_boot() {
 	mv "$root/boot" "$work/boot"
 	mkdir -m 755 "$root/boot"
 	proto_dir() { # dir indent
@@ -444,43 +460,112 @@ xfs-lvm-efi)
 		echo '$'
 	} >"$work/boot.proto"
 	cp "$work/boot.proto" "$out/boot.proto"
-	truncate -s "${boot_mib}M" "$work/boot.xfs"
+	truncate -s "${2}M" "$work/boot.xfs"
 	mkfs.xfs -q -f -m crc=1,uuid="$boot_uuid" -L boot -p "$work/boot.proto" "$work/boot.xfs" >&2
-	dd if="$work/boot.xfs" of="$raw" bs=1M seek=$((boot_start / 2048)) conv=notrunc,sparse status=none
+	dd if="$work/boot.xfs" of="$raw" bs=1M seek=$(($1 / 2048)) conv=notrunc,sparse status=none
 	rm -rf "$work/boot.xfs" "$work/boot"
+}
 
-	# LVM2: metadata written through a loop device, nothing activated.
+# lvm_pv START MIB root:MIB [swap:MIB]: an LVM2 PV (UUID $pv_uuid) with VG $vg
+# at sector START of the image; LV root holds $root as ext4 ($root_uuid), LV
+# swap a swap area ($swap_uuid). The metadata is written through a loop
+# device, nothing activated; the LVs' contents at their extents' offsets.
+lvm_pv() {
+	pv_at=$1 pv_mib=$2
+	shift 2
 	truncate -s "${pv_mib}M" "$work/pv.img"
 	loopdev=$(losetup -f --show "$work/pv.img")
 	lvmconf="devices { use_devicesfile=0 obtain_device_list_from_udev=0 } activation { udev_sync=0 udev_rules=0 monitoring=0 } backup { backup=0 archive=0 }"
 	lvmx() { cmd=$1; shift; "$cmd" --devices "$loopdev" --config "$lvmconf" "$@" >&2; }
+	q() { cmd=$1; shift; "$cmd" --devices "$loopdev" --config "$lvmconf" --noheadings --nosuffix --units b "$@" | tr -d ' '; }
 	lvmx pvcreate -ff -y --uuid "$pv_uuid" --norestorefile "$loopdev"
 	lvmx vgcreate -s 4M "$vg" "$loopdev"
-	lvmx lvcreate --driverloaded n -an -Zn -y -n root -L "${root_mib}M" "$vg"
-	lvmx lvcreate --driverloaded n -an -Zn -y -n swap -L "${swap_mib}M" "$vg"
-	q() { cmd=$1; shift; "$cmd" --devices "$loopdev" --config "$lvmconf" --noheadings --nosuffix --units b "$@" | tr -d ' '; }
+	for lv in "$@"; do
+		lvmx lvcreate --driverloaded n -an -Zn -y -n "${lv%%:*}" -L "${lv#*:}M" "$vg"
+	done
 	pe_start=$(q pvs -o pe_start "$loopdev")
 	extent=$(q vgs -o vg_extent_size "$vg")
 	q vgs -o vg_uuid "$vg" >"$out/vg-uuid"
 	q lvs -o lv_name,lv_uuid,seg_pe_ranges --separator , "$vg" >"$out/lv-segments"
-	root_pe=$(q lvs -o seg_pe_ranges "$vg/root" | sed -E 's/.*:([0-9]+)-.*/\1/')
-	swap_pe=$(q lvs -o seg_pe_ranges "$vg/swap" | sed -E 's/.*:([0-9]+)-.*/\1/')
+	offsets=
+	for lv in "$@"; do
+		pe=$(q lvs -o seg_pe_ranges "$vg/${lv%%:*}" | sed -E 's/.*:([0-9]+)-.*/\1/')
+		offsets="$offsets ${lv%%:*}:$((pe_start + pe * extent))"
+	done
 	losetup -d "$loopdev"
 	loopdev=
 	echo "$pe_start" >"$out/pe-start"
 	echo "$extent" >"$out/extent-size"
-	root_off=$((pe_start + root_pe * extent))
-	swap_off=$((pe_start + swap_pe * extent))
-	echo "$root_off" >"$out/root-lv-offset"
-	mkfs.ext4 -q -F -L root -U "$root_uuid" -d "$root" "$work/root.ext4" "${root_mib}M" >&2
-	dd if="$work/root.ext4" of="$work/pv.img" bs=1M oflag=seek_bytes seek="$root_off" conv=notrunc,sparse status=none
-	rm -f "$work/root.ext4"
-	truncate -s "${swap_mib}M" "$work/swap.img"
-	mkswap -L swap -U "$swap_uuid" "$work/swap.img" >&2
-	dd if="$work/swap.img" of="$work/pv.img" bs=1M oflag=seek_bytes seek="$swap_off" conv=notrunc,sparse status=none
-	dd if="$work/pv.img" of="$raw" bs=1M seek=$((pv_start / 2048)) conv=notrunc,sparse status=none
-	rm -f "$work/swap.img" "$work/pv.img"
+	echo "$pv_uuid" >"$out/pv-uuid"
+	echo "$vg" >"$out/vg"
+	for lv in "$@"; do echo "${lv%%:*}"; done >"$out/lvs"
+	for lv in "$@"; do
+		name=${lv%%:*} mib=${lv#*:}
+		off=$(echo "$offsets" | tr ' ' '\n' | sed -n "s/^$name://p")
+		case "$name" in
+		root)
+			echo "$off" >"$out/root-lv-offset"
+			mkfs.ext4 -q -F -L root -U "$root_uuid" -d "$root" "$work/lv.img" "${mib}M" >&2
+			;;
+		swap)
+			truncate -s "${mib}M" "$work/lv.img"
+			mkswap -L swap -U "$swap_uuid" "$work/lv.img" >&2
+			;;
+		esac
+		dd if="$work/lv.img" of="$work/pv.img" bs=1M oflag=seek_bytes seek="$off" conv=notrunc,sparse status=none
+		rm -f "$work/lv.img"
+	done
+	dd if="$work/pv.img" of="$raw" bs=1M seek=$((pv_at / 2048)) conv=notrunc,sparse status=none
+	rm -f "$work/pv.img"
+}
+
+case "$variant" in
+xfs-lvm-efi)
+	cp "$out/efi-grub.cfg" "$out/efi-debian-grub.cfg"
+	echo "$boot_uuid" >"$out/boot-uuid"
+	echo "$esp_uuid" >"$out/esp-uuid"
+	echo "gpt esp=fat32 boot=xfs lvm:$vg/root=ext4 lvm:$vg/swap=swap" >"$out/layout"
+	esp_mib=128 boot_mib=512 root_mib=1536 swap_mib=128 pv_mib=1700
+	esp_start=2048
+	boot_start=$((esp_start + esp_mib * 2048))
+	pv_start=$((boot_start + boot_mib * 2048))
+	disk_mib=$((pv_start / 2048 + pv_mib + 1))
+	truncate -s "${disk_mib}M" "$raw"
+	printf 'label: gpt\nlabel-id: %s\nunit: sectors\nfirst-lba: 2048\n%s\n%s\n%s\n' "$disk_guid" \
+		"start=$esp_start, size=$((esp_mib * 2048)), type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, uuid=$esp_partuuid, name=\"EFI System Partition\"" \
+		"start=$boot_start, size=$((boot_mib * 2048)), type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, uuid=$boot_partuuid, name=\"boot\"" \
+		"start=$pv_start, size=$((pv_mib * 2048)), type=E6D6D379-F507-44C2-A23C-238F2A3DF928, uuid=$lvm_partuuid, name=\"lvm\"" |
+		sfdisk --no-reread --no-tell-kernel "$raw" >&2
+
+	# ESP: FAT32, files copied in with mtools.
+	mkfs.vfat -F 32 -n EFI -i "$esp_volid" -C "$work/esp.img" $((esp_mib * 1024)) >&2
+	mmd -i "$work/esp.img" ::/EFI ::/EFI/debian ::/EFI/BOOT
+	mcopy -i "$work/esp.img" "$out/efi-grub.cfg" ::/EFI/debian/grub.cfg
+	mcopy -i "$work/esp.img" "$out/grubx64.efi" ::/EFI/debian/grubx64.efi
+	mcopy -i "$work/esp.img" "$out/grubx64.efi" ::/EFI/BOOT/BOOTX64.EFI
+	dd if="$work/esp.img" of="$raw" bs=1M seek=$((esp_start / 2048)) conv=notrunc,sparse status=none
+	rm -f "$work/esp.img"
+
+	xfs_boot "$boot_start" "$boot_mib"
+	lvm_pv "$pv_start" "$pv_mib" "root:$root_mib" "swap:$swap_mib"
+	echo "$swap_uuid" >"$out/swap-uuid"
 	firmware=efi adapter=lsilogic nic=e1000e
+	;;
+dracut-lvm)
+	echo "$boot_uuid" >"$out/boot-uuid"
+	echo "mbr boot=xfs lvm:$vg/root=ext4 dracut initramfs-without-virtio" >"$out/layout"
+	boot_mib=512 root_mib=1536 pv_mib=1600
+	boot_start=2048
+	pv_start=$((boot_start + boot_mib * 2048))
+	disk_mib=$((pv_start / 2048 + pv_mib + 1))
+	truncate -s "${disk_mib}M" "$raw"
+	printf 'label: dos\nlabel-id: %s\nunit: sectors\n%s\n%s\n' "$disk_id" \
+		"start=$boot_start, size=$((boot_mib * 2048)), type=83, bootable" \
+		"start=$pv_start, size=$((pv_mib * 2048)), type=8e" |
+		sfdisk --no-reread --no-tell-kernel "$raw" >&2
+	xfs_boot "$boot_start" "$boot_mib"
+	lvm_pv "$pv_start" "$pv_mib" "root:$root_mib"
+	firmware=bios adapter=pvscsi nic=vmxnet3
 	;;
 btrfs)
 	echo "$layout" >"$out/layout"

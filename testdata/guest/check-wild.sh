@@ -9,7 +9,8 @@
 #     serial console. For "broken" the virtio boot must NOT find its root
 #     filesystem, and the same boot with the disk on a VMware PVSCSI
 #     controller (QEMU's -device pvscsi, driven by the initramfs's vmw_pvscsi)
-#     must reach "login:". For "xfs-lvm-efi", when OVMF is installed, the
+#     must reach "login:"; likewise for "dracut-lvm", whose dracut initramfs
+#     activates the root LV. For "xfs-lvm-efi", when OVMF is installed, the
 #     image also boots through UEFI firmware from its ESP (BOOTX64.EFI, the stub
 #     grub.cfg, /boot/grub/grub.cfg on XFS) and must reach "login:".
 # Exits 0 when every check passes. Prints each boot's time to "login:".
@@ -20,13 +21,14 @@
 set -eu
 export LVM_SUPPRESS_FD_WARNINGS=1
 
-[ $# -eq 1 ] || { echo "usage: check-wild.sh xfs-lvm-efi|btrfs|broken" >&2; exit 2; }
+[ $# -eq 1 ] || { echo "usage: check-wild.sh xfs-lvm-efi|btrfs|broken|dracut-lvm" >&2; exit 2; }
 variant=$1
 here=$(dirname "$(readlink -f "$0")")
 dir=${VMCONV_WILD_DIR:-$("$here/build-wild.sh" "$variant")}
 timeout=${VMCONV_BOOT_TIMEOUT:-900}
 raw=$dir/disk.raw
 fail=0
+extra= # kernel parameters added to a boot
 ok() { echo "check-wild[$variant]: ok: $*"; }
 bad() { echo "check-wild[$variant]: FAIL: $*"; fail=1; }
 expect() { # what got want
@@ -133,6 +135,30 @@ btrfs)
 		grep -q "/$m.ko" "$tmp/initrd" && ok "initrd has $m" || bad "initrd lacks $m"
 	done
 	;;
+dracut-lvm)
+	expect "label" "$(sed -n 's/^label: //p' "$tmp/sfdisk")" dos
+	grep -q "^$raw""2 .*type=8e" "$tmp/sfdisk" && ok "partition 2 is LVM" || bad "partition 2 type"
+	boot=$(loop_part 1)
+	expect "/boot type" "$(blkval "$boot" TYPE)" xfs
+	expect "/boot uuid" "$(blkval "$boot" UUID)" "$(cat "$dir/boot-uuid")"
+	pv=$(loop_part 2)
+	lvmconf="devices { use_devicesfile=0 obtain_device_list_from_udev=0 } backup { backup=0 archive=0 }"
+	lvs --devices "$pv" --config "$lvmconf" -o lv_name,vg_name,lv_size,seg_pe_ranges --units b
+	expect "VG" "$(pvs --devices "$pv" --config "$lvmconf" --noheadings -o vg_name | tr -d ' ')" rhel
+	expect "LVs" "$(lvs --devices "$pv" --config "$lvmconf" --noheadings -o lv_name | tr -d ' ')" root
+	set -- $(part 2)
+	off=$(($1 * 512 + $(cat "$dir/root-lv-offset")))
+	expect "LV root filesystem" "$(blkid -p -O "$off" -o value -s TYPE "$raw")" ext4
+	expect "LV root uuid" "$(blkid -p -O "$off" -o value -s UUID "$raw")" "$(cat "$dir/root-uuid")"
+	grep -q "root=/dev/mapper/rhel-root .*rd.lvm.lv=rhel/root" "$dir/cmdline" && ok "cmdline $(cat "$dir/cmdline")" || bad "cmdline: $(cat "$dir/cmdline")"
+	list_initrd "$dir/initrd.img" >"$tmp/initrd"
+	grep -q 'dracut' "$tmp/initrd" && ok "initrd made by dracut" || bad "initrd not dracut's"
+	grep -q '/virtio_blk.ko' "$tmp/initrd" && bad "initrd has virtio_blk" || ok "initrd lacks virtio_blk"
+	for m in vmw_pvscsi dm-mod ext4 xfs; do
+		grep -q "/$m.ko" "$tmp/initrd" && ok "initrd has $m" || bad "initrd lacks $m"
+	done
+	grep -q 'sbin/lvm$' "$tmp/initrd" && ok "initrd has lvm" || bad "initrd lacks lvm"
+	;;
 broken)
 	p=$(loop_part 1)
 	expect "root type" "$(blkval "$p" TYPE)" ext4
@@ -157,7 +183,7 @@ detach_loops
 boot() {
 	name=$1 want=$2
 	shift 2
-	cmdline="$(sed -E 's/(^| )(BOOT_IMAGE=[^ ]*|quiet)//g' "$dir/cmdline") console=ttyS0"
+	cmdline="$(sed -E 's/(^| )(BOOT_IMAGE=[^ ]*|quiet)//g' "$dir/cmdline") console=ttyS0${extra:+ $extra}"
 	log=$tmp/serial-$name.log
 	: >"$log"
 	t0=$(date +%s)
@@ -177,7 +203,7 @@ boot() {
 	result=timeout
 	while kill -0 "$qpid" 2>/dev/null; do
 		if grep -q 'login:' "$log"; then result=login; break; fi
-		if grep -q -E 'ALERT!|Gave up waiting for root' "$log"; then result=noroot; break; fi
+		if grep -q -E 'ALERT!|Gave up waiting for root|Could not boot|Entering emergency mode' "$log"; then result=noroot; break; fi
 		if [ $(($(date +%s) - t0)) -ge "$timeout" ]; then break; fi
 		sleep 1
 	done
@@ -199,7 +225,9 @@ boot() {
 
 virtio="-drive file=$raw,if=virtio,format=raw,snapshot=on"
 case "$variant" in
-broken)
+broken | dracut-lvm)
+	# dracut's wait for the root is shortened from 180 s.
+	[ "$variant" = dracut-lvm ] && extra="rd.retry=10 rd.timeout=30" || extra=
 	boot virtio noroot $virtio
 	boot pvscsi login -device pvscsi,id=pvscsi0 -drive file="$raw",if=none,id=d0,format=raw,snapshot=on \
 		-device scsi-hd,drive=d0,bus=pvscsi0.0
