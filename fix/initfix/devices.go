@@ -75,3 +75,34 @@ func superblockID(dev, fstype string) (uuid, label string) {
 	h := hex.EncodeToString(u)
 	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32], string(bytes.TrimRight(l, "\x00"))
 }
+
+// udevLinks makes in dev the links a running udev (and systemd) would,
+// that guest tools run chrooted rely on: dracut in host-only mode finds
+// the root's stack of devices through /dev/block/MAJ:MIN and runs shell
+// process substitutions through /dev/fd.
+func udevLinks(dev string) error {
+	names, _ := filepath.Glob("/sys/class/block/*")
+	if err := os.MkdirAll(filepath.Join(dev, "block"), 0o755); err != nil {
+		return err
+	}
+	for _, n := range names {
+		num, err := os.ReadFile(filepath.Join(n, "dev"))
+		if err != nil {
+			continue
+		}
+		link := filepath.Join(dev, "block", strings.TrimSpace(string(num)))
+		os.Remove(link)
+		if err := os.Symlink("../"+filepath.Base(n), link); err != nil {
+			return err
+		}
+	}
+	for name, target := range map[string]string{"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1", "stderr": "/proc/self/fd/2"} {
+		if _, err := os.Lstat(filepath.Join(dev, name)); err == nil {
+			continue
+		}
+		if err := os.Symlink(target, filepath.Join(dev, name)); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -190,6 +190,9 @@ func rebuildInitramfs(root, kver string, s fix.Step, mounted *[]string) ([]strin
 		}
 		*mounted = append(*mounted, dst)
 	}
+	if err := udevLinks(filepath.Join(root, "dev")); err != nil {
+		return nil, "", fmt.Errorf("device links in the guest's /dev: %w", err)
+	}
 	var changed []string
 	var args []string
 	switch s.Tool {

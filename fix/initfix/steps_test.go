@@ -5,6 +5,7 @@ package initfix
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -64,4 +65,23 @@ func TestAddModules(t *testing.T) {
 		string(addModules([]byte("vmw_pvscsi\nvirtio-pci"), []string{"virtio_blk", "virtio_pci", "virtio_mmio"})))
 	assert.Equal(t, "virtio_blk\n", string(addModules(nil, []string{"virtio_blk"})))
 	assert.Equal(t, "# virtio_blk\nvirtio_blk\n", string(addModules([]byte("# virtio_blk\n"), []string{"virtio_blk"})))
+}
+
+// udevLinks names every block device by number under block/, as udev
+// does, and gives the shell its /dev/fd.
+func TestUdevLinks(t *testing.T) {
+	dev := t.TempDir()
+	require.NoError(t, udevLinks(dev))
+	require.NoError(t, udevLinks(dev), "a second run replaces the links")
+	target, err := os.Readlink(filepath.Join(dev, "fd"))
+	require.NoError(t, err)
+	assert.Equal(t, "/proc/self/fd", target)
+	names, _ := filepath.Glob("/sys/class/block/*")
+	for _, n := range names {
+		num, err := os.ReadFile(filepath.Join(n, "dev"))
+		require.NoError(t, err)
+		target, err := os.Readlink(filepath.Join(dev, "block", strings.TrimSpace(string(num))))
+		require.NoError(t, err)
+		assert.Equal(t, "../"+filepath.Base(n), target)
+	}
 }
