@@ -274,23 +274,9 @@ func planMount(m guest.Mount) Mount {
 	return out
 }
 
-// initramfsTool is the tool that made the guest's initramfs: dracut when
-// the guest has it (RHEL and its kin, SUSE, and Debian or Ubuntu guests
-// switched to it, where it replaces initramfs-tools), else
-// initramfs-tools' update-initramfs on Debian-like guests.
+// initramfsTool is the tool that made the guest's initramfs.
 func initramfsTool(rep *guest.Report) string {
-	fs := rep.Mounts[0].Volume.FS
-	for _, p := range []string{"/usr/bin/dracut", "/usr/sbin/dracut", "/sbin/dracut"} {
-		if fs != nil {
-			if _, dir, err := fs.Stat(p); err == nil && !dir {
-				return "dracut"
-			}
-		}
-	}
-	if o := rep.OS; o != nil && (o.ID == "debian" || o.ID == "ubuntu" || strings.Contains(o.IDLike, "debian")) {
-		return "update-initramfs"
-	}
-	return "dracut"
+	return guest.InitramfsTool(rep.Mounts[0].Volume.FS, rep.OS)
 }
 
 // dracutImage is the initramfs file the guest boots, as a path in the

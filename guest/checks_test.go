@@ -288,7 +288,7 @@ func TestCheckInitramfs(t *testing.T) {
 			[]found{{"initramfs-no-disk-driver", Error, "/boot/initrd.img-6.1.0-9-amd64"}}, "update-initramfs -u -k 6.1.0-9-amd64"},
 		{"another kernel's modules", map[string]string{"usr/lib/modules/5.10.0-1-amd64/kernel/drivers/block/virtio_blk.ko": "x",
 			"usr/lib/modules/5.10.0-1-amd64/kernel/drivers/virtio/virtio_pci.ko": "x"}, "", "kvm", &OS{ID: "rocky", IDLike: "rhel centos fedora"},
-			[]found{{"initramfs-no-disk-driver", Error, "/boot/initrd.img-6.1.0-9-amd64"}}, "dracut --force --add-drivers \"virtio_blk virtio_pci\""},
+			[]found{{"initramfs-no-disk-driver", Error, "/boot/initrd.img-6.1.0-9-amd64"}}, "add force_drivers+=\" virtio_blk virtio_pci \" to a file in /etc/dracut.conf.d/ and run dracut --force /boot/initrd.img-6.1.0-9-amd64 6.1.0-9-amd64"},
 		{"xen-blkfront by its file name", map[string]string{k + "kernel/drivers/block/xen-blkfront.ko": "x"}, "", "xen", nil, []found{}, ""},
 		{"vmware: any one of three", map[string]string{k + "kernel/drivers/ata/ahci.ko": "x"}, "", "vmware", nil, []found{}, ""},
 	}

@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/vmconv/vmconv/boot"
 	"github.com/vmconv/vmconv/boot/initramfs"
 )
 
@@ -129,25 +130,49 @@ func checkInitramfs(c *checkCtx) (_ []Finding, notes []string) {
 	f := Finding{Code: "initramfs-no-disk-driver", Severity: Error, File: file,
 		Message: fmt.Sprintf("the initramfs for kernel %s has no %s driver (nor is it built into the kernel): the root disk will not be found on %s",
 			c.kver, strings.Join(miss, ", "), c.opt.Target),
-		Fix: initramfsFix(c.os, miss, c.kver)}
+		Fix: initramfsFix(c, miss)}
 	if len(c.entry.Initrd) == 0 {
 		f.Message = fmt.Sprintf("kernel %s boots without an initramfs and has no %s driver built in", c.kver, strings.Join(miss, ", "))
 	}
 	return []Finding{f}, notes
 }
 
-// initramfsFix says how this distribution adds drivers to its initramfs.
-func initramfsFix(o *OS, mods []string, kver string) string {
+// initramfsFix says how this guest adds drivers to its initramfs, with
+// the tool it has (InitramfsTool).
+func initramfsFix(c *checkCtx, mods []string) string {
 	var names []string
 	for _, m := range mods {
 		names = append(names, strings.Split(m, " or ")[0])
 	}
-	if o != nil && (o.ID == "debian" || o.ID == "ubuntu" || strings.Contains(o.IDLike, "debian")) {
+	if InitramfsTool(c.fs, c.os) == "update-initramfs" {
 		return fmt.Sprintf("add %s to /etc/initramfs-tools/modules and run update-initramfs -u -k %s",
-			strings.Join(names, ", "), kver)
+			strings.Join(names, ", "), c.kver)
 	}
-	return fmt.Sprintf("rebuild the initramfs with the drivers: dracut --force --add-drivers %q /boot/initramfs-%s.img %s (or your distribution's equivalent)",
-		strings.Join(names, " "), kver, kver)
+	image := "/boot/initramfs-" + c.kver + ".img"
+	if c.entry != nil && c.entry.InitrdPath != "" {
+		image = "/boot/" + path.Base(strings.Fields(c.entry.InitrdPath)[0])
+	}
+	return fmt.Sprintf("add force_drivers+=\" %s \" to a file in /etc/dracut.conf.d/ and run dracut --force %s %s",
+		strings.Join(names, " "), image, c.kver)
+}
+
+// InitramfsTool is the tool that makes the guest's initramfs, read from
+// its root filesystem: "dracut" when the guest has it (the RHEL family,
+// SUSE, and Debian or Ubuntu guests switched to it, where it replaces
+// initramfs-tools), else "update-initramfs" on Debian-like guests, else
+// "dracut".
+func InitramfsTool(root boot.FS, o *OS) string {
+	for _, p := range []string{"/usr/bin/dracut", "/usr/sbin/dracut", "/sbin/dracut"} {
+		if root != nil {
+			if _, dir, err := root.Stat(p); err == nil && !dir {
+				return "dracut"
+			}
+		}
+	}
+	if o != nil && (o.ID == "debian" || o.ID == "ubuntu" || strings.Contains(o.IDLike, "debian")) {
+		return "update-initramfs"
+	}
+	return "dracut"
 }
 
 // checkNetDriver: the target's network driver must be installed for the
