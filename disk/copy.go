@@ -25,8 +25,17 @@ func (o CopyOptions) workers() int {
 	if o.Workers > 0 {
 		return o.Workers
 	}
-	return runtime.GOMAXPROCS(0)
+	return Cores()
 }
+
+// startProcs is GOMAXPROCS as the process started: the CPUs it may use
+// (the machine's, or its container's quota).
+var startProcs = runtime.GOMAXPROCS(0)
+
+// Cores is the number of CPUs the process may use, as GOMAXPROCS said at
+// start: a program that raises GOMAXPROCS past it (to keep a P idle while
+// workers sit in long cgo calls) still runs one worker a core.
+func Cores() int { return startProcs }
 
 func (o CopyOptions) window() int {
 	if o.Window > 0 {

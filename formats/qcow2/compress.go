@@ -4,11 +4,12 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"runtime"
 	"sync"
 
 	"github.com/klauspost/compress/flate"
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/vmconv/vmconv/disk"
 )
 
 // zlibWindow is the deflate window qemu's reader accepts: it inflates with
@@ -97,7 +98,7 @@ func newCompressor(typ uint8, level int) (*compressor, error) {
 		}
 		// EncodeAll takes one of the encoder's Concurrency states: one per
 		// core lets every copy worker compress at once.
-		enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(lvl), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)),
+		enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(lvl), zstd.WithEncoderConcurrency(disk.Cores()),
 			zstd.WithEncoderCRC(false))
 		if err != nil {
 			return nil, err

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"runtime"
 	"sync"
 
 	"github.com/vmconv/vmconv/disk"
@@ -133,7 +132,7 @@ func (s *streamReader) fill() error {
 			s.batch = append(s.batch, g)
 		}
 	}
-	workers := min(runtime.GOMAXPROCS(0), len(s.batch))
+	workers := min(disk.Cores(), len(s.batch))
 	if workers <= 1 {
 		for _, g := range s.batch {
 			s.inflate(g)
