@@ -13,7 +13,8 @@ import (
 type CopyOptions struct {
 	// Workers reading, zero-checking and preparing chunks; 0 means one per core.
 	Workers int
-	// Window is the number of chunks in flight; 0 means 4 per worker. Memory
+	// Window is the number of chunks in flight; 0 means 4 per worker (3
+	// for a Preparer, whose chunks also hold their prepared output). Memory
 	// use is about Window × ChunkSize whatever the size of the disk.
 	Window int
 	// Progress, when set, is called from one goroutine with the bytes of the
@@ -193,6 +194,13 @@ func runCopy(ctx context.Context, size int64, dst Writer, opt CopyOptions,
 	}
 	prep, _ := dst.(Preparer)
 	workers, window := opt.workers(), opt.window()
+	if opt.Window == 0 && prep != nil {
+		// A prepared chunk holds its output (compressed grains) beside
+		// its buffer until it is written: one chunk less per worker keeps
+		// a streamOptimized write under 64 MiB of peak RSS (66 with four,
+		// 61 with three, for ~3 % of its speed).
+		window = 3 * workers
+	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
