@@ -299,11 +299,23 @@ func TestProbeFailures(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.mode, func(t *testing.T) {
-			start := time.Now()
-			rep, err := Verify(context.Background(), Config{Kernel: b, Cmdline: "console=ttyS0 probe.mode=" + tc.mode,
-				MemoryMiB: 64, Disks: []Disk{{ID: "d0", Format: "raw", Image: disk.FromReaderAt(bytes.NewReader(raw), int64(len(raw)))}},
-				Expect: probeExpect, Timeout: tc.timeout})
-			require.NoError(t, err)
+			var start time.Time
+			boot := func() *verdict.Report {
+				start = time.Now()
+				rep, err := Verify(context.Background(), Config{Kernel: b, Cmdline: "console=ttyS0 probe.mode=" + tc.mode,
+					MemoryMiB: 64, Disks: []Disk{{ID: "d0", Format: "raw", Image: disk.FromReaderAt(bytes.NewReader(raw), int64(len(raw)))}},
+					Expect: probeExpect, Timeout: tc.timeout})
+				require.NoError(t, err)
+				return rep
+			}
+			rep := boot()
+			if tc.mode != "triple" && strings.Contains(rep.Reason, "KVM_EXIT_SHUTDOWN") {
+				// A triple fault the probe did not ask for: the nested
+				// machine of the KVM lab (TCG emulating AMD-V) faults so
+				// now and then. Once more, as the lab scripts do.
+				t.Logf("unexpected %s (console %q): booting once more", rep.Reason, rep.Console)
+				rep = boot()
+			}
 			assert.Equal(t, verdict.Fail, rep.Result)
 			assert.Regexp(t, tc.reason, rep.Reason, rep.Console)
 			if tc.mode != "hang" {
