@@ -152,11 +152,22 @@ func fuzzPV(t *testing.T, b []byte) {
 	require.NoError(t, err)
 	buf := make([]byte, 4096)
 	for _, lv := range vg.LVs() {
+		m, merr := vg.Mapping(lv.Name)
 		r, size, err := vg.Open(lv.Name)
+		// The device-mapper table exists exactly when the LV can be read,
+		// and covers it.
+		assert.Equal(t, err == nil, merr == nil, "Open: %v; Mapping: %v", err, merr)
 		if err != nil {
 			continue
 		}
 		assert.Equal(t, lv.Size, size)
+		var sectors uint64
+		for _, tg := range m.Targets {
+			assert.Equal(t, sectors, tg.Start)
+			assert.NotEmpty(t, tg.Areas)
+			sectors += tg.Length
+		}
+		assert.Equal(t, uint64(size)/sectorSize, sectors)
 		for _, off := range []int64{0, size / 2, size - 100} {
 			if off >= 0 {
 				_, _ = r.ReadAt(buf, off)
