@@ -111,7 +111,10 @@ func lvMapping(vgLV string) (*lvm.Mapping, map[string]string, error) {
 	if !ok {
 		return nil, nil, fmt.Errorf("LV %q: not vg/lv", vgLV)
 	}
-	pvs, devs, err := findPVs()
+	pvs, devs, files, err := findPVs()
+	for _, f := range files {
+		defer f.Close() // the metadata is read; the table names devices by number
+	}
 	if err != nil {
 		return nil, nil, err
 	}
@@ -160,8 +163,9 @@ func activate(m *lvm.Mapping, devs map[string]string) (string, error) {
 }
 
 // findPVs reads the LVM label of every block device; devs maps each PV's
-// UUID to its device's "MAJ:MIN".
-func findPVs() (pvs []*lvm.PV, devs map[string]string, err error) {
+// UUID to its device's "MAJ:MIN". The PVs' files are returned open, for
+// the caller to close once it has what it needs of them.
+func findPVs() (pvs []*lvm.PV, devs map[string]string, files []*os.File, err error) {
 	devs = map[string]string{}
 	names, _ := filepath.Glob("/sys/class/block/*")
 	for _, n := range names {
@@ -183,12 +187,12 @@ func findPVs() (pvs []*lvm.PV, devs map[string]string, err error) {
 			f.Close() // ErrNoLabel, or a PV that could not be read: not ours
 			continue
 		}
-		// f stays open: the PV reads its metadata and the LV's table through it.
 		pvs = append(pvs, pv)
+		files = append(files, f)
 		devs[pv.UUID] = strings.TrimSpace(string(num))
 	}
 	if len(pvs) == 0 {
-		return nil, nil, fmt.Errorf("no LVM physical volume on any block device")
+		return nil, nil, files, fmt.Errorf("no LVM physical volume on any block device")
 	}
-	return pvs, devs, nil
+	return pvs, devs, files, nil
 }
