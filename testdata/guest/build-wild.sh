@@ -279,6 +279,9 @@ EOF
 	;;
 dracut-lvm)
 	# dracut replaces initramfs-tools (and builds an image as it installs).
+	# It is not among the base's downloads: fresh package lists, since a
+	# cached base's may name versions the mirror no longer has.
+	chroot_run apt-get update >&2
 	install_pkgs lvm2 xfsprogs dracut
 	cat >"$root/etc/fstab" <<EOF
 # <file system>         <mount point>   <type>  <options>       <dump>  <pass>
