@@ -56,11 +56,18 @@ func GuestDir(repoRoot string) (string, error) {
 	if d := os.Getenv("VMCONV_GUEST_DIR"); d != "" {
 		return d, nil
 	}
-	script, err := os.ReadFile(filepath.Join(repoRoot, "testdata", "guest", "build.sh"))
+	return scriptCache(repoRoot, "build.sh", "guest")
+}
+
+// scriptCache is ${XDG_CACHE_HOME:-$HOME/.cache}/vmconv/<sub>/<hash>, where
+// a script of testdata/guest caches what it builds: the hash is the first
+// 16 hex digits of the script's SHA-256, so that editing it rebuilds.
+func scriptCache(repoRoot, script, sub string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(repoRoot, "testdata", "guest", script))
 	if err != nil {
 		return "", err
 	}
-	sum := sha256.Sum256(script)
+	sum := sha256.Sum256(b)
 	cache := os.Getenv("XDG_CACHE_HOME")
 	if cache == "" {
 		home, err := os.UserHomeDir()
@@ -69,5 +76,5 @@ func GuestDir(repoRoot string) (string, error) {
 		}
 		cache = filepath.Join(home, ".cache")
 	}
-	return filepath.Join(cache, "vmconv", "guest", hex.EncodeToString(sum[:])[:16]), nil
+	return filepath.Join(cache, "vmconv", sub, hex.EncodeToString(sum[:])[:16]), nil
 }

@@ -1,8 +1,6 @@
 package testutil
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"os"
 	"path/filepath"
 	"testing"
@@ -26,20 +24,7 @@ func WildGuestDir(repoRoot, variant string) (string, error) {
 	if d := os.Getenv("VMCONV_WILD_GUEST_ROOT"); d != "" {
 		return filepath.Join(d, variant), nil
 	}
-	script, err := os.ReadFile(filepath.Join(repoRoot, "testdata", "guest", "build-wild.sh"))
-	if err != nil {
-		return "", err
-	}
-	sum := sha256.Sum256(script)
-	cache := os.Getenv("XDG_CACHE_HOME")
-	if cache == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			return "", err
-		}
-		cache = filepath.Join(home, ".cache")
-	}
-	return filepath.Join(cache, "vmconv", "guest-wild", variant, hex.EncodeToString(sum[:])[:16]), nil
+	return scriptCache(repoRoot, "build-wild.sh", filepath.Join("guest-wild", variant))
 }
 
 // RequireWildGuest returns the directory of a built wild guest, or skips (fails
