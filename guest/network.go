@@ -65,15 +65,9 @@ func linkedNames(c *checkCtx) map[string]bool {
 		if err != nil {
 			continue
 		}
-		section, mac, ifname := "", "", ""
-		lines(b, func(_ int, l string) {
-			l = strings.TrimSpace(l)
-			if strings.HasPrefix(l, "[") {
-				section = strings.Trim(l, "[]")
-				return
-			}
-			k, v, _ := strings.Cut(l, "=")
-			switch k, v = strings.TrimSpace(k), strings.TrimSpace(v); {
+		mac, ifname := "", ""
+		iniLines(b, func(_ int, section, k, v string) {
+			switch {
 			case section == "Match" && k == "MACAddress":
 				mac = v
 			case section == "Link" && k == "Name":
@@ -145,18 +139,7 @@ func netIfupdown(n netCtx, b []byte) error {
 // netKeyfile: NetworkManager keyfiles and systemd-networkd .network/.link
 // files, both INI: interface-name=, mac-address=, [Match] Name=, MACAddress=.
 func netKeyfile(n netCtx, b []byte) error {
-	section := ""
-	lines(b, func(ln int, l string) {
-		l = strings.TrimSpace(l)
-		if strings.HasPrefix(l, "[") {
-			section = strings.Trim(l, "[]")
-			return
-		}
-		k, v, ok := strings.Cut(l, "=")
-		if !ok {
-			return
-		}
-		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+	iniLines(b, func(ln int, section, k, v string) {
 		switch {
 		case k == "interface-name" || section == "Match" && k == "Name" || section == "Match" && k == "OriginalName":
 			for _, name := range strings.Fields(v) {
@@ -169,6 +152,23 @@ func netKeyfile(n netCtx, b []byte) error {
 		}
 	})
 	return nil
+}
+
+// iniLines calls fn for each key=value line of an INI file (systemd units,
+// NetworkManager keyfiles) with the [section] it is in, key and value
+// trimmed.
+func iniLines(b []byte, fn func(ln int, section, key, value string)) {
+	section := ""
+	lines(b, func(ln int, l string) {
+		l = strings.TrimSpace(l)
+		if strings.HasPrefix(l, "[") {
+			section = strings.Trim(l, "[]")
+			return
+		}
+		if k, v, ok := strings.Cut(l, "="); ok {
+			fn(ln, section, strings.TrimSpace(k), strings.TrimSpace(v))
+		}
+	})
 }
 
 // netIfcfg: Red Hat's ifcfg-NAME files.
