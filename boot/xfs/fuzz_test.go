@@ -97,38 +97,6 @@ var seeds = map[string][]string{
 // kernelImage is an image the Linux kernel wrote (testdata/kernel-image.sh).
 const kernelImage = "kernel-v5.bin.gz"
 
-// TestWriteSeeds rebuilds the fuzz seeds with mkfs.xfs when
-// VMCONV_XFS_SEEDS=1, and testdata/kernel-v5.bin.gz from the image
-// kernel-image.sh wrote when VMCONV_XFS_KERNEL_IMG names it; otherwise it is
-// skipped.
-func TestWriteSeeds(t *testing.T) {
-	kimg := os.Getenv("VMCONV_XFS_KERNEL_IMG")
-	if os.Getenv("VMCONV_XFS_SEEDS") != "1" && kimg == "" {
-		t.Skip("set VMCONV_XFS_SEEDS=1 or VMCONV_XFS_KERNEL_IMG to rebuild testdata/*.bin.gz")
-	}
-	save := func(img []byte, name string) {
-		var buf bytes.Buffer
-		zw, err := gzip.NewWriterLevel(&buf, gzip.BestCompression)
-		require.NoError(t, err)
-		_, err = zw.Write(encodeSparse(img))
-		require.NoError(t, err)
-		require.NoError(t, zw.Close())
-		require.NoError(t, os.WriteFile(filepath.Join("testdata", name), buf.Bytes(), 0o644))
-	}
-	if kimg != "" {
-		img, err := os.ReadFile(kimg)
-		require.NoError(t, err)
-		save(img, kernelImage)
-	}
-	if os.Getenv("VMCONV_XFS_SEEDS") == "1" {
-		for name, opts := range seeds {
-			img, err := os.ReadFile(mkfs(t, seedTree(), 16<<20, opts...))
-			require.NoError(t, err)
-			save(img, name)
-		}
-	}
-}
-
 func readSeed(t testing.TB, name string) []byte {
 	t.Helper()
 	f, err := os.Open(filepath.Join("testdata", name))
