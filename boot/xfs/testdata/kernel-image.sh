@@ -3,7 +3,9 @@
 # devices and the xfs module), for TestKernelImage: a /boot, a file of 60
 # one-block extents (a B+tree data fork), a sparse file with a hole and an unwritten
 # extent, a one- and a two-block remote symlink, and a directory with
-# entries removed. Usage: sh kernel-image.sh OUT.img
+# entries removed. Usage: sh kernel-image.sh OUT.img, then
+#   VMCONV_XFS_KERNEL_IMG=OUT.img go test -tags xfsseeds -run TestWriteSeeds ./boot/xfs
+# stores it as testdata/kernel-v5.bin.gz.
 set -eu
 out=$1
 mnt=$(mktemp -d)
