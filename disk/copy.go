@@ -38,9 +38,19 @@ var startProcs = runtime.GOMAXPROCS(0)
 // workers sit in long cgo calls) still runs one worker a core.
 func Cores() int { return startProcs }
 
-func (o CopyOptions) window() int {
+func (o CopyOptions) window() int { return o.windowFor(false) }
+
+// windowFor is the window for a destination that prepares chunks or not:
+// a prepared chunk holds its output (compressed grains) beside its buffer
+// until it is written, so one chunk less per worker keeps a streamOptimized
+// write under 64 MiB of peak RSS (66 with four, 61 with three, for ~3 % of
+// its speed).
+func (o CopyOptions) windowFor(prepares bool) int {
 	if o.Window > 0 {
 		return o.Window
+	}
+	if prepares {
+		return 3 * o.workers()
 	}
 	return 4 * o.workers()
 }
@@ -193,14 +203,7 @@ func runCopy(ctx context.Context, size int64, dst Writer, opt CopyOptions,
 		wantZero = zs.WantsZeroChunks()
 	}
 	prep, _ := dst.(Preparer)
-	workers, window := opt.workers(), opt.window()
-	if opt.Window == 0 && prep != nil {
-		// A prepared chunk holds its output (compressed grains) beside
-		// its buffer until it is written: one chunk less per worker keeps
-		// a streamOptimized write under 64 MiB of peak RSS (66 with four,
-		// 61 with three, for ~3 % of its speed).
-		window = 3 * workers
-	}
+	workers, window := opt.workers(), opt.windowFor(prep != nil)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
