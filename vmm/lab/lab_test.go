@@ -137,3 +137,21 @@ func TestWedgedLabIsStopped(t *testing.T) {
 	assert.Contains(t, out.String(), "survived\n")
 	assert.Less(t, time.Since(start), 2*time.Minute, "the wedged lab was stopped, not waited for")
 }
+
+// TestRenew replaces the shared lab: the old one is stopped, the new one
+// takes commands and is the shared one from then on.
+func TestRenew(t *testing.T) {
+	old := Shared(t)
+	renewed, err := Renew()
+	require.NoError(t, err)
+	assert.NotSame(t, old, renewed)
+	assert.True(t, old.exitedNow(), "the old lab was stopped")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var out bytes.Buffer
+	code, err := RunShared(ctx, &out, t.TempDir(), []string{"PATH=/usr/bin:/bin"}, []string{"/bin/sh", "-c", "echo renewed"})
+	require.NoError(t, err)
+	assert.Equal(t, 0, code)
+	assert.Equal(t, "renewed\n", out.String())
+	assert.Same(t, renewed, Shared(t))
+}

@@ -65,12 +65,12 @@ func Get() (*Lab, error) {
 // RunShared runs argv in this process's lab (see Lab.Run). The lab's own
 // kernel runs KVM on AMD-V that QEMU emulates, and that emulation can fail
 // under it (a kernel oops in svm_vcpu_run has been seen, about once in
-// twenty real-guest boots): when the lab itself dies during the command,
-// RunShared says so on w and runs the command again in a new lab, up to
-// three times in all. A command that fails in a lab that lives is not run
-// again.
+// twenty real-guest boots at first, one in three on some days): when the
+// lab itself dies during the command, RunShared says so on w and runs the
+// command again in a new lab, up to four times in all. A command that fails
+// in a lab that lives is not run again.
 func RunShared(ctx context.Context, w io.Writer, dir string, env, argv []string) (int, error) {
-	const attempts = 3
+	const attempts = 4
 	l, err := Get()
 	for attempt := 1; ; attempt++ {
 		if err != nil {
@@ -84,6 +84,20 @@ func RunShared(ctx context.Context, w io.Writer, dir string, env, argv []string)
 		fmt.Fprintf(os.Stderr, "lab: the lab died during %q; restarting it (attempt %d of %d)\n", QuoteArgs(argv), attempt+1, attempts)
 		l, err = restart(l)
 	}
+}
+
+// Renew replaces this process's lab with a new one, for a command that
+// ended in a way that may have left the lab's own KVM unsound (a nested
+// guest that triple-faulted: a command run again in the same lab has been
+// seen to hang with its guest silent).
+func Renew() (*Lab, error) {
+	shared.Lock()
+	old := shared.lab
+	shared.Unlock()
+	if old == nil {
+		return Get()
+	}
+	return restart(old)
 }
 
 // restart replaces a dead shared lab with a new one.

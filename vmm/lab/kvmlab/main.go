@@ -22,9 +22,10 @@ func main() {
 	flag.IntVar(&opt.CPUs, "cpus", 2, "the lab's vCPUs")
 	flag.IntVar(&opt.MemoryMiB, "memory", 4096, "the lab's memory in MiB")
 	quiet := flag.Bool("q", false, "say nothing of the lab itself")
+	flag.StringVar(&opt.KernelDir, "kernel-dir", "", "an unpacked Debian kernel package (default: the cached one)")
 	flag.Parse()
 	if flag.NArg() == 0 {
-		fmt.Fprintln(os.Stderr, "usage: kvmlab [-cpus N] [-memory MiB] [-q] -- COMMAND [ARG...]")
+		fmt.Fprintln(os.Stderr, "usage: kvmlab [-cpus N] [-memory MiB] [-kernel-dir DIR] [-q] -- COMMAND [ARG...]")
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
