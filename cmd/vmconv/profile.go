@@ -13,30 +13,27 @@ import (
 // a syscall when) to $VMCONV_TRACE while the command runs, for `go tool
 // pprof` and `go tool trace`. The returned function ends both.
 func startProfiling(stderr io.Writer) (stop func()) {
-	var stops []func()
-	if path := os.Getenv("VMCONV_CPUPROFILE"); path != "" {
-		if f, err := os.Create(path); err != nil {
-			fmt.Fprintf(stderr, "vmconv: VMCONV_CPUPROFILE: %v\n", err)
-		} else if err := pprof.StartCPUProfile(f); err != nil {
-			fmt.Fprintf(stderr, "vmconv: VMCONV_CPUPROFILE: %v\n", err)
+	stopCPU := profileTo(stderr, "VMCONV_CPUPROFILE", pprof.StartCPUProfile, pprof.StopCPUProfile)
+	stopTrace := profileTo(stderr, "VMCONV_TRACE", trace.Start, trace.Stop)
+	return func() { stopCPU(); stopTrace() }
+}
+
+// profileTo starts a profile into the file the environment variable env
+// names, when it is set, and returns what ends it.
+func profileTo(stderr io.Writer, env string, start func(io.Writer) error, stop func()) func() {
+	path := os.Getenv(env)
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err == nil {
+		if err = start(f); err != nil {
 			f.Close()
-		} else {
-			stops = append(stops, func() { pprof.StopCPUProfile(); f.Close() })
 		}
 	}
-	if path := os.Getenv("VMCONV_TRACE"); path != "" {
-		if f, err := os.Create(path); err != nil {
-			fmt.Fprintf(stderr, "vmconv: VMCONV_TRACE: %v\n", err)
-		} else if err := trace.Start(f); err != nil {
-			fmt.Fprintf(stderr, "vmconv: VMCONV_TRACE: %v\n", err)
-			f.Close()
-		} else {
-			stops = append(stops, func() { trace.Stop(); f.Close() })
-		}
+	if err != nil {
+		fmt.Fprintf(stderr, "vmconv: %s: %v\n", env, err)
+		return func() {}
 	}
-	return func() {
-		for _, s := range stops {
-			s()
-		}
-	}
+	return func() { stop(); f.Close() }
 }
