@@ -53,101 +53,12 @@ func toNeutral(doc *Document, L *layout) (*neutral.VM, error) {
 	r := record{vmObj}
 	vm := &neutral.VM{Schema: neutral.Schema, Firmware: "bios", CoresPerSocket: 1, Disks: []neutral.Disk{}, NICs: []neutral.NIC{}}
 	f := newFieldMap(&vmObj.Snapshot)
-
-	var err error
-	if !r.has("name_label") {
-		f.markAbsent("name_label")
-	}
-	if vm.Name, err = r.str("name_label"); err != nil {
-		return nil, err
-	}
-	f.del("name_label")
-	if !r.has("uuid") {
-		f.markAbsent("uuid")
-	}
-	if vm.UUID, err = r.str("uuid"); err != nil {
-		return nil, err
-	}
-	f.del("uuid")
-
-	cpus, haveMax, err := r.integer("VCPUs_max", 1, maxVCPUs)
-	if err != nil {
-		return nil, err
-	}
-	start, haveStart, err := r.integer("VCPUs_at_startup", 1, maxVCPUs)
-	if err != nil {
-		return nil, err
-	}
-	switch {
-	case haveMax:
-		vm.CPUs = int(cpus)
-		f.del("VCPUs_max")
-		if haveStart && start == cpus {
-			if v, _ := vmObj.Snapshot.Get("VCPUs_at_startup"); v.Kind == String {
-				f.del("VCPUs_at_startup")
-			}
-		}
-	case haveStart:
-		vm.CPUs = int(start)
-		f.markAbsent("VCPUs_max")
-	default:
-		vm.CPUs = 1
-		f.markAbsent("VCPUs_max")
-	}
-	if v, ok := vmObj.Snapshot.Get("VCPUs_max"); ok && v.Kind != String {
-		f.m["VCPUs_max"] = toJSON(v) // typed: keep the rendering
-	}
-
-	mem, haveMem, err := r.integer("memory_static_max", 0, maxMemory)
-	if err != nil {
-		return nil, err
-	}
-	if haveMem {
-		vm.MemoryMiB = (mem + mib - 1) / mib
-		if v, _ := vmObj.Snapshot.Get("memory_static_max"); mem%mib == 0 && v.Kind == String {
-			f.del("memory_static_max")
-		}
-	} else {
-		f.markAbsent("memory_static_max")
-	}
-
-	if s, ok := r.mapStr("platform", "cores-per-socket"); ok {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > maxVCPUs {
-			return nil, r.errf("platform", "cores-per-socket %q is not a count of cores", clip(s))
-		}
-		vm.CoresPerSocket = n
-		if p, ok := f.m["platform"].(map[string]any); ok {
-			delete(p, "cores-per-socket")
-		}
-	} else {
-		f.markAbsent("platform.cores-per-socket")
-	}
-	if s, ok := r.mapStr("HVM_boot_params", "firmware"); ok && (s == "bios" || s == "uefi") {
-		vm.Firmware = s
-		if p, ok := f.m["HVM_boot_params"].(map[string]any); ok {
-			delete(p, "firmware")
-		}
-	} else if !ok {
-		f.markAbsent("HVM_boot_params.firmware")
-	}
-
-	var boot neutral.Boot
-	for _, pv := range []struct {
-		name string
-		dst  *string
-	}{{"PV_kernel", &boot.Kernel}, {"PV_ramdisk", &boot.Initrd}, {"PV_args", &boot.Cmdline}} {
-		if !r.has(pv.name) {
-			f.markAbsent(pv.name)
-			continue
-		}
-		if *pv.dst, err = r.str(pv.name); err != nil {
+	for _, step := range []func(*neutral.VM, record, *fieldMap) error{
+		vmIdentity, vmCPUs, vmMemory, vmPlatform, vmPVBoot,
+	} {
+		if err := step(vm, r, f); err != nil {
 			return nil, err
 		}
-		f.del(pv.name)
-	}
-	if boot != (neutral.Boot{}) {
-		vm.Boot = &boot
 	}
 	if s, ok := r.mapStr("other_config", "base_template_name"); ok {
 		vm.GuestOS = s // a hint only; other_config keeps it
@@ -166,70 +77,216 @@ func toNeutral(doc *Document, L *layout) (*neutral.VM, error) {
 	}
 
 	taken := map[int]bool{L.vm: true}
+	ext[extDisks] = neutralDisks(doc, L, vm, hint, taken)
+	nics, err := neutralNICs(doc, L, vm, hint, taken)
+	if err != nil {
+		return nil, err
+	}
+	if len(nics) > 0 {
+		ext[extNICs] = nics
+	}
+	if objs := untakenObjects(doc, taken); len(objs) > 0 {
+		ext[extObjects] = objs
+	}
+	vm.Extensions.Xen = ext
+	return vm, nil
+}
+
+// vmIdentity maps the VM's name and UUID.
+func vmIdentity(vm *neutral.VM, r record, f *fieldMap) error {
+	var err error
+	if !r.has("name_label") {
+		f.markAbsent("name_label")
+	}
+	if vm.Name, err = r.str("name_label"); err != nil {
+		return err
+	}
+	f.del("name_label")
+	if !r.has("uuid") {
+		f.markAbsent("uuid")
+	}
+	if vm.UUID, err = r.str("uuid"); err != nil {
+		return err
+	}
+	f.del("uuid")
+	return nil
+}
+
+// vmCPUs maps VCPUs_max (else VCPUs_at_startup, else 1).
+func vmCPUs(vm *neutral.VM, r record, f *fieldMap) error {
+	cpus, haveMax, err := r.integer("VCPUs_max", 1, maxVCPUs)
+	if err != nil {
+		return err
+	}
+	start, haveStart, err := r.integer("VCPUs_at_startup", 1, maxVCPUs)
+	if err != nil {
+		return err
+	}
+	snap := &r.o.Snapshot
+	switch {
+	case haveMax:
+		vm.CPUs = int(cpus)
+		f.del("VCPUs_max")
+		if haveStart && start == cpus {
+			if v, _ := snap.Get("VCPUs_at_startup"); v.Kind == String {
+				f.del("VCPUs_at_startup")
+			}
+		}
+	case haveStart:
+		vm.CPUs = int(start)
+		f.markAbsent("VCPUs_max")
+	default:
+		vm.CPUs = 1
+		f.markAbsent("VCPUs_max")
+	}
+	if v, ok := snap.Get("VCPUs_max"); ok && v.Kind != String {
+		f.m["VCPUs_max"] = toJSON(v) // typed: keep the rendering
+	}
+	return nil
+}
+
+// vmMemory maps memory_static_max, rounded up to whole MiB.
+func vmMemory(vm *neutral.VM, r record, f *fieldMap) error {
+	mem, haveMem, err := r.integer("memory_static_max", 0, maxMemory)
+	if err != nil {
+		return err
+	}
+	if !haveMem {
+		f.markAbsent("memory_static_max")
+		return nil
+	}
+	vm.MemoryMiB = (mem + mib - 1) / mib
+	if v, _ := r.o.Snapshot.Get("memory_static_max"); mem%mib == 0 && v.Kind == String {
+		f.del("memory_static_max")
+	}
+	return nil
+}
+
+// vmPlatform maps platform:cores-per-socket and HVM_boot_params:firmware.
+func vmPlatform(vm *neutral.VM, r record, f *fieldMap) error {
+	if s, ok := r.mapStr("platform", "cores-per-socket"); ok {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > maxVCPUs {
+			return r.errf("platform", "cores-per-socket %q is not a count of cores", clip(s))
+		}
+		vm.CoresPerSocket = n
+		if p, ok := f.m["platform"].(map[string]any); ok {
+			delete(p, "cores-per-socket")
+		}
+	} else {
+		f.markAbsent("platform.cores-per-socket")
+	}
+	if s, ok := r.mapStr("HVM_boot_params", "firmware"); ok && (s == "bios" || s == "uefi") {
+		vm.Firmware = s
+		if p, ok := f.m["HVM_boot_params"].(map[string]any); ok {
+			delete(p, "firmware")
+		}
+	} else if !ok {
+		f.markAbsent("HVM_boot_params.firmware")
+	}
+	return nil
+}
+
+// vmPVBoot maps a PV guest's kernel, ramdisk and arguments.
+func vmPVBoot(vm *neutral.VM, r record, f *fieldMap) error {
+	var boot neutral.Boot
+	for _, pv := range []struct {
+		name string
+		dst  *string
+	}{{"PV_kernel", &boot.Kernel}, {"PV_ramdisk", &boot.Initrd}, {"PV_args", &boot.Cmdline}} {
+		if !r.has(pv.name) {
+			f.markAbsent(pv.name)
+			continue
+		}
+		var err error
+		if *pv.dst, err = r.str(pv.name); err != nil {
+			return err
+		}
+		f.del(pv.name)
+	}
+	if boot != (neutral.Boot{}) {
+		vm.Boot = &boot
+	}
+	return nil
+}
+
+// neutralDisks maps each VBD (and its VDI) to a disk of vm and returns
+// their records as the extension keeps them, by disk ID.
+func neutralDisks(doc *Document, L *layout, vm *neutral.VM, hint *neutralHint, taken map[int]bool) map[string]any {
 	disks := map[string]any{}
-	for i, d := range L.disks {
-		vbd := &doc.Objects[d.vbd]
-		rb := record{vbd}
-		fb := newFieldMap(&vbd.Snapshot)
-		nd := neutral.Disk{ID: d.id, Device: "disk", Bus: "xen", Unit: d.unit, CapacityBytes: d.size, Bootable: d.bootable, ReadOnly: d.readOnly}
-		if hint != nil {
-			h := hint.Disks[i]
-			nd.ID, nd.Bus, nd.Unit = h.ID, h.Bus, h.Unit
-			d.id = h.ID
-			L.disks[i].id = h.ID // the stream reader names disks by it too
-		}
-		if d.cd {
-			nd.Device = "cdrom"
-		}
-		fb.del("VM")
-		if d.unit >= 0 {
-			if v, _ := vbd.Snapshot.Get("userdevice"); v.Text == strconv.Itoa(d.unit) {
-				fb.del("userdevice")
-			}
-		} else {
-			nd.Unit = i
-		}
-		for _, name := range []string{"bootable", "mode", "type", "empty"} {
-			if !rb.has(name) {
-				fb.markAbsent(name)
-			}
-		}
-		if v, _ := vbd.Snapshot.Get("bootable"); v != nil && v.Kind == Bool {
-			fb.del("bootable")
-		}
-		if m, _ := rb.str("mode"); m == "RO" || m == "RW" {
-			fb.del("mode")
-		}
-		if t, _ := rb.str("type"); t == "CD" || t == "Disk" {
-			fb.del("type")
-		}
-		if v, _ := vbd.Snapshot.Get("empty"); v != nil && v.Kind == Bool {
-			fb.del("empty")
-		}
-		if d.vdi >= 0 || !d.cd {
-			fb.del("VDI") // regenerated from the VDI kept beside it
-		} else if ref, _ := rb.str("VDI"); ref == NullRef {
-			fb.del("VDI")
-		}
-		entry := map[string]any{"vbd": objEntry(vbd, fb.m)}
-		if len(fb.absent) > 0 {
-			entry[extAbsent] = toAnyList(fb.absent)
-		}
-		taken[d.vbd] = true
-		if d.vdi >= 0 {
-			vdi := &doc.Objects[d.vdi]
-			fv := newFieldMap(&vdi.Snapshot)
-			if v, _ := vdi.Snapshot.Get("virtual_size"); v != nil && v.Kind == String {
-				fv.del("virtual_size")
-			}
-			entry["vdi"] = objEntry(vdi, fv.m)
-			taken[d.vdi] = true
-		}
-		disks[d.id] = entry
+	for i := range L.disks {
+		nd, entry := neutralDisk(doc, L, i, hint, taken)
+		disks[nd.ID] = entry
 		vm.Disks = append(vm.Disks, nd)
 	}
-	ext[extDisks] = disks
+	return disks
+}
 
+// neutralDisk maps disk i of the layout.
+func neutralDisk(doc *Document, L *layout, i int, hint *neutralHint, taken map[int]bool) (neutral.Disk, map[string]any) {
+	d := L.disks[i]
+	vbd := &doc.Objects[d.vbd]
+	rb := record{vbd}
+	fb := newFieldMap(&vbd.Snapshot)
+	nd := neutral.Disk{ID: d.id, Device: "disk", Bus: "xen", Unit: d.unit, CapacityBytes: d.size, Bootable: d.bootable, ReadOnly: d.readOnly}
+	if hint != nil {
+		h := hint.Disks[i]
+		nd.ID, nd.Bus, nd.Unit = h.ID, h.Bus, h.Unit
+		L.disks[i].id = h.ID // the stream reader names disks by it too
+	}
+	if d.cd {
+		nd.Device = "cdrom"
+	}
+	fb.del("VM")
+	if d.unit >= 0 {
+		if v, _ := vbd.Snapshot.Get("userdevice"); v.Text == strconv.Itoa(d.unit) {
+			fb.del("userdevice")
+		}
+	} else {
+		nd.Unit = i
+	}
+	for _, name := range []string{"bootable", "mode", "type", "empty"} {
+		if !rb.has(name) {
+			fb.markAbsent(name)
+		}
+	}
+	if v, _ := vbd.Snapshot.Get("bootable"); v != nil && v.Kind == Bool {
+		fb.del("bootable")
+	}
+	if m, _ := rb.str("mode"); m == "RO" || m == "RW" {
+		fb.del("mode")
+	}
+	if t, _ := rb.str("type"); t == "CD" || t == "Disk" {
+		fb.del("type")
+	}
+	if v, _ := vbd.Snapshot.Get("empty"); v != nil && v.Kind == Bool {
+		fb.del("empty")
+	}
+	if d.vdi >= 0 || !d.cd {
+		fb.del("VDI") // regenerated from the VDI kept beside it
+	} else if ref, _ := rb.str("VDI"); ref == NullRef {
+		fb.del("VDI")
+	}
+	entry := map[string]any{"vbd": objEntry(vbd, fb.m)}
+	if len(fb.absent) > 0 {
+		entry[extAbsent] = toAnyList(fb.absent)
+	}
+	taken[d.vbd] = true
+	if d.vdi >= 0 {
+		vdi := &doc.Objects[d.vdi]
+		fv := newFieldMap(&vdi.Snapshot)
+		if v, _ := vdi.Snapshot.Get("virtual_size"); v != nil && v.Kind == String {
+			fv.del("virtual_size")
+		}
+		entry["vdi"] = objEntry(vdi, fv.m)
+		taken[d.vdi] = true
+	}
+	return nd, entry
+}
+
+// neutralNICs maps each VIF to a NIC of vm and returns their records as
+// the extension keeps them.
+func neutralNICs(doc *Document, L *layout, vm *neutral.VM, hint *neutralHint, taken map[int]bool) ([]any, error) {
 	var nics []any
 	byID := doc.index()
 	for _, i := range L.nics {
@@ -262,10 +319,12 @@ func toNeutral(doc *Document, L *layout) (*neutral.VM, error) {
 		vm.NICs = append(vm.NICs, n)
 		taken[i] = true
 	}
-	if len(nics) > 0 {
-		ext[extNICs] = nics
-	}
+	return nics, nil
+}
 
+// untakenObjects keeps the records no VM field came from (networks, SRs,
+// …) as they are.
+func untakenObjects(doc *Document, taken map[int]bool) []any {
 	var objs []any
 	for i := range doc.Objects {
 		if taken[i] {
@@ -274,11 +333,7 @@ func toNeutral(doc *Document, L *layout) (*neutral.VM, error) {
 		o := &doc.Objects[i]
 		objs = append(objs, map[string]any{"class": o.Class, "id": o.ID, "fields": toJSON(&o.Snapshot)})
 	}
-	if len(objs) > 0 {
-		ext[extObjects] = objs
-	}
-	vm.Extensions.Xen = ext
-	return vm, nil
+	return objs
 }
 
 func toAnyList(s []string) []any {
