@@ -392,132 +392,210 @@ var uuidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[
 // reused (ids included) with the modelled fields written over them; the rest
 // comes from templates.
 func fromNeutral(vm *neutral.VM) (*Document, []streamedDisk, error) {
-	ext := vm.Extensions.Xen
-	doc := &Document{}
-	used := map[string]bool{}
-	counter := 0
-	newID := func() string {
-		for {
-			id := fmt.Sprintf("Ref:%03d", counter)
-			counter++
-			if !used[id] {
-				used[id] = true
-				return id
-			}
-		}
+	b := &xvaBuilder{
+		vm: vm, ext: vm.Extensions.Xen, doc: &Document{},
+		used: map[string]bool{}, known: map[string]bool{},
+		srIDs: map[string]bool{}, vdiOfSR: map[string][]string{}, netByID: map[string]*netRec{},
 	}
-	claim := func(e *extObj) string {
-		if e != nil && e.id != "" && !used[e.id] && !strings.ContainsAny(e.id, "/\x00") {
-			used[e.id] = true
-			return e.id
-		}
-		return newID()
-	}
-
-	// Version.
-	doc.Version = defaultVersion()
-	if v, ok := ext[extVersion]; ok {
-		var err error
-		if doc.Version, err = structFromJSON(v, "extensions.xen.version"); err != nil {
+	for _, step := range []func() error{b.version, b.reserveKept, b.vmRecord, b.buildDrives, b.buildNICs} {
+		if err := step(); err != nil {
 			return nil, nil, err
 		}
 	}
-	if v, ok := ext[extTop]; ok {
+	b.assemble()
+	return b.doc, b.streamed, nil
+}
+
+// xvaBuilder is what the steps of fromNeutral share: the document, the
+// record ids taken so far, the records kept in the extensions, and the
+// records each step makes for the last one to put in order.
+type xvaBuilder struct {
+	vm  *neutral.VM
+	ext map[string]any
+	doc *Document
+
+	used    map[string]bool // record ids taken
+	counter int             // next candidate for a new id
+
+	vmExt    *extObj
+	diskExt  map[string]any
+	nicExt   []any
+	others   []*extObj       // kept records of other classes (SRs, networks, …)
+	known    map[string]bool // ids of records that described drives and NICs
+	vmAbsent map[string]bool
+	vmRec    Object
+
+	srIDs   map[string]bool
+	newSR   *Object
+	vdiOfSR map[string][]string
+
+	units    []int // each disk's userdevice slot
+	drives   []drive
+	vbdIDs   []string
+	streamed []streamedDisk
+
+	nets    []*netRec
+	netByID map[string]*netRec
+	newNets []*netRec
+	vifs    []*Object
+}
+
+// drive is one disk's VBD and VDI records.
+type drive struct {
+	vbd, vdi *Object
+}
+
+// netRec is a network record and the VIFs on it.
+type netRec struct {
+	obj  *Object
+	vifs []string
+}
+
+func (b *xvaBuilder) newID() string {
+	for {
+		id := fmt.Sprintf("Ref:%03d", b.counter)
+		b.counter++
+		if !b.used[id] {
+			b.used[id] = true
+			return id
+		}
+	}
+}
+
+// claim takes a kept record's id when it is still free, else a new one.
+func (b *xvaBuilder) claim(e *extObj) string {
+	if e != nil && e.id != "" && !b.used[e.id] && !strings.ContainsAny(e.id, "/\x00") {
+		b.used[e.id] = true
+		return e.id
+	}
+	return b.newID()
+}
+
+// version sets the document's version and top-level members.
+func (b *xvaBuilder) version() error {
+	b.doc.Version = defaultVersion()
+	if v, ok := b.ext[extVersion]; ok {
+		var err error
+		if b.doc.Version, err = structFromJSON(v, "extensions.xen.version"); err != nil {
+			return err
+		}
+	}
+	if v, ok := b.ext[extTop]; ok {
 		top, err := structFromJSON(v, "extensions.xen.top")
 		if err != nil {
-			return nil, nil, err
+			return err
 		}
-		doc.Extra = top.Members
+		b.doc.Extra = top.Members
 	}
+	return nil
+}
 
-	// Reserve every id kept in the extensions first, so new ids avoid them.
-	vmExt, err := parseExtObj(ext[extVM], extVM)
-	if err != nil {
-		return nil, nil, err
+// reserveKept reads the records kept in the extensions and reserves their
+// ids first, so that new ids avoid them.
+func (b *xvaBuilder) reserveKept() error {
+	var err error
+	if b.vmExt, err = parseExtObj(b.ext[extVM], extVM); err != nil {
+		return err
 	}
-	diskExt := map[string]any{}
-	if m, ok := ext[extDisks].(map[string]any); ok {
-		diskExt = m
+	b.diskExt = map[string]any{}
+	if m, ok := b.ext[extDisks].(map[string]any); ok {
+		b.diskExt = m
 	}
-	var nicExt []any
-	if a, ok := ext[extNICs].([]any); ok {
-		nicExt = a
+	if a, ok := b.ext[extNICs].([]any); ok {
+		b.nicExt = a
 	}
-	var others []*extObj
-	if a, ok := ext[extObjects].([]any); ok {
+	if a, ok := b.ext[extObjects].([]any); ok {
 		for i, x := range a {
 			o, err := parseExtObj(x, fmt.Sprintf("objects[%d]", i))
 			if err != nil {
-				return nil, nil, err
+				return err
 			}
 			if o == nil || o.class == "" || o.id == "" {
-				return nil, nil, fmt.Errorf("extensions.xen.objects[%d]: class or id missing", i)
+				return fmt.Errorf("extensions.xen.objects[%d]: class or id missing", i)
 			}
 			switch o.class {
 			case "VM", "VBD", "VDI", "VIF":
 				// Records of other VMs' drives: their data is not carried.
 				continue
 			}
-			if used[o.id] {
-				return nil, nil, fmt.Errorf("extensions.xen.objects[%d]: id %s used twice", i, o.id)
+			if b.used[o.id] {
+				return fmt.Errorf("extensions.xen.objects[%d]: id %s used twice", i, o.id)
 			}
-			used[o.id] = true
-			others = append(others, o)
+			b.used[o.id] = true
+			b.others = append(b.others, o)
 		}
 	}
 	// Ids of records that described drives and NICs; those no longer emitted
 	// are dropped from back-link lists.
-	known := map[string]bool{}
-	for _, x := range diskExt {
+	for _, x := range b.diskExt {
 		if e, ok := x.(map[string]any); ok {
 			for _, k := range []string{"vbd", "vdi"} {
 				if o, ok := e[k].(map[string]any); ok {
 					if id, ok := o["id"].(string); ok {
-						known[id] = true
+						b.known[id] = true
 					}
 				}
 			}
 		}
 	}
-	for _, x := range nicExt {
+	for _, x := range b.nicExt {
 		if o, ok := x.(map[string]any); ok {
 			if id, ok := o["id"].(string); ok {
-				known[id] = true
+				b.known[id] = true
 			}
 		}
 	}
+	return nil
+}
 
-	vmAbsent := map[string]bool{}
-	if a, ok := ext[extAbsent].([]any); ok {
+// vmRecord builds the VM record: the kept one (or a template) with the
+// modelled fields written over it.
+func (b *xvaBuilder) vmRecord() error {
+	vm := b.vm
+	b.vmAbsent = map[string]bool{}
+	if a, ok := b.ext[extAbsent].([]any); ok {
 		for _, s := range a {
 			if s, ok := s.(string); ok {
-				vmAbsent[s] = true
+				b.vmAbsent[s] = true
 			}
 		}
 	}
-	vmRec := Object{Class: "VM"}
-	vmRec.ID = claim(vmExt)
-	if vmExt != nil {
-		vmRec.Snapshot = vmExt.fields
+	b.vmRec = Object{Class: "VM", ID: b.claim(b.vmExt)}
+	if b.vmExt != nil {
+		b.vmRec.Snapshot = b.vmExt.fields
 	} else {
-		vmRec.Snapshot = defaultVM()
+		b.vmRec.Snapshot = defaultVM()
 	}
-	snap := &vmRec.Snapshot
-	if !(vmAbsent["name_label"] && vm.Name == "") {
+	snap := &b.vmRec.Snapshot
+	if !(b.vmAbsent["name_label"] && vm.Name == "") {
 		snap.Set("name_label", Str(vm.Name))
 	}
-	if !(vmAbsent["uuid"] && vm.UUID == "") {
+	if !(b.vmAbsent["uuid"] && vm.UUID == "") {
 		u := vm.UUID
-		if vmExt == nil && !uuidRE.MatchString(u) {
+		if b.vmExt == nil && !uuidRE.MatchString(u) {
 			u = newUUID()
 		}
 		snap.Set("uuid", Str(u))
 	}
-	cpus := vm.CPUs
-	if cpus < 1 || cpus > maxVCPUs {
-		return nil, nil, fmt.Errorf("cpus %d: want 1 to %d", cpus, maxVCPUs)
+	for _, step := range []func(*Value) error{b.vmCPUs, b.vmPlatform} {
+		if err := step(snap); err != nil {
+			return err
+		}
 	}
-	if !vmAbsent["VCPUs_max"] {
+	if _, ok := snap.Get("parent"); !ok {
+		snap.Set("parent", Str(NullRef)) // without it xapi resets memory (pre-DMC export)
+	}
+	b.units = driveUnits(vm.Disks)
+	return putHints(snap, vm, b.units)
+}
+
+// vmCPUs writes the vCPU counts and the memory.
+func (b *xvaBuilder) vmCPUs(snap *Value) error {
+	cpus := b.vm.CPUs
+	if cpus < 1 || cpus > maxVCPUs {
+		return fmt.Errorf("cpus %d: want 1 to %d", cpus, maxVCPUs)
+	}
+	if !b.vmAbsent["VCPUs_max"] {
 		if v, ok := snap.Get("VCPUs_max"); ok && v.Kind == Int {
 			v.Text = strconv.Itoa(cpus)
 		} else {
@@ -527,13 +605,16 @@ func fromNeutral(vm *neutral.VM) (*Document, []streamedDisk, error) {
 	if v, ok := snap.Get("VCPUs_at_startup"); !ok || !validInt(v, 1, int64(cpus)) {
 		snap.Set("VCPUs_at_startup", Str(strconv.Itoa(cpus)))
 	}
-	if err := setMemory(snap, vm, vmAbsent["memory_static_max"]); err != nil {
-		return nil, nil, err
-	}
-	if !(vmAbsent["platform.cores-per-socket"] && vm.CoresPerSocket <= 1) {
+	return setMemory(snap, b.vm, b.vmAbsent["memory_static_max"])
+}
+
+// vmPlatform writes cores per socket, the firmware and a PV guest's boot.
+func (b *xvaBuilder) vmPlatform(snap *Value) error {
+	vm := b.vm
+	if !(b.vmAbsent["platform.cores-per-socket"] && vm.CoresPerSocket <= 1) {
 		cps := max(vm.CoresPerSocket, 1)
-		if cpus%cps != 0 {
-			return nil, nil, fmt.Errorf("cores_per_socket %d does not divide cpus %d", cps, cpus)
+		if vm.CPUs%cps != 0 {
+			return fmt.Errorf("cores_per_socket %d does not divide cpus %d", cps, vm.CPUs)
 		}
 		setMapMember(snap, "platform", "cores-per-socket", Str(strconv.Itoa(cps)))
 	}
@@ -543,12 +624,12 @@ func fromNeutral(vm *neutral.VM) (*Document, []streamedDisk, error) {
 	case "efi":
 		fw = "uefi"
 	default:
-		return nil, nil, fmt.Errorf("firmware %q: want bios or uefi", fw)
+		return fmt.Errorf("firmware %q: want bios or uefi", fw)
 	}
 	if fw == "" {
 		fw = "bios"
 	}
-	if !(vmAbsent["HVM_boot_params.firmware"] && fw == "bios") {
+	if !(b.vmAbsent["HVM_boot_params.firmware"] && fw == "bios") {
 		setMapMember(snap, "HVM_boot_params", "firmware", Str(fw))
 	}
 	var boot neutral.Boot
@@ -556,351 +637,387 @@ func fromNeutral(vm *neutral.VM) (*Document, []streamedDisk, error) {
 		boot = *vm.Boot
 	}
 	for _, pv := range []struct{ name, val string }{{"PV_kernel", boot.Kernel}, {"PV_ramdisk", boot.Initrd}, {"PV_args", boot.Cmdline}} {
-		if !(vmAbsent[pv.name] && pv.val == "") {
+		if !(b.vmAbsent[pv.name] && pv.val == "") {
 			snap.Set(pv.name, Str(pv.val))
 		}
 	}
-	if _, ok := snap.Get("parent"); !ok {
-		snap.Set("parent", Str(NullRef)) // without it xapi resets memory (pre-DMC export)
-	}
+	return nil
+}
 
-	// Storage repository for new VDIs: the first kept SR, else a new one.
-	srIDs := map[string]bool{}
-	for _, o := range others {
+// defaultSRID is the storage repository for new VDIs: the first kept SR
+// that is not an ISO library, else a new one.
+func (b *xvaBuilder) defaultSRID() string {
+	for _, o := range b.others {
 		if o.class == "SR" {
-			srIDs[o.id] = true
-		}
-	}
-	var newSR *Object
-	defaultSRID := func() string {
-		for _, o := range others {
-			if o.class == "SR" {
-				if ct, ok := o.fields.Get("content_type"); !ok || ct.Text != "iso" {
-					return o.id
-				}
+			if ct, ok := o.fields.Get("content_type"); !ok || ct.Text != "iso" {
+				return o.id
 			}
 		}
-		if newSR == nil {
-			newSR = &Object{Class: "SR", ID: newID(), Snapshot: defaultSR()}
-			srIDs[newSR.ID] = true
-		}
-		return newSR.ID
 	}
+	if b.newSR == nil {
+		b.newSR = &Object{Class: "SR", ID: b.newID(), Snapshot: defaultSR()}
+		b.srIDs[b.newSR.ID] = true
+	}
+	return b.newSR.ID
+}
 
-	// Drives. Units from a Xen source are the userdevice slots; from
-	// elsewhere (two SCSI controllers may both have unit 0) disks are
-	// numbered in order from 0 and CD drives take slot 3 first, as xapi's
-	// templates place them (slots 0-3 are the emulated IDE devices an HVM
-	// guest sees before its PV drivers load).
-	units := make([]int, len(vm.Disks))
+// driveUnits gives each disk its userdevice slot. Units from a Xen source
+// are the slots; from elsewhere (two SCSI controllers may both have unit 0)
+// disks are numbered in order from 0 and CD drives take slot 3 first, as
+// xapi's templates place them (slots 0-3 are the emulated IDE devices an
+// HVM guest sees before its PV drivers load).
+func driveUnits(disks []neutral.Disk) []int {
+	units := make([]int, len(disks))
 	seen := map[int]bool{}
 	xenUnits := true
-	for _, d := range vm.Disks {
+	for _, d := range disks {
 		if d.Bus != "xen" || d.Unit < 0 || d.Unit > 1023 || seen[d.Unit] {
 			xenUnits = false
 		}
 		seen[d.Unit] = true
 	}
 	if xenUnits {
-		for i, d := range vm.Disks {
+		for i, d := range disks {
 			units[i] = d.Unit
 		}
-	} else {
-		taken := map[int]bool{}
-		cds := 0
-		for _, d := range vm.Disks {
-			if d.Device == "cdrom" {
-				cds++
-			}
+		return units
+	}
+	taken := map[int]bool{}
+	cds := 0
+	for _, d := range disks {
+		if d.Device == "cdrom" {
+			cds++
 		}
-		if cds > 0 {
-			taken[3] = true // reserved for the first CD drive
+	}
+	if cds > 0 {
+		taken[3] = true // reserved for the first CD drive
+	}
+	next := func() int {
+		n := 0
+		for taken[n] {
+			n++
 		}
-		next := func() int {
-			n := 0
-			for taken[n] {
-				n++
-			}
-			taken[n] = true
-			return n
+		taken[n] = true
+		return n
+	}
+	for i, d := range disks {
+		if d.Device != "cdrom" {
+			units[i] = next()
 		}
-		firstCD := true
-		for i, d := range vm.Disks {
-			if d.Device != "cdrom" {
+	}
+	firstCD := true
+	for i, d := range disks {
+		if d.Device == "cdrom" {
+			if firstCD {
+				units[i], firstCD = 3, false
+			} else {
 				units[i] = next()
 			}
 		}
-		for i, d := range vm.Disks {
-			if d.Device == "cdrom" {
-				if firstCD {
-					units[i], firstCD = 3, false
-				} else {
-					units[i] = next()
-				}
-			}
+	}
+	return units
+}
+
+// buildDrives makes each disk's VBD and VDI.
+func (b *xvaBuilder) buildDrives() error {
+	for _, o := range b.others {
+		if o.class == "SR" {
+			b.srIDs[o.id] = true
 		}
 	}
-	if err := putHints(snap, vm, units); err != nil {
-		return nil, nil, err
-	}
-	type drive struct {
-		vbd, vdi *Object
-		vbdExt   *extObj
-		vdiExt   *extObj
-	}
-	drives := make([]drive, len(vm.Disks))
-	var streamed []streamedDisk
-	vbdIDs := []string{}
-	vdiOfSR := map[string][]string{}
+	b.drives = make([]drive, len(b.vm.Disks))
+	b.vbdIDs = []string{}
 	ids := map[string]bool{}
-	for i, d := range vm.Disks {
+	for i, d := range b.vm.Disks {
 		if d.ID == "" || ids[d.ID] {
-			return nil, nil, fmt.Errorf("disk %d: id %q empty or used twice", i, d.ID)
+			return fmt.Errorf("disk %d: id %q empty or used twice", i, d.ID)
 		}
 		ids[d.ID] = true
-		var vbdExt, vdiExt *extObj
-		absent := map[string]bool{}
-		if e, ok := diskExt[d.ID].(map[string]any); ok {
-			if vbdExt, err = parseExtObj(e["vbd"], "disks."+d.ID+".vbd"); err != nil {
-				return nil, nil, err
-			}
-			if vdiExt, err = parseExtObj(e["vdi"], "disks."+d.ID+".vdi"); err != nil {
-				return nil, nil, err
-			}
-			if a, ok := e[extAbsent].([]any); ok {
-				for _, s := range a {
-					if s, ok := s.(string); ok {
-						absent[s] = true
-					}
-				}
-			}
+		dr, err := b.buildDrive(i, d, b.units[i])
+		if err != nil {
+			return err
 		}
-		for _, e := range []*extObj{vbdExt, vdiExt} {
-			if e != nil && e.id != "" {
-				known[e.id] = true
-			}
-		}
-		dr := drive{vbdExt: vbdExt, vdiExt: vdiExt}
-		dr.vbd = &Object{Class: "VBD", ID: claim(vbdExt)}
-		if vbdExt != nil {
-			dr.vbd.Snapshot = vbdExt.fields
-		} else {
-			dr.vbd.Snapshot = defaultVBD()
-			dr.vbd.Snapshot.Set("device", Str(diskID(units[i])))
-		}
-		vbdIDs = append(vbdIDs, dr.vbd.ID)
-		s := &dr.vbd.Snapshot
-		s.Set("VM", Str(vmRec.ID))
-		if _, kept := s.Get("userdevice"); !kept {
-			s.Set("userdevice", Str(strconv.Itoa(units[i])))
-		}
-		cd := d.Device == "cdrom"
-		if !absent["bootable"] {
-			s.Set("bootable", BoolValue(d.Bootable))
-		}
-		if !absent["mode"] {
-			mode := "RW"
-			if d.ReadOnly || cd {
-				mode = "RO"
-			}
-			s.Set("mode", Str(mode))
-		}
-		if _, kept := s.Get("type"); !kept && !absent["type"] {
-			t := "Disk"
-			if cd {
-				t = "CD"
-			}
-			s.Set("type", Str(t))
-		}
-		switch d.Device {
-		case "disk", "cdrom":
-		default:
-			return nil, nil, fmt.Errorf("disk %s: device %q, want disk or cdrom", d.ID, d.Device)
-		}
-		if cd {
-			// xapi streams no CD contents: a CD drive comes out empty unless
-			// it named an ISO VDI of the source pool (kept as is).
-			if vdiExt != nil {
-				dr.vdi = &Object{Class: "VDI", ID: claim(vdiExt), Snapshot: vdiExt.fields}
-				s.Set("VDI", Str(dr.vdi.ID))
-				if !absent["empty"] {
-					s.Set("empty", BoolValue(false))
-				}
-			} else {
-				if _, kept := s.Get("VDI"); !kept {
-					s.Set("VDI", Str(NullRef))
-				}
-				if !absent["empty"] {
-					v, _ := s.Get("VDI")
-					s.Set("empty", BoolValue(v.Text == NullRef))
-				}
-			}
-		} else {
-			if d.Image == nil {
-				return nil, nil, fmt.Errorf("disk %s: no image to write", d.ID)
-			}
-			size := d.Image.Size()
-			if size < 0 || size > maxVirtualSize {
-				return nil, nil, fmt.Errorf("disk %s: size %d out of range", d.ID, size)
-			}
-			if d.CapacityBytes != 0 && d.CapacityBytes != size {
-				return nil, nil, fmt.Errorf("disk %s: capacity_bytes %d but the image holds %d bytes", d.ID, d.CapacityBytes, size)
-			}
-			dr.vdi = &Object{Class: "VDI", ID: claim(vdiExt)}
-			if vdiExt != nil {
-				dr.vdi.Snapshot = vdiExt.fields
-			} else {
-				dr.vdi.Snapshot = defaultVDI(strings.TrimSpace(vm.Name + " " + d.ID))
-			}
-			vs := &dr.vdi.Snapshot
-			vs.Set("virtual_size", Str(strconv.FormatInt(size, 10)))
-			if sr, ok := vs.Get("SR"); !ok || !srIDs[sr.Text] {
-				vs.Set("SR", Str(defaultSRID()))
-			}
-			sr, _ := vs.Get("SR")
-			vdiOfSR[sr.Text] = append(vdiOfSR[sr.Text], dr.vdi.ID)
-			s.Set("VDI", Str(dr.vdi.ID))
-			if !absent["empty"] {
-				s.Set("empty", BoolValue(false))
-			}
-			name, _ := vs.Get("name_label")
-			nm := ""
-			if name != nil {
-				nm = name.Text
-			}
-			streamed = append(streamed, streamedDisk{ref: dr.vdi.ID, name: nm, disk: i, size: size})
-		}
-		if dr.vdi != nil {
-			reconcile(&dr.vdi.Snapshot, []string{"VBDs", "vbds"}, []string{dr.vbd.ID}, known)
-		}
-		drives[i] = dr
+		b.drives[i] = dr
 	}
+	return nil
+}
 
-	// NICs and their networks.
-	type netRec struct {
-		obj  *Object
-		vifs []string
+// keptDrive reads the records kept for disk id and the fields its VBD
+// lacked in the source.
+func (b *xvaBuilder) keptDrive(id string) (vbdExt, vdiExt *extObj, absent map[string]bool, err error) {
+	absent = map[string]bool{}
+	if e, ok := b.diskExt[id].(map[string]any); ok {
+		if vbdExt, err = parseExtObj(e["vbd"], "disks."+id+".vbd"); err != nil {
+			return nil, nil, nil, err
+		}
+		if vdiExt, err = parseExtObj(e["vdi"], "disks."+id+".vdi"); err != nil {
+			return nil, nil, nil, err
+		}
+		if a, ok := e[extAbsent].([]any); ok {
+			for _, s := range a {
+				if s, ok := s.(string); ok {
+					absent[s] = true
+				}
+			}
+		}
 	}
-	var nets []*netRec
-	netByID := map[string]*netRec{}
-	for _, o := range others {
+	for _, e := range []*extObj{vbdExt, vdiExt} {
+		if e != nil && e.id != "" {
+			b.known[e.id] = true
+		}
+	}
+	return vbdExt, vdiExt, absent, nil
+}
+
+// buildDrive makes disk i's VBD in userdevice slot unit, and its VDI.
+func (b *xvaBuilder) buildDrive(i int, d neutral.Disk, unit int) (drive, error) {
+	vbdExt, vdiExt, absent, err := b.keptDrive(d.ID)
+	if err != nil {
+		return drive{}, err
+	}
+	var dr drive
+	dr.vbd = &Object{Class: "VBD", ID: b.claim(vbdExt)}
+	if vbdExt != nil {
+		dr.vbd.Snapshot = vbdExt.fields
+	} else {
+		dr.vbd.Snapshot = defaultVBD()
+		dr.vbd.Snapshot.Set("device", Str(diskID(unit)))
+	}
+	b.vbdIDs = append(b.vbdIDs, dr.vbd.ID)
+	s := &dr.vbd.Snapshot
+	s.Set("VM", Str(b.vmRec.ID))
+	if _, kept := s.Get("userdevice"); !kept {
+		s.Set("userdevice", Str(strconv.Itoa(unit)))
+	}
+	cd := d.Device == "cdrom"
+	if !absent["bootable"] {
+		s.Set("bootable", BoolValue(d.Bootable))
+	}
+	if !absent["mode"] {
+		mode := "RW"
+		if d.ReadOnly || cd {
+			mode = "RO"
+		}
+		s.Set("mode", Str(mode))
+	}
+	if _, kept := s.Get("type"); !kept && !absent["type"] {
+		t := "Disk"
+		if cd {
+			t = "CD"
+		}
+		s.Set("type", Str(t))
+	}
+	switch d.Device {
+	case "disk", "cdrom":
+	default:
+		return drive{}, fmt.Errorf("disk %s: device %q, want disk or cdrom", d.ID, d.Device)
+	}
+	if cd {
+		dr.vdi = b.cdVDI(s, vdiExt, absent)
+	} else if dr.vdi, err = b.diskVDI(i, d, s, vdiExt, absent); err != nil {
+		return drive{}, err
+	}
+	if dr.vdi != nil {
+		reconcile(&dr.vdi.Snapshot, []string{"VBDs", "vbds"}, []string{dr.vbd.ID}, b.known)
+	}
+	return dr, nil
+}
+
+// cdVDI fills a CD drive's VBD s: xapi streams no CD contents, so the drive
+// comes out empty unless it named an ISO VDI of the source pool (kept as
+// is, and returned).
+func (b *xvaBuilder) cdVDI(s *Value, vdiExt *extObj, absent map[string]bool) *Object {
+	if vdiExt != nil {
+		vdi := &Object{Class: "VDI", ID: b.claim(vdiExt), Snapshot: vdiExt.fields}
+		s.Set("VDI", Str(vdi.ID))
+		if !absent["empty"] {
+			s.Set("empty", BoolValue(false))
+		}
+		return vdi
+	}
+	if _, kept := s.Get("VDI"); !kept {
+		s.Set("VDI", Str(NullRef))
+	}
+	if !absent["empty"] {
+		v, _ := s.Get("VDI")
+		s.Set("empty", BoolValue(v.Text == NullRef))
+	}
+	return nil
+}
+
+// diskVDI makes disk i's VDI, links its VBD s to it and adds it to the
+// disks streamed into the archive.
+func (b *xvaBuilder) diskVDI(i int, d neutral.Disk, s *Value, vdiExt *extObj, absent map[string]bool) (*Object, error) {
+	if d.Image == nil {
+		return nil, fmt.Errorf("disk %s: no image to write", d.ID)
+	}
+	size := d.Image.Size()
+	if size < 0 || size > maxVirtualSize {
+		return nil, fmt.Errorf("disk %s: size %d out of range", d.ID, size)
+	}
+	if d.CapacityBytes != 0 && d.CapacityBytes != size {
+		return nil, fmt.Errorf("disk %s: capacity_bytes %d but the image holds %d bytes", d.ID, d.CapacityBytes, size)
+	}
+	vdi := &Object{Class: "VDI", ID: b.claim(vdiExt)}
+	if vdiExt != nil {
+		vdi.Snapshot = vdiExt.fields
+	} else {
+		vdi.Snapshot = defaultVDI(strings.TrimSpace(b.vm.Name + " " + d.ID))
+	}
+	vs := &vdi.Snapshot
+	vs.Set("virtual_size", Str(strconv.FormatInt(size, 10)))
+	if sr, ok := vs.Get("SR"); !ok || !b.srIDs[sr.Text] {
+		vs.Set("SR", Str(b.defaultSRID()))
+	}
+	sr, _ := vs.Get("SR")
+	b.vdiOfSR[sr.Text] = append(b.vdiOfSR[sr.Text], vdi.ID)
+	s.Set("VDI", Str(vdi.ID))
+	if !absent["empty"] {
+		s.Set("empty", BoolValue(false))
+	}
+	name, _ := vs.Get("name_label")
+	nm := ""
+	if name != nil {
+		nm = name.Text
+	}
+	b.streamed = append(b.streamed, streamedDisk{ref: vdi.ID, name: nm, disk: i, size: size})
+	return vdi, nil
+}
+
+func netName(n *netRec) string {
+	v, _ := n.obj.Snapshot.Get("name_label")
+	if v == nil {
+		return ""
+	}
+	return v.Text
+}
+
+// buildNICs makes each NIC's VIF and the networks they are on: the kept
+// network the NIC named, else a kept one of the same name, else a new one.
+func (b *xvaBuilder) buildNICs() error {
+	for _, o := range b.others {
 		if o.class == "network" {
 			n := &netRec{obj: &Object{Class: o.class, ID: o.id, Snapshot: o.fields}}
-			nets = append(nets, n)
-			netByID[o.id] = n
+			b.nets = append(b.nets, n)
+			b.netByID[o.id] = n
 		}
 	}
-	netName := func(n *netRec) string {
-		v, _ := n.obj.Snapshot.Get("name_label")
-		if v == nil {
-			return ""
-		}
-		return v.Text
-	}
-	var vifs []*Object
-	var newNets []*netRec
 	vifNet := map[*Object]*netRec{}
-	for i, nic := range vm.NICs {
-		var ne *extObj
-		if i < len(nicExt) {
-			if ne, err = parseExtObj(nicExt[i], fmt.Sprintf("nics[%d]", i)); err != nil {
-				return nil, nil, err
-			}
-			if ne != nil && ne.id != "" {
-				known[ne.id] = true
-			}
+	for i, nic := range b.vm.NICs {
+		vif, ne, err := b.buildVIF(i, nic)
+		if err != nil {
+			return err
 		}
-		vif := &Object{Class: "VIF", ID: claim(ne)}
-		absent := map[string]bool{}
-		if ne != nil {
-			vif.Snapshot = ne.fields
-			absent = ne.absent
-		} else {
-			vif.Snapshot = defaultVIF()
-		}
-		s := &vif.Snapshot
-		if !(absent["MAC"] && nic.MAC == "") {
-			s.Set("MAC", Str(nic.MAC))
-		}
-		s.Set("VM", Str(vmRec.ID))
-		if _, kept := s.Get("device"); !kept {
-			s.Set("device", Str(strconv.Itoa(i)))
-		}
-		name := nic.Network
-		var net *netRec
-		if ne != nil {
-			if id, _ := ne.extra["network_id"].(string); id != "" {
-				if n := netByID[id]; n != nil && netName(n) == name {
-					net = n
-				}
-			}
-		}
-		if net == nil {
-			for _, n := range nets {
-				if netName(n) == name || (name == "" && n.obj.ID != "") {
-					net = n
-					break
-				}
-			}
-		}
-		if net == nil {
-			label := name
-			if label == "" {
-				label = "Pool-wide network associated with eth0"
-			}
-			net = &netRec{obj: &Object{Class: "network", Snapshot: defaultNetwork(label)}}
-			nets = append(nets, net)
-			newNets = append(newNets, net)
-		}
-		vifs = append(vifs, vif)
+		net := b.networkFor(nic.Network, ne)
+		b.vifs = append(b.vifs, vif)
 		net.vifs = append(net.vifs, vif.ID)
-		vif.Snapshot.Set("network", Str("")) // set below once the network has an id
 		vifNet[vif] = net
 	}
-	for _, n := range newNets {
-		n.obj.ID = newID()
+	for _, n := range b.newNets {
+		n.obj.ID = b.newID()
 	}
-	for _, vif := range vifs {
+	vifIDs := make([]string, len(b.vifs))
+	for i, vif := range b.vifs {
 		vif.Snapshot.Set("network", Str(vifNet[vif].obj.ID))
+		vifIDs[i] = vif.ID
 	}
-	vifIDs := make([]string, len(vifs))
-	for i, v := range vifs {
-		vifIDs[i] = v.ID
-	}
-	reconcile(snap, []string{"VBDs", "vbds"}, vbdIDs, known)
-	reconcile(snap, []string{"VIFs", "vifs"}, vifIDs, known)
+	reconcile(&b.vmRec.Snapshot, []string{"VBDs", "vbds"}, b.vbdIDs, b.known)
+	reconcile(&b.vmRec.Snapshot, []string{"VIFs", "vifs"}, vifIDs, b.known)
+	return nil
+}
 
-	// Assemble: VM, kept records, new SR, drives, networks, VIFs.
-	doc.Objects = append(doc.Objects, vmRec)
-	for _, o := range others {
+// buildVIF makes NIC i's VIF (its network is set once known) and returns
+// the record kept for it, if any.
+func (b *xvaBuilder) buildVIF(i int, nic neutral.NIC) (*Object, *extObj, error) {
+	var ne *extObj
+	if i < len(b.nicExt) {
+		var err error
+		if ne, err = parseExtObj(b.nicExt[i], fmt.Sprintf("nics[%d]", i)); err != nil {
+			return nil, nil, err
+		}
+		if ne != nil && ne.id != "" {
+			b.known[ne.id] = true
+		}
+	}
+	vif := &Object{Class: "VIF", ID: b.claim(ne)}
+	absent := map[string]bool{}
+	if ne != nil {
+		vif.Snapshot = ne.fields
+		absent = ne.absent
+	} else {
+		vif.Snapshot = defaultVIF()
+	}
+	s := &vif.Snapshot
+	if !(absent["MAC"] && nic.MAC == "") {
+		s.Set("MAC", Str(nic.MAC))
+	}
+	s.Set("VM", Str(b.vmRec.ID))
+	if _, kept := s.Get("device"); !kept {
+		s.Set("device", Str(strconv.Itoa(i)))
+	}
+	s.Set("network", Str("")) // set once the network has an id
+	return vif, ne, nil
+}
+
+// networkFor finds or makes the network named name for a NIC whose kept
+// record is ne.
+func (b *xvaBuilder) networkFor(name string, ne *extObj) *netRec {
+	if ne != nil {
+		if id, _ := ne.extra["network_id"].(string); id != "" {
+			if n := b.netByID[id]; n != nil && netName(n) == name {
+				return n
+			}
+		}
+	}
+	for _, n := range b.nets {
+		if netName(n) == name || (name == "" && n.obj.ID != "") {
+			return n
+		}
+	}
+	label := name
+	if label == "" {
+		label = "Pool-wide network associated with eth0"
+	}
+	net := &netRec{obj: &Object{Class: "network", Snapshot: defaultNetwork(label)}}
+	b.nets = append(b.nets, net)
+	b.newNets = append(b.newNets, net)
+	return net
+}
+
+// assemble puts the records in order (VM, kept records, new SR, drives,
+// new networks, VIFs) with their back-links reconciled.
+func (b *xvaBuilder) assemble() {
+	doc := b.doc
+	doc.Objects = append(doc.Objects, b.vmRec)
+	for _, o := range b.others {
 		switch o.class {
 		case "network":
-			n := netByID[o.id]
-			reconcile(&n.obj.Snapshot, []string{"VIFs", "vifs"}, n.vifs, known)
+			n := b.netByID[o.id]
+			reconcile(&n.obj.Snapshot, []string{"VIFs", "vifs"}, n.vifs, b.known)
 			doc.Objects = append(doc.Objects, *n.obj)
 		case "SR":
 			obj := Object{Class: o.class, ID: o.id, Snapshot: o.fields}
-			reconcile(&obj.Snapshot, []string{"VDIs"}, vdiOfSR[o.id], known)
+			reconcile(&obj.Snapshot, []string{"VDIs"}, b.vdiOfSR[o.id], b.known)
 			doc.Objects = append(doc.Objects, obj)
 		default:
 			doc.Objects = append(doc.Objects, Object{Class: o.class, ID: o.id, Snapshot: o.fields})
 		}
 	}
-	if newSR != nil {
-		reconcile(&newSR.Snapshot, []string{"VDIs"}, vdiOfSR[newSR.ID], known)
-		doc.Objects = append(doc.Objects, *newSR)
+	if b.newSR != nil {
+		reconcile(&b.newSR.Snapshot, []string{"VDIs"}, b.vdiOfSR[b.newSR.ID], b.known)
+		doc.Objects = append(doc.Objects, *b.newSR)
 	}
-	for _, dr := range drives {
+	for _, dr := range b.drives {
 		if dr.vdi != nil {
 			doc.Objects = append(doc.Objects, *dr.vdi)
 		}
 		doc.Objects = append(doc.Objects, *dr.vbd)
 	}
-	for _, n := range newNets {
-		reconcile(&n.obj.Snapshot, []string{"VIFs", "vifs"}, n.vifs, known)
+	for _, n := range b.newNets {
+		reconcile(&n.obj.Snapshot, []string{"VIFs", "vifs"}, n.vifs, b.known)
 		doc.Objects = append(doc.Objects, *n.obj)
 	}
-	for _, v := range vifs {
+	for _, v := range b.vifs {
 		doc.Objects = append(doc.Objects, *v)
 	}
 	// A suspended VM's memory image is not carried: it comes out halted.
@@ -915,8 +1032,7 @@ func fromNeutral(vm *neutral.VM) (*Document, []streamedDisk, error) {
 			vmSnap.Set("power_state", Str("Halted"))
 		}
 	}
-	sort.Slice(streamed, func(a, b int) bool { return streamed[a].ref < streamed[b].ref })
-	return doc, streamed, nil
+	sort.Slice(b.streamed, func(i, j int) bool { return b.streamed[i].ref < b.streamed[j].ref })
 }
 
 func validInt(v *Value, lo, hi int64) bool {
