@@ -287,7 +287,28 @@ func (d *Document) index() map[string]int {
 // archive streams.
 func buildLayout(doc *Document) (*layout, error) {
 	L := &layout{doc: doc, vm: -1}
+	var err error
+	if L.vm, err = exportedVM(doc); err != nil {
+		return nil, err
+	}
 	byID := doc.index()
+	vmID := doc.Objects[L.vm].ID
+	if L.disks, err = layoutDrives(doc, byID, vmID); err != nil {
+		return nil, err
+	}
+	if L.nics, err = layoutNICs(doc, byID, vmID); err != nil {
+		return nil, err
+	}
+	if L.streamed, err = streamedVDIs(doc, byID, vmID, L.disks); err != nil {
+		return nil, err
+	}
+	return L, nil
+}
+
+// exportedVM is the index of the one VM record that is neither template,
+// snapshot nor control domain.
+func exportedVM(doc *Document) (int, error) {
+	vm := -1
 	var vms []string
 	for i := range doc.Objects {
 		o := &doc.Objects[i]
@@ -297,91 +318,49 @@ func buildLayout(doc *Document) (*layout, error) {
 		r := record{o}
 		tmpl, err := r.boolean("is_a_template")
 		if err != nil {
-			return nil, err
+			return -1, err
 		}
 		snap, err := r.boolean("is_a_snapshot")
 		if err != nil {
-			return nil, err
+			return -1, err
 		}
 		dom0, err := r.boolean("is_control_domain")
 		if err != nil {
-			return nil, err
+			return -1, err
 		}
 		if tmpl || snap || dom0 {
 			continue
 		}
 		name, _ := r.str("name_label")
 		vms = append(vms, fmt.Sprintf("%s (%q)", o.ID, name))
-		L.vm = i
+		vm = i
 	}
 	switch len(vms) {
 	case 0:
-		return nil, fmt.Errorf("ova.xml: no VM record that is not a template or snapshot")
+		return -1, fmt.Errorf("ova.xml: no VM record that is not a template or snapshot")
 	case 1:
+		return vm, nil
 	default:
-		return nil, fmt.Errorf("ova.xml: %d VMs (%s); an export of one VM is expected", len(vms), strings.Join(vms, ", "))
+		return -1, fmt.Errorf("ova.xml: %d VMs (%s); an export of one VM is expected", len(vms), strings.Join(vms, ", "))
 	}
-	vmID := doc.Objects[L.vm].ID
+}
 
-	// Drives: from the child side, as xapi's importer creates them.
-	type drv struct {
-		vdisk
-		order int
-	}
-	var drives []drv
+// layoutDrives reads the VM's drives from the child side, as xapi's
+// importer creates them, in userdevice order, each with a disk ID.
+func layoutDrives(doc *Document, byID map[string]int, vmID string) ([]vdisk, error) {
 	vbds, err := childrenOf(doc, "VBD", vmID)
 	if err != nil {
 		return nil, err
 	}
+	drives := make([]vdisk, 0, len(vbds))
 	for _, i := range vbds {
-		r := record{&doc.Objects[i]}
-		typ, err := r.str("type")
+		d, err := readDrive(doc, byID, i)
 		if err != nil {
 			return nil, err
-		}
-		mode, err := r.str("mode")
-		if err != nil {
-			return nil, err
-		}
-		boot, err := r.boolean("bootable")
-		if err != nil {
-			return nil, err
-		}
-		empty, err := r.boolean("empty")
-		if err != nil {
-			return nil, err
-		}
-		d := drv{vdisk: vdisk{vbd: i, vdi: -1, unit: -1, cd: typ == "CD", bootable: boot, readOnly: mode == "RO"}, order: len(drives)}
-		if ud, err := r.str("userdevice"); err == nil {
-			if n, err := strconv.Atoi(ud); err == nil && n >= 0 && n < 1024 {
-				d.unit = n
-			}
-		}
-		vdiRef, err := r.str("VDI")
-		if err != nil {
-			return nil, err
-		}
-		if !empty && vdiRef != "" && vdiRef != NullRef {
-			j, ok := byID[vdiRef]
-			switch {
-			case ok && doc.Objects[j].Class == "VDI":
-				d.vdi = j
-				size, _, err := record{&doc.Objects[j]}.integer("virtual_size", 0, maxVirtualSize)
-				if err != nil {
-					return nil, err
-				}
-				d.size = size
-			case ok:
-				return nil, r.errf("VDI", "%s is a %s, not a VDI", vdiRef, doc.Objects[j].Class)
-			case !d.cd:
-				return nil, r.errf("VDI", "%s is not in ova.xml", vdiRef)
-			}
-		}
-		if !d.cd && d.vdi < 0 {
-			return nil, r.errf("VDI", "disk drive without a VDI")
 		}
 		drives = append(drives, d)
 	}
+	// Stable: drives without a slot keep their order, after the others.
 	sort.SliceStable(drives, func(a, b int) bool {
 		ua, ub := drives[a].unit, drives[b].unit
 		if ua < 0 {
@@ -390,14 +369,11 @@ func buildLayout(doc *Document) (*layout, error) {
 		if ub < 0 {
 			ub = math.MaxInt
 		}
-		if ua != ub {
-			return ua < ub
-		}
-		return drives[a].order < drives[b].order
+		return ua < ub
 	})
 	used := map[string]bool{}
 	for i := range drives {
-		d := drives[i].vdisk
+		d := &drives[i]
 		d.id = diskID(d.unit)
 		if d.unit < 0 || used[d.id] {
 			d.id = fmt.Sprintf("disk%d", i)
@@ -406,11 +382,65 @@ func buildLayout(doc *Document) (*layout, error) {
 			d.id += "_"
 		}
 		used[d.id] = true
-		L.disks = append(L.disks, d)
 	}
+	return drives, nil
+}
 
-	// NICs, child side too (Xen Orchestra leaves VM.VIFs empty).
-	type nic struct{ obj, dev, order int }
+// readDrive reads VBD record i and the VDI behind it.
+func readDrive(doc *Document, byID map[string]int, i int) (vdisk, error) {
+	r := record{&doc.Objects[i]}
+	typ, err := r.str("type")
+	if err != nil {
+		return vdisk{}, err
+	}
+	mode, err := r.str("mode")
+	if err != nil {
+		return vdisk{}, err
+	}
+	boot, err := r.boolean("bootable")
+	if err != nil {
+		return vdisk{}, err
+	}
+	empty, err := r.boolean("empty")
+	if err != nil {
+		return vdisk{}, err
+	}
+	d := vdisk{vbd: i, vdi: -1, unit: -1, cd: typ == "CD", bootable: boot, readOnly: mode == "RO"}
+	if ud, err := r.str("userdevice"); err == nil {
+		if n, err := strconv.Atoi(ud); err == nil && n >= 0 && n < 1024 {
+			d.unit = n
+		}
+	}
+	vdiRef, err := r.str("VDI")
+	if err != nil {
+		return vdisk{}, err
+	}
+	if !empty && vdiRef != "" && vdiRef != NullRef {
+		j, ok := byID[vdiRef]
+		switch {
+		case ok && doc.Objects[j].Class == "VDI":
+			d.vdi = j
+			size, _, err := record{&doc.Objects[j]}.integer("virtual_size", 0, maxVirtualSize)
+			if err != nil {
+				return vdisk{}, err
+			}
+			d.size = size
+		case ok:
+			return vdisk{}, r.errf("VDI", "%s is a %s, not a VDI", vdiRef, doc.Objects[j].Class)
+		case !d.cd:
+			return vdisk{}, r.errf("VDI", "%s is not in ova.xml", vdiRef)
+		}
+	}
+	if !d.cd && d.vdi < 0 {
+		return vdisk{}, r.errf("VDI", "disk drive without a VDI")
+	}
+	return d, nil
+}
+
+// layoutNICs lists the VM's VIF records, child side too (Xen Orchestra
+// leaves VM.VIFs empty), in device order.
+func layoutNICs(doc *Document, byID map[string]int, vmID string) ([]int, error) {
+	type nic struct{ obj, dev int }
 	var nics []nic
 	vifs, err := childrenOf(doc, "VIF", vmID)
 	if err != nil {
@@ -418,7 +448,7 @@ func buildLayout(doc *Document) (*layout, error) {
 	}
 	for _, i := range vifs {
 		r := record{&doc.Objects[i]}
-		n := nic{obj: i, dev: math.MaxInt, order: len(nics)}
+		n := nic{obj: i, dev: math.MaxInt}
 		if dev, _, err := r.integer("device", 0, 1<<16); err == nil {
 			if r.has("device") {
 				n.dev = int(dev)
@@ -433,18 +463,18 @@ func buildLayout(doc *Document) (*layout, error) {
 		}
 		nics = append(nics, n)
 	}
-	sort.SliceStable(nics, func(a, b int) bool {
-		if nics[a].dev != nics[b].dev {
-			return nics[a].dev < nics[b].dev
-		}
-		return nics[a].order < nics[b].order
-	})
+	sort.SliceStable(nics, func(a, b int) bool { return nics[a].dev < nics[b].dev })
+	out := make([]int, 0, len(nics))
 	for _, n := range nics {
-		L.nics = append(L.nics, n.obj)
+		out = append(out, n.obj)
 	}
+	return out, nil
+}
 
-	// Streamed VDIs: those behind a non-CD VBD of any VM in the file, on a
-	// non-ISO SR, plus a suspend image.
+// streamedVDIs lists the VDIs the archive streams: those behind a non-CD
+// VBD of any VM in the file, on a non-ISO SR, plus a suspend image; each
+// names the drive of disks it belongs to, if any.
+func streamedVDIs(doc *Document, byID map[string]int, vmID string, disks []vdisk) ([]svdi, error) {
 	stream := map[int]bool{}
 	for i := range doc.Objects {
 		o := &doc.Objects[i]
@@ -474,6 +504,7 @@ func buildLayout(doc *Document) (*layout, error) {
 			}
 		}
 	}
+	var streamed []svdi
 	for j := range stream {
 		o := &doc.Objects[j]
 		r := record{o}
@@ -486,16 +517,16 @@ func buildLayout(doc *Document) (*layout, error) {
 		}
 		name, _ := r.str("name_label")
 		s := svdi{ref: o.ID, name: name, size: size, obj: j, disk: -1}
-		for k := range L.disks {
-			if L.disks[k].vdi == j {
+		for k := range disks {
+			if disks[k].vdi == j {
 				s.disk = k
 				break
 			}
 		}
-		L.streamed = append(L.streamed, s)
+		streamed = append(streamed, s)
 	}
-	sort.Slice(L.streamed, func(a, b int) bool { return L.streamed[a].ref < L.streamed[b].ref })
-	return L, nil
+	sort.Slice(streamed, func(a, b int) bool { return streamed[a].ref < streamed[b].ref })
+	return streamed, nil
 }
 
 func isoVDI(doc *Document, byID map[string]int, vdi int) bool {
