@@ -357,30 +357,8 @@ func FromVM(vm *neutral.VM, name string, opt WriteOptions) (*File, error) {
 }
 
 func build(vm *neutral.VM, name string, opt WriteOptions) (*File, *layout, error) {
-	switch {
-	case vm.CPUs < 1 || vm.CPUs > 4096:
-		return nil, nil, fmt.Errorf("vmx: vm %q: %d vCPUs: expected 1–4096", vm.Name, vm.CPUs)
-	case vm.MemoryMiB < 1 || vm.MemoryMiB > 1<<24:
-		return nil, nil, fmt.Errorf("vmx: vm %q: memory %d MiB out of range", vm.Name, vm.MemoryMiB)
-	case vm.Firmware != "" && vm.Firmware != "bios" && vm.Firmware != "uefi":
-		return nil, nil, fmt.Errorf("vmx: vm %q: firmware %q: expected \"bios\" or \"uefi\"", vm.Name, vm.Firmware)
-	}
-	if vm.UUID != "" {
-		if _, err := parseUUID(vm.UUID); err != nil {
-			return nil, nil, fmt.Errorf("vmx: vm %q: uuid: %w", vm.Name, err)
-		}
-	}
-	for i, n := range vm.NICs {
-		if n.MAC != "" {
-			if _, err := parseMAC(n.MAC); err != nil {
-				return nil, nil, fmt.Errorf("vmx: vm %q: nic %d: %w", vm.Name, i, err)
-			}
-		}
-	}
-	for k := range vm.Extensions.VMware {
-		if !strings.HasPrefix(k, "#") && !validKey(k) {
-			return nil, nil, fmt.Errorf("vmx: vm %q: extension key %q is not a VMX key (printable ASCII without blanks, '=' or '#')", vm.Name, k)
-		}
+	if err := checkVM(vm); err != nil {
+		return nil, nil, err
 	}
 	ext := extFile(vm)
 	lay, err := planLayout(vm, ext, name)
@@ -388,49 +366,145 @@ func build(vm *neutral.VM, name string, opt WriteOptions) (*File, *layout, error
 		return nil, nil, err
 	}
 	out := NewFile(name + ".vmx")
+	if err := writeHeader(out, vm, ext, lay, opt); err != nil {
+		return nil, nil, err
+	}
+	body := keptBody(vm, ext, lay)
+	body.drives(vm, lay)
+	body.nics(vm, ext, lay)
+	if len(vm.Extensions.VMware) == 0 {
+		// Workstation adds a floppy drive unless told not to.
+		body.setDefault("floppy0.present", "FALSE")
+	}
+	if vm.Firmware == "uefi" {
+		body.setDefault("nvram", name+".nvram")
+	}
+	for _, e := range body.ordered(vm.Extensions.VMware[OrderKey]) {
+		out.Set(e.Key, e.Value)
+	}
+	if err := setBootDisk(out, vm, lay); err != nil {
+		return nil, nil, err
+	}
+	if err := writeOwnKeys(out, vm, lay); err != nil {
+		return nil, nil, err
+	}
+	return out, lay, nil
+}
 
-	// Header, as VMware writes it.
+// checkVM refuses what no VMX can say.
+func checkVM(vm *neutral.VM) error {
+	switch {
+	case vm.CPUs < 1 || vm.CPUs > 4096:
+		return fmt.Errorf("vmx: vm %q: %d vCPUs: expected 1–4096", vm.Name, vm.CPUs)
+	case vm.MemoryMiB < 1 || vm.MemoryMiB > 1<<24:
+		return fmt.Errorf("vmx: vm %q: memory %d MiB out of range", vm.Name, vm.MemoryMiB)
+	case vm.Firmware != "" && vm.Firmware != "bios" && vm.Firmware != "uefi":
+		return fmt.Errorf("vmx: vm %q: firmware %q: expected \"bios\" or \"uefi\"", vm.Name, vm.Firmware)
+	}
+	if vm.UUID != "" {
+		if _, err := parseUUID(vm.UUID); err != nil {
+			return fmt.Errorf("vmx: vm %q: uuid: %w", vm.Name, err)
+		}
+	}
+	for i, n := range vm.NICs {
+		if n.MAC != "" {
+			if _, err := parseMAC(n.MAC); err != nil {
+				return fmt.Errorf("vmx: vm %q: nic %d: %w", vm.Name, i, err)
+			}
+		}
+	}
+	for k := range vm.Extensions.VMware {
+		if !strings.HasPrefix(k, "#") && !validKey(k) {
+			return fmt.Errorf("vmx: vm %q: extension key %q is not a VMX key (printable ASCII without blanks, '=' or '#')", vm.Name, k)
+		}
+	}
+	return nil
+}
+
+// writeHeader writes the keys VMware puts first: the encoding, the config
+// version and the virtual hardware version (the source's, else
+// opt.HWVersion, which must know every device slot used).
+func writeHeader(out *File, vm *neutral.VM, ext *File, lay *layout, opt WriteOptions) error {
 	out.Set(".encoding", "UTF-8")
 	if v, ok := ext.Get("config.version"); ok {
 		out.Set(ext.items[ext.index["config.version"]].Key, v)
 	} else {
 		out.Set("config.version", "8")
 	}
+	if v, ok := ext.Get("virtualHW.version"); ok {
+		out.Set(ext.items[ext.index["virtualhw.version"]].Key, v)
+		return nil
+	}
 	hw := opt.HWVersion
 	if hw == 0 {
 		hw = DefaultHWVersion
 	}
-	if v, ok := ext.Get("virtualHW.version"); ok {
-		out.Set(ext.items[ext.index["virtualhw.version"]].Key, v)
-	} else {
-		for _, s := range lay.slots {
-			if hw < 13 && (s.bus == "nvme" || (s.bus == "scsi" && s.unit > 15)) {
-				return nil, nil, fmt.Errorf("vmx: vm %q: device %s needs virtualHW.version 13 or later, not %d", vm.Name, s, hw)
-			}
+	for _, s := range lay.slots {
+		if hw < 13 && (s.bus == "nvme" || (s.bus == "scsi" && s.unit > 15)) {
+			return fmt.Errorf("vmx: vm %q: device %s needs virtualHW.version 13 or later, not %d", vm.Name, s, hw)
 		}
-		out.Set("virtualHW.version", strconv.Itoa(hw))
 	}
+	out.Set("virtualHW.version", strconv.Itoa(hw))
+	return nil
+}
 
-	// Device namespaces the neutral VM still has.
-	live := map[string]bool{}
+// vmxBody is the VMX's keys after the header, in the making: keys compare
+// in lower case.
+type vmxBody []Entry
+
+func (b *vmxBody) set(k, v string) {
+	lk := strings.ToLower(k)
+	for i := range *b {
+		if strings.ToLower((*b)[i].Key) == lk {
+			(*b)[i].Value = v
+			return
+		}
+	}
+	*b = append(*b, Entry{Key: k, Value: v})
+}
+
+// setDefault sets k unless the body has it.
+func (b *vmxBody) setDefault(k, v string) {
+	if _, ok := b.get(k); !ok {
+		b.set(k, v)
+	}
+}
+
+func (b vmxBody) get(k string) (string, bool) {
+	lk := strings.ToLower(k)
+	for _, e := range b {
+		if strings.ToLower(e.Key) == lk {
+			return e.Value, true
+		}
+	}
+	return "", false
+}
+
+func (b vmxBody) isTrue(k string) bool {
+	v, ok := b.get(k)
+	t, err := parseBool(v)
+	return ok && err == nil && t
+}
+
+// keptBody is the source's keys that still hold, then the modelled keys
+// whose value changed: the neutral value, in the source's spelling when it
+// means the same. Keys of devices the VM no longer has are dropped.
+func keptBody(vm *neutral.VM, ext *File, lay *layout) vmxBody {
+	live := map[string]bool{} // device namespaces the neutral VM still has
 	for _, s := range lay.slots {
 		live[s.String()] = true
 	}
 	for _, n := range lay.nics {
 		live[fmt.Sprintf("ethernet%d", n)] = true
 	}
-
-	// Modelled keys: the neutral value, in the source's spelling when it
-	// means the same.
 	gen := modelledValues(vm, lay.nics, ext)
 	// A VM that came from VMware carries VMware extensions; it keeps its
 	// own settings where VMware's defaults apply.
-	fromVMware := len(vm.Extensions.VMware) > 0
-	if fromVMware && vm.GuestOS == "" {
+	if len(vm.Extensions.VMware) > 0 && vm.GuestOS == "" {
 		// VMware's own file had no guestOS: keep it that way.
 		delete(gen, "guestos")
 	}
-	var body []Entry
+	var body vmxBody
 	for _, e := range ext.Entries() {
 		lk := strings.ToLower(e.Key)
 		switch lk {
@@ -465,169 +539,149 @@ func build(vm *neutral.VM, name string, opt WriteOptions) (*File, *layout, error
 	for _, g := range gen {
 		body = append(body, g)
 	}
-	set := func(k, v string) {
-		lk := strings.ToLower(k)
-		for i := range body {
-			if strings.ToLower(body[i].Key) == lk {
-				body[i].Value = v
-				return
-			}
-		}
-		body = append(body, Entry{Key: k, Value: v})
-	}
-	has := func(k string) (string, bool) {
-		lk := strings.ToLower(k)
-		for _, e := range body {
-			if strings.ToLower(e.Key) == lk {
-				return e.Value, true
-			}
-		}
-		return "", false
-	}
-	isTrue := func(k string) bool {
-		v, ok := has(k)
-		b, err := parseBool(v)
-		return ok && err == nil && b
-	}
+	return body
+}
 
-	// Controllers and drives.
+// drives sets up each disk's controller and drive.
+func (b *vmxBody) drives(vm *neutral.VM, lay *layout) {
 	for i, d := range vm.Disks {
 		s := lay.slots[i]
 		ns := s.String()
-		fresh := !isTrue(ns + ".present")
+		fresh := !b.isTrue(ns + ".present")
 		if s.bus != "ide" {
 			ctrl := s.controller()
-			if !isTrue(ctrl + ".present") {
-				if _, ok := has(ctrl + ".virtualDev"); !ok && s.bus == "scsi" {
-					set(ctrl+".virtualDev", "lsilogic")
+			if !b.isTrue(ctrl + ".present") {
+				if _, ok := b.get(ctrl + ".virtualDev"); !ok && s.bus == "scsi" {
+					b.set(ctrl+".virtualDev", "lsilogic")
 				}
-				set(ctrl+".present", "TRUE")
+				b.set(ctrl+".present", "TRUE")
 			}
 		}
 		if fresh {
-			set(ns+".present", "TRUE")
+			b.set(ns+".present", "TRUE")
 		}
-		dt, hasDT := has(ns + ".deviceType")
-		dt = strings.ToLower(dt)
 		if d.Device == "cdrom" {
-			switch {
-			case d.Image != nil:
-				set(ns+".deviceType", "cdrom-image")
-				set(ns+".fileName", lay.files[i])
-			case hasDT && cdromTypes[dt]:
-				// The source's drive as it was.
-			default:
-				set(ns+".deviceType", "atapi-cdrom")
-				set(ns+".fileName", "auto detect")
-				if _, ok := has(ns + ".startConnected"); !ok {
-					set(ns+".startConnected", "FALSE")
-				}
-			}
-			continue
+			b.cdrom(ns, d, lay.files[i])
+		} else {
+			b.hardDisk(ns, s.bus, fresh, lay.files[i])
 		}
-		if hasDT && !diskTypes[dt] {
-			switch s.bus {
-			case "ide":
-				set(ns+".deviceType", "ata-hardDisk")
-			case "scsi":
-				set(ns+".deviceType", "scsi-hardDisk")
-			default:
-				set(ns+".deviceType", "disk")
-			}
-		} else if !hasDT && s.bus == "ide" && fresh {
-			set(ns+".deviceType", "ata-hardDisk")
-		}
-		set(ns+".fileName", lay.files[i])
 	}
+}
 
-	// NICs from elsewhere: VMware keeps a foreign MAC only as a static
-	// address, and refuses a static address outside 00:50:56:00–3F unless
-	// told not to check.
+// cdrom sets up the CD drive in namespace ns: an image it holds, the
+// source's drive as it was, or an empty host drive not connected.
+func (b *vmxBody) cdrom(ns string, d neutral.Disk, file string) {
+	dt, hasDT := b.get(ns + ".deviceType")
+	switch {
+	case d.Image != nil:
+		b.set(ns+".deviceType", "cdrom-image")
+		b.set(ns+".fileName", file)
+	case hasDT && cdromTypes[strings.ToLower(dt)]:
+		// The source's drive as it was.
+	default:
+		b.set(ns+".deviceType", "atapi-cdrom")
+		b.set(ns+".fileName", "auto detect")
+		b.setDefault(ns+".startConnected", "FALSE")
+	}
+}
+
+// hardDisk sets up the disk in namespace ns on bus, its type fixed when
+// the source's was not a disk's.
+func (b *vmxBody) hardDisk(ns, bus string, fresh bool, file string) {
+	dt, hasDT := b.get(ns + ".deviceType")
+	if hasDT && !diskTypes[strings.ToLower(dt)] {
+		switch bus {
+		case "ide":
+			b.set(ns+".deviceType", "ata-hardDisk")
+		case "scsi":
+			b.set(ns+".deviceType", "scsi-hardDisk")
+		default:
+			b.set(ns+".deviceType", "disk")
+		}
+	} else if !hasDT && bus == "ide" && fresh {
+		b.set(ns+".deviceType", "ata-hardDisk")
+	}
+	b.set(ns+".fileName", file)
+}
+
+// nics switches on the NICs from elsewhere: VMware keeps a foreign MAC only
+// as a static address, and refuses a static address outside 00:50:56:00–3F
+// unless told not to check.
+func (b *vmxBody) nics(vm *neutral.VM, ext *File, lay *layout) {
 	for i, n := range lay.nics {
 		ns := fmt.Sprintf("ethernet%d", n)
-		if isTrue(ns + ".present") {
+		if b.isTrue(ns + ".present") {
 			continue
 		}
-		set(ns+".present", "TRUE")
-		if _, ok := has(ns + ".addressType"); ok {
+		b.set(ns+".present", "TRUE")
+		if _, ok := b.get(ns + ".addressType"); ok {
 			continue
 		}
 		atype := nicAddressType(ext, n, vm.NICs[i])
-		set(ns+".addressType", atype)
+		b.set(ns+".addressType", atype)
 		if atype == "static" && !staticMACRange(vm.NICs[i].MAC) {
-			if _, ok := has(ns + ".checkMACAddress"); !ok {
-				set(ns+".checkMACAddress", "FALSE")
-			}
+			b.setDefault(ns+".checkMACAddress", "FALSE")
 		}
 	}
+}
 
-	if !fromVMware {
-		// Workstation adds a floppy drive unless told not to.
-		if _, ok := has("floppy0.present"); !ok {
-			set("floppy0.present", "FALSE")
-		}
-	}
-	if vm.Firmware == "uefi" {
-		if _, ok := has("nvram"); !ok {
-			set("nvram", name+".nvram")
-		}
-	}
-
-	// Keys the source had stay in its order; new ones follow, grouped by
-	// device.
+// ordered is the body with the keys the source had in its order (order,
+// the source's keys as OrderKey lists them) and the new ones after them,
+// grouped by device.
+func (b vmxBody) ordered(order string) vmxBody {
 	rank := map[string]int{}
-	for i, k := range strings.Fields(vm.Extensions.VMware[OrderKey]) {
+	for i, k := range strings.Fields(order) {
 		if _, dup := rank[strings.ToLower(k)]; !dup {
 			rank[strings.ToLower(k)] = i
 		}
 	}
-	slices.SortStableFunc(body, func(a, b Entry) int {
-		ra, oka := rank[strings.ToLower(a.Key)]
-		rb, okb := rank[strings.ToLower(b.Key)]
+	slices.SortStableFunc(b, func(x, y Entry) int {
+		rx, okx := rank[strings.ToLower(x.Key)]
+		ry, oky := rank[strings.ToLower(y.Key)]
 		switch {
-		case oka && okb:
-			return ra - rb
-		case oka:
+		case okx && oky:
+			return rx - ry
+		case okx:
 			return -1
-		case okb:
+		case oky:
 			return 1
 		}
-		return naturalCompare(a.Key, b.Key)
+		return naturalCompare(x.Key, y.Key)
 	})
-	for _, e := range body {
-		out.Set(e.Key, e.Value)
-	}
+	return b
+}
 
-	// The bootable disk must be the one VMware boots.
-	want := slot{bus: "none"}
+// setBootDisk makes the VM's bootable disk the one VMware boots.
+func setBootDisk(out *File, vm *neutral.VM, lay *layout) error {
 	for i, d := range vm.Disks {
-		if d.Bootable && d.Device != "cdrom" {
-			want = lay.slots[i]
-			break
+		if !d.Bootable || d.Device == "cdrom" {
+			continue
 		}
-	}
-	if want.bus != "none" {
 		devs, err := findDevices(out)
 		if err != nil {
-			return nil, nil, fmt.Errorf("vmx: vm %q: %w", vm.Name, err)
+			return fmt.Errorf("vmx: vm %q: %w", vm.Name, err)
 		}
-		if bootSlot(out, devs) != want {
+		if want := lay.slots[i]; bootSlot(out, devs) != want {
 			out.Set("bios.hddOrder", want.String())
 		}
+		return nil
 	}
+	return nil
+}
 
-	// What VMware has no key for rides along in keys of our own (VMware
-	// keeps keys it does not know), so a VM that came from Xen goes back
-	// with its ova.xml fields and its PV boot settings.
+// writeOwnKeys writes what VMware has no key for in keys of our own
+// (VMware keeps keys it does not know), so a VM that came from Xen goes
+// back with its ova.xml fields and its PV boot settings, and names VMware
+// would lose: the guest OS as the source named it, and disk ids that are
+// not the slot's own name.
+func writeOwnKeys(out *File, vm *neutral.VM, lay *layout) error {
 	if len(vm.Extensions.Xen) > 0 {
 		b, err := json.Marshal(vm.Extensions.Xen)
 		if err != nil {
-			return nil, nil, fmt.Errorf("vmx: vm %q: extensions.xen: %w", vm.Name, err)
+			return fmt.Errorf("vmx: vm %q: extensions.xen: %w", vm.Name, err)
 		}
 		out.Set(XenKey, string(b))
 	}
-	// Names VMware would lose: the guest OS as the source named it, and disk
-	// ids that are not the slot's own name.
 	if vm.GuestOS != "" && GuestOSFor(vm.GuestOS) != vm.GuestOS {
 		out.Set(GuestOSKey, vm.GuestOS)
 	}
@@ -648,11 +702,11 @@ func build(vm *neutral.VM, name string, opt WriteOptions) (*File, *layout, error
 	if vm.Boot != nil {
 		b, err := json.Marshal(vm.Boot)
 		if err != nil {
-			return nil, nil, fmt.Errorf("vmx: vm %q: boot: %w", vm.Name, err)
+			return fmt.Errorf("vmx: vm %q: boot: %w", vm.Name, err)
 		}
 		out.Set(BootKey, string(b))
 	}
-	return out, lay, nil
+	return nil
 }
 
 // Keys of our own: the neutral VM's Xen extensions and PV boot settings as
