@@ -260,5 +260,8 @@ func cmdLab(ts *testscript.TestScript, neg bool, args []string) {
 	}
 }
 
-// labFlake matches what the lab's emulation faults leave in a verify report.
-var labFlake = regexp.MustCompile(`KVM_EXIT_SHUTDOWN|rcu_preempt detected stalls|timeout after \S+ without the expected marker`)
+// labFlake matches what the lab's emulation faults leave in a verify report:
+// a triple fault, an RCU stall, a boot that never ends, or a guest kernel
+// that oopses (a nested guest was seen to fault on an L1 per-CPU address in
+// its GS base, the same recursive page fault the lab's own kernel dies of).
+var labFlake = regexp.MustCompile(`KVM_EXIT_SHUTDOWN|rcu_preempt detected stalls|timeout after \S+ without the expected marker|"reason": "kernel panic"`)
