@@ -213,8 +213,8 @@ func convertFile(ctx context.Context, req convertRequest, dstFmt *formats.Format
 // aside runs f beside the conversion and returns the wait for it. The
 // inspection only reads the source (whose ReadAt serves concurrent callers,
 // as the copy's workers are) and prints warnings, so it need not hold up
-// the copy: on a 1 GiB streamOptimized VMDK it took ~30 ms of a ~600 ms
-// conversion before the first chunk, on one core. Deferred before the
+// the copy: on the Debian guest it unpacks the initramfs (0.17 s alone),
+// and VMX -> XVA went from 0.54 to 0.46 s beside it. Deferred before the
 // source is closed, the wait keeps the source open until f is done.
 // A panic in f is raised again by wait, on the caller's goroutine, where
 // run turns it into an error.

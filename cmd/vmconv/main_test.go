@@ -3,17 +3,18 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
+	"github.com/stretchr/testify/assert"
 
 	"github.com/vmconv/vmconv/fix/initfix"
 	"github.com/vmconv/vmconv/internal/testutil"
@@ -246,9 +247,9 @@ func cmdLab(ts *testscript.TestScript, neg bool, args []string) {
 		// a boot expected to pass that ends so is run again, up to three
 		// times in all, each time in a new lab, since the fault may have
 		// left the old one's KVM unsound.
-		if code != 0 && !neg && attempt < attempts && labFlake.Match(out.Bytes()) {
+		if rep := verifyReport(out.Bytes()); code != 0 && !neg && attempt < attempts && lab.GuestFault(rep.Reason, rep.Console) {
 			fmt.Fprintf(ts.Stdout(), "lab: the nested guest faulted (%s); running the command again in a new lab (attempt %d of %d)\n",
-				labFlake.Find(out.Bytes()), attempt+1, attempts)
+				rep.Reason, attempt+1, attempts)
 			_, err := lab.Renew()
 			ts.Check(err)
 			continue
@@ -260,8 +261,20 @@ func cmdLab(ts *testscript.TestScript, neg bool, args []string) {
 	}
 }
 
-// labFlake matches what the lab's emulation faults leave in a verify report:
-// a triple fault, an RCU stall, a boot that never ends, or a guest kernel
-// that oopses (a nested guest was seen to fault on an L1 per-CPU address in
-// its GS base, the same recursive page fault the lab's own kernel dies of).
-var labFlake = regexp.MustCompile(`KVM_EXIT_SHUTDOWN|rcu_preempt detected stalls|timeout after \S+ without the expected marker|"reason": "kernel panic"`)
+// verifyReport reads the reason and console of the JSON report a lab
+// command printed (vmconv verify --output json); empty when there is none.
+func verifyReport(out []byte) (rep struct{ Reason, Console string }) {
+	if i := bytes.IndexByte(out, '{'); i >= 0 {
+		_ = json.NewDecoder(bytes.NewReader(out[i:])).Decode(&rep)
+	}
+	return rep
+}
+
+// The lab harness reads a verify report out of a lab command's output.
+func TestVerifyReport(t *testing.T) {
+	out := []byte("lab: the lab died during the command; running it again\n{\n  \"result\": \"fail\",\n  \"reason\": \"kernel panic\",\n  \"console\": \"Kernel panic - not syncing\"\n}\n")
+	rep := verifyReport(out)
+	assert.Equal(t, "kernel panic", rep.Reason)
+	assert.Equal(t, "Kernel panic - not syncing", rep.Console)
+	assert.Empty(t, verifyReport([]byte("no report here\n")).Reason)
+}

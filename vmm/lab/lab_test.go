@@ -155,3 +155,19 @@ func TestRenew(t *testing.T) {
 	assert.Equal(t, "renewed\n", out.String())
 	assert.Same(t, renewed, Shared(t))
 }
+
+func TestGuestFault(t *testing.T) {
+	for _, tc := range []struct {
+		reason, console string
+		want            bool
+	}{
+		{"guest triple fault or shutdown (KVM_EXIT_SHUTDOWN) before the expected marker", "", true},
+		{"kernel panic", "Kernel panic - not syncing: Fatal exception in interrupt", true},
+		{"timeout after 4m0s without the expected marker", "", true},
+		{"emergency shell", "rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:", true},
+		{"emergency shell", "You are in emergency mode", false},
+		{"root device not found", "", false},
+	} {
+		assert.Equal(t, tc.want, GuestFault(tc.reason, tc.console), "%q", tc.reason)
+	}
+}

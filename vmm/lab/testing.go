@@ -225,3 +225,13 @@ func (r *recorder) line(s string) {
 		r.last = t
 	}
 }
+
+// GuestFault reports whether a failed boot in the lab ended the way the
+// lab's emulation ends sound guests (README, Tests): a triple fault, a
+// kernel panic (its oops has shown the lab's own GS base), a boot that
+// never reached its marker, or an RCU stall on the guest's console. reason
+// and console are a verify report's.
+func GuestFault(reason, console string) bool {
+	return strings.Contains(reason, "KVM_EXIT_SHUTDOWN") || reason == "kernel panic" ||
+		strings.HasPrefix(reason, "timeout after ") || strings.Contains(console, "rcu_preempt detected stalls")
+}
