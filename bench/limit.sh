@@ -15,6 +15,13 @@
 #            really give when they share caches or are SMT siblings
 #   floor    the larger of write and CPU floor; vmconv/floor is how far from
 #            the limit, against the one-core÷cores floor and the all-cores one
+#   CPU      vmconv's user + system seconds, and how busy that kept the cores
+#            (CPU ÷ (wall × cores)): near 100 % the run is CPU-bound
+#   shared   for the codec cases, the floor when the codec and the write path
+#            share the cores: the codec's one-core seconds plus dd's own CPU
+#            seconds (its copy into the page cache), over the cores, with the
+#            codec's one-core÷cores and its all-cores seconds as above. It is
+#            still low: the kernel's writeback threads are not counted
 # `sync` runs before every timed command. Medians of ROUNDS runs with the
 # spread (min–max); peak RSS from /usr/bin/time -v. Prints a markdown table.
 # With BASE=/path/to/older/vmconv the older build is timed in the same rounds
@@ -87,59 +94,72 @@ inflate_floor="$(seconds "BenchmarkInflateGrains/$inflater" "$cores" <<<"$inf_on
 deflate_floor="$(seconds BenchmarkDeflateGrains "$cores" <<<"$def_one") $(seconds BenchmarkDeflateGrainsAllCores 1 <<<"$def_all")"
 echo "== CPU floors (one core ÷ $cores, all $cores): inflate $inflate_floor s, deflate $deflate_floor s" >&2
 
-# measure CMD: prints "seconds maxrss_kib" of one run, after a sync.
+# measure CMD: prints "seconds maxrss_kib cpu_seconds" of one run, after a
+# sync; cpu_seconds is user + system time of the command and its children.
 measure() {
 	sync
 	/usr/bin/time -v -o time.out bash -c "$1" >/dev/null 2>err.out || { cat err.out >&2; return 1; }
 	awk -F': ' '/Elapsed \(wall clock\)/ {n = split($2, a, ":"); t = 0; for (i = 1; i <= n; i++) t = t * 60 + a[i]; s = t}
-		/Maximum resident set size/ {m = $2} END {print s, m}' time.out
+		/(User|System) time \(seconds\)/ {c += $2}
+		/Maximum resident set size/ {m = $2} END {print s, m, c}' time.out
 }
 # stats: "median min max" of the numbers on stdin.
 stats() { sort -n | awk '{a[NR] = $1} END {printf "%.2f %.2f %.2f\n", a[int((NR + 1) / 2)], a[1], a[NR]}'; }
 spread() { printf '%s (%s–%s)' "$1" "$2" "$3"; }
 
-echo "| case | peer | peer s | vmconv s | peer ÷ vmconv | write floor s | CPU floor s (1 core ÷ $cores / all $cores) | vmconv ÷ floor | RSS vmconv / peer MiB |"
-echo "|---|---|---|---|---|---|---|---|---|"
+echo "| case | peer | peer s | vmconv s | peer ÷ vmconv | write floor s | CPU floor s (1 core ÷ $cores / all $cores) | vmconv ÷ floor | vmconv CPU s (cores busy) | shared-core floor s (1 core ÷ $cores / all $cores) | vmconv ÷ shared | RSS vmconv / peer MiB |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
 # row NAME PEERNAME 'peer cmd' 'vmconv args' OUT 'CPUFLOOR_ONE CPUFLOOR_ALL'
 row() {
 	local name=$1 peer=$2 theirs=$3 ours=$4 out=$5 cpu_one cpu_all
 	read -r cpu_one cpu_all <<<"$6"
 	[ -z "${CASES:-}" ] || grep -qE -- "$CASES" <<<"$name" || return 0
-	local tp=() tv=() tf=() tb=() rp=0 rv=0 s m mib same=""
+	local tp=() tv=() tf=() tb=() cv=() cf=() rp=0 rv=0 s m c mib same=""
 	for r in $(seq "$rounds"); do
 		rm -rf out.* floor.bin
-		read -r s m < <(measure "$theirs"); tp+=("$s"); rp=$((m > rp ? m : rp))
+		read -r s m _ < <(measure "$theirs"); tp+=("$s"); rp=$((m > rp ? m : rp))
 		rm -rf out.*
-		read -r s m < <(measure "$vmconv convert $ours"); tv+=("$s"); rv=$((m > rv ? m : rv))
+		read -r s m c < <(measure "$vmconv convert $ours"); tv+=("$s"); cv+=("$c"); rv=$((m > rv ? m : rv))
 		mib=$(du -m "$out" | cut -f1)
 		if [ -n "$base" ]; then
 			[ "$r" = 1 ] && "$vmconv" digest "$out" >want.sha
 			rm -rf out.*
-			read -r s m < <(measure "$base convert $ours"); tb+=("$s")
+			read -r s m _ < <(measure "$base convert $ours"); tb+=("$s")
 			[ "$r" = 1 ] && { "$vmconv" digest "$out" | cmp -s - want.sha && same=identical || same=DIFFERENT; }
 		fi
 		rm -rf out.*
-		read -r s m < <(measure "dd if=/dev/zero of=floor.bin bs=1M count=$mib conv=fdatasync status=none"); tf+=("$s")
+		read -r s m c < <(measure "dd if=/dev/zero of=floor.bin bs=1M count=$mib conv=fdatasync status=none"); tf+=("$s"); cf+=("$c")
 	done
 	rm -f floor.bin
-	local p v f ratio cpu="–"
+	local p v f ratio cpu="–" shared="–" vshared="–" vc fc
 	read -r p pmin pmax < <(printf '%s\n' "${tp[@]}" | stats)
 	read -r v vmin vmax < <(printf '%s\n' "${tv[@]}" | stats)
 	read -r f fmin fmax < <(printf '%s\n' "${tf[@]}" | stats)
+	read -r vc _ < <(printf '%s\n' "${cv[@]}" | stats)
+	read -r fc _ < <(printf '%s\n' "${cf[@]}" | stats)
 	# vmconv ÷ max(write floor, CPU floor), for each CPU floor.
 	ratio() { awk -v v="$v" -v f="$f" -v c="${1:-0}" 'BEGIN {m = (f > c) ? f : c; printf "%.2f×", (m > 0) ? v / m : 0}'; }
 	ratio=$(ratio "$cpu_one")
 	if [ -n "$cpu_one" ]; then
 		cpu="$cpu_one / $cpu_all"
 		ratio="$ratio / $(ratio "$cpu_all")"
+		# The codec and the write path share the cores: the codec's one-core
+		# seconds and dd's own CPU seconds, together over the cores.
+		local s_one s_all
+		s_one=$(awk -v c="$cpu_one" -v d="$fc" -v n="$cores" 'BEGIN {printf "%.2f", c + d / n}')
+		s_all=$(awk -v c="$cpu_all" -v d="$fc" -v n="$cores" 'BEGIN {printf "%.2f", c + d / n}')
+		shared="$s_one / $s_all"
+		vshared=$(awk -v v="$v" -v a="$s_one" -v b="$s_all" 'BEGIN {printf "%.2f× / %.2f×", (a > 0) ? v / a : 0, (b > 0) ? v / b : 0}')
 	fi
-	printf '| %s | %s | %s | %s | %.2f× | %s | %s | %s | %d / %d |\n' "$name" "$peer" \
+	local busy
+	busy=$(awk -v c="$vc" -v v="$v" -v n="$cores" 'BEGIN {printf "%.2f (%.0f %%)", c, (v > 0) ? 100 * c / (v * n) : 0}')
+	printf '| %s | %s | %s | %s | %.2f× | %s | %s | %s | %s | %s | %s | %d / %d |\n' "$name" "$peer" \
 		"$(spread "$p" "$pmin" "$pmax")" "$(spread "$v" "$vmin" "$vmax")" \
 		"$(awk -v a="$p" -v b="$v" 'BEGIN {print (b > 0) ? a / b : 0}')" \
-		"$(spread "$f" "$fmin" "$fmax")" "$cpu" "$ratio" $((rv / 1024)) $((rp / 1024))
+		"$(spread "$f" "$fmin" "$fmax")" "$cpu" "$ratio" "$busy" "$shared" "$vshared" $((rv / 1024)) $((rp / 1024))
 	if [ -n "$base" ]; then
 		read -r s _ < <(printf '%s\n' "${tb[@]}" | stats)
-		echo "|  ↳ BASE build | | | $s ($(printf '%s\n' "${tb[@]}" | stats | awk '{print $2 "–" $3}')) | | | | output $same | |"
+		echo "|  ↳ BASE build | | | $s ($(printf '%s\n' "${tb[@]}" | stats | awk '{print $2 "–" $3}')) | | | | output $same | | | | |"
 	fi
 }
 
