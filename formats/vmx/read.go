@@ -74,60 +74,112 @@ func ToVM(f *File) (*neutral.VM, error) {
 	return vm, err
 }
 
+// toVM is ToVM's steps, one per part of the VM, and also returns the
+// devices found, for Read to open their disks.
 func toVM(f *File) (*neutral.VM, []device, error) {
 	vm := &neutral.VM{Schema: neutral.Schema, Firmware: "bios", CPUs: 1, CoresPerSocket: 1, MemoryMiB: 32,
 		Disks: []neutral.Disk{}, NICs: []neutral.NIC{}}
+	vmName(f, vm)
+	for _, step := range []func(*File, *neutral.VM) error{vmCPUs, vmMemory, vmFirmware, vmUUID} {
+		if err := step(f, vm); err != nil {
+			return nil, nil, err
+		}
+	}
+	devs, err := vmDisks(f, vm)
+	if err != nil {
+		return nil, nil, err
+	}
+	nicSlots, err := vmNICs(f, vm)
+	if err != nil {
+		return nil, nil, err
+	}
+	hints, err := vmExtensions(f, vm, nicSlots)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := hints.apply(f, vm); err != nil {
+		return nil, nil, err
+	}
+	return vm, devs, nil
+}
+
+// vmName takes the VM's name (displayName, else the file's) and guest OS.
+func vmName(f *File, vm *neutral.VM) {
 	if v, ok := f.Get("displayName"); ok {
 		vm.Name = v
 	} else {
 		vm.Name = strings.TrimSuffix(filepath.Base(f.Name), filepath.Ext(f.Name))
 	}
 	vm.GuestOS, _ = f.Get("guestOS")
+}
+
+// vmCPUs takes numvcpus and cpuid.coresPerSocket, which must divide it.
+func vmCPUs(f *File, vm *neutral.VM) error {
 	if v, ok := f.Get("numvcpus"); ok {
 		n, err := parsePositive(v)
 		if err != nil || n > 4096 {
-			return nil, nil, f.errAt("numvcpus", fmt.Errorf("expected a vCPU count 1–4096, got %q", v))
+			return f.errAt("numvcpus", fmt.Errorf("expected a vCPU count 1–4096, got %q", v))
 		}
 		vm.CPUs = int(n)
 	}
 	if v, ok := f.Get("cpuid.coresPerSocket"); ok {
 		n, err := parsePositive(v)
 		if err != nil || n > 4096 {
-			return nil, nil, f.errAt("cpuid.coresPerSocket", fmt.Errorf("expected a core count, got %q", v))
+			return f.errAt("cpuid.coresPerSocket", fmt.Errorf("expected a core count, got %q", v))
 		}
 		if int(n) > vm.CPUs || vm.CPUs%int(n) != 0 {
-			return nil, nil, f.errAt("cpuid.coresPerSocket",
+			return f.errAt("cpuid.coresPerSocket",
 				fmt.Errorf("%d cores per socket do not divide numvcpus %d", n, vm.CPUs))
 		}
 		vm.CoresPerSocket = int(n)
 	}
+	return nil
+}
+
+// vmMemory takes memsize (MiB).
+func vmMemory(f *File, vm *neutral.VM) error {
 	if v, ok := f.Get("memsize"); ok {
 		n, err := parsePositive(v)
 		if err != nil || n > 1<<24 {
-			return nil, nil, f.errAt("memsize", fmt.Errorf("expected MiB of memory, got %q", v))
+			return f.errAt("memsize", fmt.Errorf("expected MiB of memory, got %q", v))
 		}
 		vm.MemoryMiB = n
 	}
+	return nil
+}
+
+// vmFirmware takes firmware: VMware's "efi" is the neutral "uefi".
+func vmFirmware(f *File, vm *neutral.VM) error {
 	if v, ok := f.Get("firmware"); ok {
 		switch strings.ToLower(v) {
 		case "bios":
 		case "efi":
 			vm.Firmware = "uefi"
 		default:
-			return nil, nil, f.errAt("firmware", fmt.Errorf("expected \"bios\" or \"efi\", got %q", v))
+			return f.errAt("firmware", fmt.Errorf("expected \"bios\" or \"efi\", got %q", v))
 		}
 	}
+	return nil
+}
+
+// vmUUID takes uuid.bios, written canonically.
+func vmUUID(f *File, vm *neutral.VM) error {
 	if v, ok := f.Get("uuid.bios"); ok {
 		u, err := parseVMwareUUID(v)
 		if err != nil {
-			return nil, nil, f.errAt("uuid.bios", err)
+			return f.errAt("uuid.bios", err)
 		}
 		vm.UUID = canonicalUUID(u)
 	}
+	return nil
+}
 
+// vmDisks lists the disks and CD-ROM drives, the boot disk marked, and
+// returns the devices found for Read to open.
+func vmDisks(f *File, vm *neutral.VM) ([]device, error) {
 	devs, err := findDevices(f)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	boot := bootSlot(f, devs)
 	for _, d := range devs {
@@ -138,53 +190,47 @@ func toVM(f *File) (*neutral.VM, []device, error) {
 		nd.Bootable = !d.cdrom && d.slot == boot
 		vm.Disks = append(vm.Disks, nd)
 	}
+	return devs, nil
+}
 
+// vmNICs reads the present ethernetN adapters and returns their slots.
+func vmNICs(f *File, vm *neutral.VM) ([]int, error) {
 	nicSlots, err := sourceNICSlots(f)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	for _, n := range nicSlots {
 		nic, err := readNIC(f, n)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		vm.NICs = append(vm.NICs, nic)
 	}
+	return nicSlots, nil
+}
 
-	// Extensions: every key, except the modelled ones the writer gives
-	// back exactly as they are.
+// neutralHints are what FromVM writes of the neutral VM that a VMX cannot
+// hold: the guest OS name, and each disk's id and bus, by the disk's slot.
+type neutralHints struct {
+	guestOS   string
+	diskIDs   map[string]string
+	diskBuses map[string][2]string
+}
+
+// vmExtensions keeps every key in Extensions.VMware except the modelled ones
+// the writer gives back exactly as they are, with the keys' order; vmconv's
+// own keys go to Extensions.Xen, Boot and the hints instead.
+func vmExtensions(f *File, vm *neutral.VM, nicSlots []int) (neutralHints, error) {
 	gen := modelledValues(vm, nicSlots, f)
 	vm.Extensions.VMware = map[string]string{}
-	guestHint, diskIDs, diskBuses := "", map[string]string{}, map[string][2]string{}
+	hints := neutralHints{diskIDs: map[string]string{}, diskBuses: map[string][2]string{}}
 	order := make([]string, 0, f.Len())
 	for _, e := range f.Entries() {
-		switch strings.ToLower(e.Key) {
-		case XenKey:
-			if err := json.Unmarshal([]byte(e.Value), &vm.Extensions.Xen); err != nil {
-				return nil, nil, f.errAt(e.Key, fmt.Errorf("not the JSON object vmconv writes: %w", err))
-			}
-			continue
-		case BootKey:
-			vm.Boot = &neutral.Boot{}
-			if err := json.Unmarshal([]byte(e.Value), vm.Boot); err != nil {
-				return nil, nil, f.errAt(e.Key, fmt.Errorf("not the JSON object vmconv writes: %w", err))
-			}
-			continue
-		case GuestOSKey:
-			guestHint = e.Value
-			continue
+		own, err := hints.take(f, vm, e)
+		if err != nil {
+			return hints, err
 		}
-		if ns, ok := strings.CutSuffix(strings.ToLower(e.Key), DiskIDSuffix); ok {
-			diskIDs[ns] = e.Value
-			continue
-		}
-		if ns, ok := strings.CutSuffix(strings.ToLower(e.Key), DiskBusSuffix); ok {
-			bus, unit, ok := strings.Cut(e.Value, ":")
-			n, err := strconv.Atoi(unit)
-			if !ok || err != nil || n < 0 || !slices.Contains(neutral.Buses, bus) {
-				return nil, nil, f.errAt(e.Key, fmt.Errorf("want BUS:UNIT as vmconv writes it, got %q", e.Value))
-			}
-			diskBuses[ns] = [2]string{bus, unit}
+		if own {
 			continue
 		}
 		order = append(order, e.Key)
@@ -194,27 +240,64 @@ func toVM(f *File) (*neutral.VM, []device, error) {
 		vm.Extensions.VMware[e.Key] = e.Value
 	}
 	vm.Extensions.VMware[OrderKey] = strings.Join(order, " ")
+	return hints, nil
+}
 
-	// The neutral names a VMX cannot hold, written by FromVM.
-	if guestHint != "" {
-		vm.GuestOS = guestHint
+// take reads entry e if it is one of vmconv's own keys, and says whether it was.
+func (h *neutralHints) take(f *File, vm *neutral.VM, e Entry) (bool, error) {
+	switch strings.ToLower(e.Key) {
+	case XenKey:
+		if err := json.Unmarshal([]byte(e.Value), &vm.Extensions.Xen); err != nil {
+			return true, f.errAt(e.Key, fmt.Errorf("not the JSON object vmconv writes: %w", err))
+		}
+		return true, nil
+	case BootKey:
+		vm.Boot = &neutral.Boot{}
+		if err := json.Unmarshal([]byte(e.Value), vm.Boot); err != nil {
+			return true, f.errAt(e.Key, fmt.Errorf("not the JSON object vmconv writes: %w", err))
+		}
+		return true, nil
+	case GuestOSKey:
+		h.guestOS = e.Value
+		return true, nil
+	}
+	if ns, ok := strings.CutSuffix(strings.ToLower(e.Key), DiskIDSuffix); ok {
+		h.diskIDs[ns] = e.Value
+		return true, nil
+	}
+	if ns, ok := strings.CutSuffix(strings.ToLower(e.Key), DiskBusSuffix); ok {
+		bus, unit, ok := strings.Cut(e.Value, ":")
+		n, err := strconv.Atoi(unit)
+		if !ok || err != nil || n < 0 || !slices.Contains(neutral.Buses, bus) {
+			return true, f.errAt(e.Key, fmt.Errorf("want BUS:UNIT as vmconv writes it, got %q", e.Value))
+		}
+		h.diskBuses[ns] = [2]string{bus, unit}
+		return true, nil
+	}
+	return false, nil
+}
+
+// apply gives the VM the neutral names FromVM wrote; disk ids must stay unique.
+func (h neutralHints) apply(f *File, vm *neutral.VM) error {
+	if h.guestOS != "" {
+		vm.GuestOS = h.guestOS
 	}
 	seen := map[string]bool{}
 	for i := range vm.Disks {
 		slot := strings.ToLower(vm.Disks[i].ID)
-		if id, ok := diskIDs[slot]; ok {
+		if id, ok := h.diskIDs[slot]; ok {
 			vm.Disks[i].ID = id
 		}
-		if bu, ok := diskBuses[slot]; ok {
+		if bu, ok := h.diskBuses[slot]; ok {
 			vm.Disks[i].Bus = bu[0]
 			vm.Disks[i].Unit, _ = strconv.Atoi(bu[1])
 		}
 		if seen[vm.Disks[i].ID] {
-			return nil, nil, fmt.Errorf("vmx %s: disk id %q given twice (%s keys)", f.Name, vm.Disks[i].ID, DiskIDSuffix)
+			return fmt.Errorf("vmx %s: disk id %q given twice (%s keys)", f.Name, vm.Disks[i].ID, DiskIDSuffix)
 		}
 		seen[vm.Disks[i].ID] = true
 	}
-	return vm, devs, nil
+	return nil
 }
 
 // findDevices lists the present disks and CD-ROM drives on present

@@ -176,6 +176,7 @@ func TestRoundTripRealFiles(t *testing.T) {
 
 func TestBadMapping(t *testing.T) {
 	base := ".encoding = \"UTF-8\"\nconfig.version = \"8\"\nvirtualHW.version = \"14\"\n"
+	disk0 := "scsi0.present = \"TRUE\"\nscsi0:0.present = \"TRUE\"\nscsi0:0.fileName = \"a.vmdk\"\n"
 	tests := []struct {
 		name  string
 		body  string
@@ -198,6 +199,14 @@ func TestBadMapping(t *testing.T) {
 			[]string{"line 5", "scsi0:7", "out of range"}},
 		{"disk without file", "scsi0.present = \"TRUE\"\nscsi0:0.present = \"TRUE\"\nscsi0:0.deviceType = \"scsi-hardDisk\"\n",
 			[]string{"line 6", "no fileName"}},
+		// vmconv's own keys, as FromVM writes them, damaged.
+		{"Xen extension not JSON", "vmconv.xen = \"{platform\"\n", []string{"line 4", "vmconv.xen", "JSON"}},
+		{"boot not JSON", "vmconv.boot = \"[1]\"\n", []string{"line 4", "vmconv.boot", "JSON"}},
+		{"disk bus without unit", disk0 + "scsi0:0.vmconv.bus = \"virtio\"\n", []string{"line 7", "scsi0:0.vmconv.bus", "BUS:UNIT"}},
+		{"disk bus unknown", disk0 + "scsi0:0.vmconv.bus = \"floppy:0\"\n", []string{"line 7", "BUS:UNIT", "floppy:0"}},
+		{"disk bus negative unit", disk0 + "scsi0:0.vmconv.bus = \"scsi:-1\"\n", []string{"line 7", "scsi:-1"}},
+		{"disk id twice", disk0 + "scsi0:1.present = \"TRUE\"\nscsi0:1.fileName = \"b.vmdk\"\n" +
+			"scsi0:0.vmconv.id = \"root\"\nscsi0:1.vmconv.id = \"root\"\n", []string{`disk id "root" given twice`}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
