@@ -155,22 +155,56 @@ func (c *checker) parent(path string, d *Descriptor) {
 
 // sparse checks one sparse extent and returns the header in force.
 func (c *checker) sparse(name string, r io.ReaderAt, size int64) (SparseHeader, error) {
+	h, ok, err := c.sparseHeader(name, r, size)
+	if err != nil || !ok {
+		return h, err
+	}
+	s := &sparseCheck{checker: c, name: name, r: r, size: size, h: h,
+		metaEnd:    int64(h.OverHead) * sectorSize,
+		grainBytes: int64(h.GrainSize) * sectorSize,
+		capBytes:   int64(h.Capacity) * sectorSize,
+	}
+	if h.GDOffset > uint64(size)/sectorSize {
+		c.add(name, 56, "grain directory sector %d lies past the end of the file", h.GDOffset)
+		return h, nil
+	}
+	gd := s.read(h.GDOffset*sectorSize, h.gdEntries()*4, "grain directory")
+	if gd == nil {
+		return h, nil
+	}
+	gts, uses := s.grainTables(gd)
+	c.res.Grains += int64(len(uses))
+	s.overlaps(uses)
+	if h.markers() && h.GDOffset*sectorSize >= uint64(s.metaEnd) {
+		gdSectors := (uint64(len(gd)) + sectorSize - 1) / sectorSize
+		c.marker(name, r, int64(h.GDOffset-1)*sectorSize, markerGD, gdSectors, "grain directory")
+	}
+	if h.Flags&flagRedundantGD != 0 && h.RGDOffset != 0 {
+		s.redundantGD(gd, gts)
+	}
+	return h, nil
+}
+
+// sparseHeader reads and validates a sparse extent's header, the footer's
+// in its place when the grain directory is at the end (streamOptimized).
+// ok is false when the check can go no further, the problem reported.
+func (c *checker) sparseHeader(name string, r io.ReaderAt, size int64) (h SparseHeader, ok bool, err error) {
 	var b [sectorSize]byte
 	if size < sectorSize {
-		return SparseHeader{}, fmt.Errorf("vmdk %s: truncated header (%d bytes)", name, size)
+		return SparseHeader{}, false, fmt.Errorf("vmdk %s: truncated header (%d bytes)", name, size)
 	}
 	if _, err := r.ReadAt(b[:], 0); err != nil {
-		return SparseHeader{}, fmt.Errorf("vmdk %s: %w", name, err)
+		return SparseHeader{}, false, fmt.Errorf("vmdk %s: %w", name, err)
 	}
-	h := decodeHeader(b[:])
+	h = decodeHeader(b[:])
 	if err := h.validate("header"); err != nil {
-		return h, fmt.Errorf("vmdk %s: %w", name, err)
+		return h, false, fmt.Errorf("vmdk %s: %w", name, err)
 	}
 	if h.GDOffset == gdAtEnd {
 		sp := &sparseExtent{name: name, r: r, fileSize: size}
 		if err := sp.readFooter(); err != nil {
 			c.add(name, size-3*sectorSize, "%v", err)
-			return h, nil
+			return h, false, nil
 		}
 		c.footerAgrees(name, size-2*sectorSize, &h, &sp.hdr)
 		h = sp.hdr
@@ -178,90 +212,111 @@ func (c *checker) sparse(name string, r io.ReaderAt, size int64) (SparseHeader, 
 	if h.DescriptorOffset != 0 && (h.DescriptorOffset+h.DescriptorSize)*sectorSize > uint64(size) {
 		c.add(name, 28, "embedded descriptor (sectors %d+%d) runs past the end of the file", h.DescriptorOffset, h.DescriptorSize)
 	}
-	metaEnd := int64(h.OverHead) * sectorSize
-	gdEntries := h.gdEntries()
-	read := func(off uint64, n uint64, what string) []byte {
-		if off > uint64(size) || off+n > uint64(size) {
-			c.add(name, int64(min(off, uint64(size))), "%s (%d bytes at %#x) runs past the end of the file (%#x)", what, n, off, size)
-			return nil
-		}
-		buf := make([]byte, n)
-		if _, err := r.ReadAt(buf, int64(off)); err != nil {
-			c.add(name, int64(off), "%s: %v", what, err)
-			return nil
-		}
-		return buf
+	return h, true, nil
+}
+
+// sparseCheck is the check of one sparse extent past its header.
+type sparseCheck struct {
+	*checker
+	name       string
+	r          io.ReaderAt
+	size       int64
+	h          SparseHeader
+	metaEnd    int64 // grains must lie past the metadata (overHead)
+	grainBytes int64
+	capBytes   int64
+}
+
+// grainUse is where one grain lies in the file and which entry points at it.
+type grainUse struct {
+	off, end int64
+	gt, gte  int
+}
+
+// read reads n bytes at off, or reports why it cannot and returns nil. n is
+// bounded by the file's size before anything is allocated.
+func (s *sparseCheck) read(off, n uint64, what string) []byte {
+	if off > uint64(s.size) || off+n > uint64(s.size) {
+		s.add(s.name, int64(min(off, uint64(s.size))), "%s (%d bytes at %#x) runs past the end of the file (%#x)", what, n, off, s.size)
+		return nil
 	}
-	if h.GDOffset > uint64(size)/sectorSize {
-		c.add(name, 56, "grain directory sector %d lies past the end of the file", h.GDOffset)
-		return h, nil
+	buf := make([]byte, n)
+	if _, err := s.r.ReadAt(buf, int64(off)); err != nil {
+		s.add(s.name, int64(off), "%s: %v", what, err)
+		return nil
 	}
-	gd := read(h.GDOffset*sectorSize, gdEntries*4, "grain directory")
-	if gd == nil {
-		return h, nil
-	}
-	// Each grain: where it starts and how many bytes it occupies.
-	type use struct {
-		off, end int64
-		gt, gte  int
-	}
-	var uses []use
+	return buf
+}
+
+// grainTables reads the grain tables the directory gd points at, each once,
+// and returns them by directory entry with the grains they use.
+func (s *sparseCheck) grainTables(gd []byte) (map[uint32][]byte, []grainUse) {
+	var uses []grainUse
 	gts := make(map[uint32][]byte)
 	gtSeen := make(map[uint32]int)
-	grainBytes := int64(h.GrainSize) * sectorSize
-	capBytes := int64(h.Capacity) * sectorSize
-	for i := 0; i < int(gdEntries); i++ {
+	for i := 0; i < len(gd)/4; i++ {
 		e := binary.LittleEndian.Uint32(gd[i*4:])
 		if e == 0 {
 			continue
 		}
 		if j, ok := gtSeen[e]; ok {
-			c.add(name, int64(h.GDOffset)*sectorSize+int64(i)*4, "grain directory entries %d and %d both point at the grain table at sector %d", j, i, e)
+			s.add(s.name, int64(s.h.GDOffset)*sectorSize+int64(i)*4, "grain directory entries %d and %d both point at the grain table at sector %d", j, i, e)
 			continue
 		}
 		gtSeen[e] = i
 		gtOff := int64(e) * sectorSize
-		gt := read(uint64(gtOff), gtesPerGT*4, fmt.Sprintf("grain table %d", i))
+		gt := s.read(uint64(gtOff), gtesPerGT*4, fmt.Sprintf("grain table %d", i))
 		if gt == nil {
 			continue
 		}
 		gts[uint32(i)] = gt
-		if h.markers() && gtOff >= metaEnd {
-			c.marker(name, r, gtOff-sectorSize, markerGT, 4, fmt.Sprintf("grain table %d", i))
+		if s.h.markers() && gtOff >= s.metaEnd {
+			s.marker(s.name, s.r, gtOff-sectorSize, markerGT, 4, fmt.Sprintf("grain table %d", i))
 		}
-		for j := 0; j < gtesPerGT; j++ {
-			v := binary.LittleEndian.Uint32(gt[j*4:])
-			g := int64(i)*gtesPerGT + int64(j)
-			if v == 0 || g*grainBytes >= capBytes {
-				continue
-			}
-			if v == gteZeroed {
-				if h.Flags&flagZeroedGrain == 0 {
-					c.add(name, gtOff+int64(j)*4, "grain table %d entry %d is 1 (zeroed grain) but the header lacks the zeroed-grain flag", i, j)
-				}
-				continue
-			}
-			off := int64(v) * sectorSize
-			where := gtOff + int64(j)*4
-			if off < metaEnd {
-				c.add(name, where, "grain table %d entry %d points at sector %d, inside the metadata (overHead %d)", i, j, v, h.OverHead)
-				continue
-			}
-			n := min(grainBytes, capBytes-g*grainBytes)
-			if h.compressed() {
-				n = c.compressedGrain(name, r, size, &h, off, g, grainBytes)
-				if n < 0 {
-					continue
-				}
-			}
-			if off+n > size {
-				c.add(name, where, "grain table %d entry %d: grain at %#x (%d bytes) runs past the end of the file (%#x)", i, j, off, n, size)
-				continue
-			}
-			uses = append(uses, use{off, off + n, i, j})
-		}
+		uses = s.grainTable(uses, i, gtOff, gt)
 	}
-	c.res.Grains += int64(len(uses))
+	return gts, uses
+}
+
+// grainTable checks the entries of grain table i (at gtOff) and appends the
+// grains they use.
+func (s *sparseCheck) grainTable(uses []grainUse, i int, gtOff int64, gt []byte) []grainUse {
+	for j := 0; j < gtesPerGT; j++ {
+		v := binary.LittleEndian.Uint32(gt[j*4:])
+		g := int64(i)*gtesPerGT + int64(j)
+		if v == 0 || g*s.grainBytes >= s.capBytes {
+			continue
+		}
+		where := gtOff + int64(j)*4
+		if v == gteZeroed {
+			if s.h.Flags&flagZeroedGrain == 0 {
+				s.add(s.name, where, "grain table %d entry %d is 1 (zeroed grain) but the header lacks the zeroed-grain flag", i, j)
+			}
+			continue
+		}
+		off := int64(v) * sectorSize
+		if off < s.metaEnd {
+			s.add(s.name, where, "grain table %d entry %d points at sector %d, inside the metadata (overHead %d)", i, j, v, s.h.OverHead)
+			continue
+		}
+		n := min(s.grainBytes, s.capBytes-g*s.grainBytes)
+		if s.h.compressed() {
+			n = s.compressedGrain(s.name, s.r, s.size, &s.h, off, g, s.grainBytes)
+			if n < 0 {
+				continue
+			}
+		}
+		if off+n > s.size {
+			s.add(s.name, where, "grain table %d entry %d: grain at %#x (%d bytes) runs past the end of the file (%#x)", i, j, off, n, s.size)
+			continue
+		}
+		uses = append(uses, grainUse{off, off + n, i, j})
+	}
+	return uses
+}
+
+// overlaps reports grains that share bytes of the file.
+func (s *sparseCheck) overlaps(uses []grainUse) {
 	sort.Slice(uses, func(a, b int) bool { return uses[a].off < uses[b].off })
 	for k := 1; k < len(uses); k++ {
 		p, u := uses[k-1], uses[k]
@@ -270,40 +325,38 @@ func (c *checker) sparse(name string, r io.ReaderAt, size int64) (SparseHeader, 
 			if u.off == p.off {
 				kind = "is the same grain as"
 			}
-			c.add(name, u.off, "grain of table %d entry %d %s the grain of table %d entry %d", u.gt, u.gte, kind, p.gt, p.gte)
+			s.add(s.name, u.off, "grain of table %d entry %d %s the grain of table %d entry %d", u.gt, u.gte, kind, p.gt, p.gte)
 		}
 	}
-	if h.markers() && h.GDOffset*sectorSize >= uint64(metaEnd) {
-		gdSectors := (gdEntries*4 + sectorSize - 1) / sectorSize
-		c.marker(name, r, int64(h.GDOffset-1)*sectorSize, markerGD, gdSectors, "grain directory")
-	}
-	if h.Flags&flagRedundantGD != 0 && h.RGDOffset != 0 {
-		rgd := read(h.RGDOffset*sectorSize, gdEntries*4, "redundant grain directory")
-		for i := 0; rgd != nil && i < int(gdEntries); i++ {
-			e := binary.LittleEndian.Uint32(rgd[i*4:])
-			p := binary.LittleEndian.Uint32(gd[i*4:])
-			where := int64(h.RGDOffset)*sectorSize + int64(i)*4
-			if (e == 0) != (p == 0) {
-				c.add(name, where, "redundant grain directory entry %d is %d, the primary %d", i, e, p)
-				continue
-			}
-			if e == 0 || gts[uint32(i)] == nil {
-				continue
-			}
-			rgt := read(uint64(e)*sectorSize, gtesPerGT*4, fmt.Sprintf("redundant grain table %d", i))
-			if rgt == nil {
-				continue
-			}
-			pgt := gts[uint32(i)]
-			for j := 0; j < gtesPerGT; j++ {
-				a, b := binary.LittleEndian.Uint32(rgt[j*4:]), binary.LittleEndian.Uint32(pgt[j*4:])
-				if a != b {
-					c.add(name, int64(e)*sectorSize+int64(j)*4, "redundant grain table %d entry %d is %d, the primary %d", i, j, a, b)
-				}
+}
+
+// redundantGD compares the redundant grain directory and its tables with
+// the primary ones (gd, gts).
+func (s *sparseCheck) redundantGD(gd []byte, gts map[uint32][]byte) {
+	rgdOff := s.h.RGDOffset * sectorSize
+	rgd := s.read(rgdOff, uint64(len(gd)), "redundant grain directory")
+	for i := 0; rgd != nil && i < len(gd)/4; i++ {
+		e := binary.LittleEndian.Uint32(rgd[i*4:])
+		p := binary.LittleEndian.Uint32(gd[i*4:])
+		if (e == 0) != (p == 0) {
+			s.add(s.name, int64(rgdOff)+int64(i)*4, "redundant grain directory entry %d is %d, the primary %d", i, e, p)
+			continue
+		}
+		if e == 0 || gts[uint32(i)] == nil {
+			continue
+		}
+		rgt := s.read(uint64(e)*sectorSize, gtesPerGT*4, fmt.Sprintf("redundant grain table %d", i))
+		if rgt == nil {
+			continue
+		}
+		pgt := gts[uint32(i)]
+		for j := 0; j < gtesPerGT; j++ {
+			a, b := binary.LittleEndian.Uint32(rgt[j*4:]), binary.LittleEndian.Uint32(pgt[j*4:])
+			if a != b {
+				s.add(s.name, int64(e)*sectorSize+int64(j)*4, "redundant grain table %d entry %d is %d, the primary %d", i, j, a, b)
 			}
 		}
 	}
-	return h, nil
 }
 
 // compressedGrain checks a compressed grain's record and returns the bytes it
