@@ -333,6 +333,10 @@ func (s *sparseCheck) overlaps(uses []grainUse) {
 // redundantGD compares the redundant grain directory and its tables with
 // the primary ones (gd, gts).
 func (s *sparseCheck) redundantGD(gd []byte, gts map[uint32][]byte) {
+	if s.h.RGDOffset > uint64(s.size)/sectorSize { // before ×512 can wrap
+		s.add(s.name, 48, "redundant grain directory sector %d lies past the end of the file", s.h.RGDOffset)
+		return
+	}
 	rgdOff := s.h.RGDOffset * sectorSize
 	rgd := s.read(rgdOff, uint64(len(gd)), "redundant grain directory")
 	for i := 0; rgd != nil && i < len(gd)/4; i++ {

@@ -465,6 +465,11 @@ func TestCheckFindsCorruption(t *testing.T) {
 		{"grain in metadata", mod(sparse, func(b []byte) { binary.LittleEndian.PutUint32(b[gt0:], 3) }), "inside the metadata"},
 		{"grain past EOF", mod(sparse, func(b []byte) { binary.LittleEndian.PutUint32(b[gt0:], 1<<20) }), "past the end"},
 		{"redundant GT differs", mod(sparse, func(b []byte) { b[rgt0] ^= 0x40 }), "redundant grain table 0 entry 0"},
+		{"redundant GD past EOF", mod(sparse, func(b []byte) { binary.LittleEndian.PutUint64(b[48:], 1<<30) }),
+			"redundant grain directory"},
+		// rgdOffset×512 wraps to sector 1: still past the end, not the descriptor.
+		{"redundant GD offset wraps", mod(sparse, func(b []byte) { binary.LittleEndian.PutUint64(b[48:], 1<<55+1) }),
+			"redundant grain directory sector 36028797018963969 lies past the end"},
 		{"GT past EOF", mod(sparse, func(b []byte) { binary.LittleEndian.PutUint32(b[gd:], 1<<22) }), "grain table 0"},
 		{"zeroed GTE without flag", mod(sparse, func(b []byte) { binary.LittleEndian.PutUint32(b[gt0+4*9:], 1) }), "zeroed-grain flag"},
 		{"footer differs from header", mod(stream, func(b []byte) {
