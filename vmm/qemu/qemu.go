@@ -99,20 +99,8 @@ func Available() bool {
 // result "fail" and a nil error; an error means the run could not be set up
 // (no QEMU, no kernel, an unusable disk) or ctx ended it.
 func Verify(ctx context.Context, cfg Config) (*verdict.Report, error) {
-	if cfg.CPUs <= 0 {
-		cfg.CPUs = 1
-	}
-	if cfg.MemoryMiB <= 0 {
-		cfg.MemoryMiB = defaultMemoryMiB
-	}
-	if cfg.Timeout <= 0 {
-		cfg.Timeout = defaultTimeout
-	}
-	bin := cfg.QEMU
-	if bin == "" {
-		bin = Binary
-	}
-	bin, err := exec.LookPath(bin)
+	cfg = cfg.withDefaults()
+	bin, err := exec.LookPath(cfg.QEMU)
 	if err != nil {
 		return nil, fmt.Errorf("qemu engine: %w", err)
 	}
@@ -127,17 +115,69 @@ func Verify(ctx context.Context, cfg Config) (*verdict.Report, error) {
 		return nil, fmt.Errorf("qemu engine: %w", err)
 	}
 	defer os.RemoveAll(dir)
-
-	kernel, err := materialize(dir, "kernel", cfg.Kernel, cfg.KernelData)
+	kernel, initrd, err := bootFiles(dir, cfg)
 	if err != nil {
 		return nil, err
+	}
+	srv, err := serveDisks(dir, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer srv.stop()
+
+	cmdline := guestCmdline(accel, cfg.Cmdline)
+	args := qemuArgs(accel, host, kernel, initrd, cmdline, cfg.CPUs, cfg.MemoryMiB, nbdDrives(srv.sock, len(cfg.Disks)))
+	nics, err := nicArgs(cfg.NICs)
+	if err != nil {
+		return nil, err
+	}
+	args = append(args, nics...)
+
+	rep := newReport(cfg, host, cmdline)
+	w := verdict.New(cfg.Expect)
+	res, bootMS, err := run(ctx, bin, args, w, cfg.Console, cfg.Timeout)
+	if first := srv.errs.first(); first != "" && !res.Pass {
+		// A disk the guest could not read (a corrupt image) explains a
+		// failure better than its console does.
+		res.Reason += "; serving the disks failed: " + first
+	}
+	rep.Apply(res)
+	rep.BootMS = bootMS
+	rep.Console = w.Tail()
+	return rep, err
+}
+
+// withDefaults fills the fields left zero.
+func (cfg Config) withDefaults() Config {
+	if cfg.CPUs <= 0 {
+		cfg.CPUs = 1
+	}
+	if cfg.MemoryMiB <= 0 {
+		cfg.MemoryMiB = defaultMemoryMiB
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = defaultTimeout
+	}
+	if cfg.QEMU == "" {
+		cfg.QEMU = Binary
+	}
+	return cfg
+}
+
+// bootFiles writes the kernel and initrd given in memory into dir and
+// returns the paths QEMU loads; the kernel is unpacked to its ELF (entered
+// through its PVH note) unless cfg.KeepBzImage.
+func bootFiles(dir string, cfg Config) (kernel, initrd string, err error) {
+	kernel, err = materialize(dir, "kernel", cfg.Kernel, cfg.KernelData)
+	if err != nil {
+		return "", "", err
 	}
 	if kernel == "" {
-		return nil, errors.New("qemu engine: no kernel given")
+		return "", "", errors.New("qemu engine: no kernel given")
 	}
-	initrd, err := materialize(dir, "initrd", cfg.Initrd, cfg.InitrdData)
+	initrd, err = materialize(dir, "initrd", cfg.Initrd, cfg.InitrdData)
 	if err != nil {
-		return nil, err
+		return "", "", err
 	}
 	if !cfg.KeepBzImage {
 		// Any trouble unpacking leaves the kernel to boot as it is.
@@ -145,51 +185,87 @@ func Verify(ctx context.Context, cfg Config) (*verdict.Report, error) {
 			kernel = p
 		}
 	}
+	return kernel, initrd, nil
+}
 
-	// Serve every disk through its own copy-on-write overlay.
+// diskServer is the NBD server QEMU reads the guest's disks from.
+type diskServer struct {
+	sock    string
+	errs    *errorLog // the first failure serving a disk, for the report
+	cleanup []func()  // run in reverse by stop
+}
+
+// serveDisks serves every disk over NBD on a Unix socket in dir (or a
+// shorter directory when dir's path is too long for one), each through its
+// own copy-on-write overlay unless cfg.Overlaid.
+func serveDisks(dir string, cfg Config) (_ *diskServer, err error) {
+	srv := &diskServer{errs: &errorLog{}}
+	defer func() {
+		if err != nil {
+			srv.stop()
+		}
+	}()
 	exports := make(map[string]nbd.Export, len(cfg.Disks))
 	for i, d := range cfg.Disks {
-		if d.Image == nil {
-			return nil, fmt.Errorf("qemu engine: disk %d (%s) has no image", i, d.ID)
-		}
-		img := d.Image
-		if cfg.Overlaid {
-			if _, ok := img.(io.WriterAt); !ok {
-				return nil, fmt.Errorf("qemu engine: disk %s: an overlaid disk must be writable", d.ID)
-			}
-		} else {
-			ov, err := disk.NewOverlay(d.Image)
-			if err != nil {
-				return nil, fmt.Errorf("qemu engine: disk %s: %w", d.ID, err)
-			}
-			defer ov.Close()
-			img = ov
+		img, err := srv.guestDisk(i, d, cfg.Overlaid)
+		if err != nil {
+			return nil, err
 		}
 		exports[exportName(i)] = nbd.Export{Image: img, Writable: true, Description: d.ID}
 	}
-	sock := filepath.Join(dir, "nbd.sock")
-	if len(sock) >= 100 { // sun_path holds 108 bytes
+	srv.sock = filepath.Join(dir, "nbd.sock")
+	if len(srv.sock) >= 100 { // sun_path holds 108 bytes
 		sdir, err := os.MkdirTemp("/tmp", "vmconv-nbd-")
 		if err != nil {
 			return nil, fmt.Errorf("qemu engine: %w", err)
 		}
-		defer os.RemoveAll(sdir)
-		sock = filepath.Join(sdir, "nbd.sock")
+		srv.cleanup = append(srv.cleanup, func() { os.RemoveAll(sdir) })
+		srv.sock = filepath.Join(sdir, "nbd.sock")
 	}
-	l, err := nbd.Listen("unix:" + sock)
+	l, err := nbd.Listen("unix:" + srv.sock)
 	if err != nil {
 		return nil, fmt.Errorf("qemu engine: %w", err)
 	}
 	srvCtx, stopServer := context.WithCancel(context.Background())
 	srvDone := make(chan error, 1)
-	diskErrs := &errorLog{}
-	go func() { srvDone <- (&nbd.Server{Exports: exports, Logf: diskErrs.logf}).Serve(srvCtx, l) }()
-	defer func() {
+	go func() { srvDone <- (&nbd.Server{Exports: exports, Logf: srv.errs.logf}).Serve(srvCtx, l) }()
+	srv.cleanup = append(srv.cleanup, func() {
 		stopServer()
 		<-srvDone
-	}()
+	})
+	return srv, nil
+}
 
-	cmdline := cfg.Cmdline
+// guestDisk is disk i as the guest may write it: the caller's overlay when
+// overlaid, else a new overlay over the image.
+func (srv *diskServer) guestDisk(i int, d Disk, overlaid bool) (disk.Image, error) {
+	if d.Image == nil {
+		return nil, fmt.Errorf("qemu engine: disk %d (%s) has no image", i, d.ID)
+	}
+	if overlaid {
+		if _, ok := d.Image.(io.WriterAt); !ok {
+			return nil, fmt.Errorf("qemu engine: disk %s: an overlaid disk must be writable", d.ID)
+		}
+		return d.Image, nil
+	}
+	ov, err := disk.NewOverlay(d.Image)
+	if err != nil {
+		return nil, fmt.Errorf("qemu engine: disk %s: %w", d.ID, err)
+	}
+	srv.cleanup = append(srv.cleanup, func() { ov.Close() })
+	return ov, nil
+}
+
+// stop stops the server and closes the overlays, the last opened first.
+func (srv *diskServer) stop() {
+	for i := len(srv.cleanup) - 1; i >= 0; i-- {
+		srv.cleanup[i]()
+	}
+	srv.cleanup = nil
+}
+
+// guestCmdline is the kernel command line as the guest gets it.
+func guestCmdline(accel, cmdline string) string {
 	if accel == "tcg" && !strings.Contains(cmdline, "tsc_early_khz=") {
 		// Without kvm-clock, TSC calibration against the emulated PIT can
 		// fail under host load and stall the boot.
@@ -197,13 +273,11 @@ func Verify(ctx context.Context, cfg Config) (*verdict.Report, error) {
 			cmdline = strings.TrimSpace(cmdline + " tsc_early_khz=" + strconv.FormatInt(khz, 10))
 		}
 	}
-	args := qemuArgs(accel, host, kernel, initrd, cmdline, cfg.CPUs, cfg.MemoryMiB, nbdDrives(sock, len(cfg.Disks)))
-	nics, err := nicArgs(cfg.NICs)
-	if err != nil {
-		return nil, err
-	}
-	args = append(args, nics...)
+	return cmdline
+}
 
+// newReport is the report's setup part, before the boot's verdict.
+func newReport(cfg Config, host, cmdline string) *verdict.Report {
 	rep := &verdict.Report{
 		Engine:    "qemu",
 		Host:      host,
@@ -219,18 +293,7 @@ func Verify(ctx context.Context, cfg Config) (*verdict.Report, error) {
 	for _, d := range cfg.Disks {
 		rep.Disks = append(rep.Disks, verdict.DiskReport{ID: d.ID, Format: d.Format, Digest: d.Digest})
 	}
-
-	w := verdict.New(cfg.Expect)
-	res, bootMS, err := run(ctx, bin, args, w, cfg.Console, cfg.Timeout)
-	if first := diskErrs.first(); first != "" && !res.Pass {
-		// A disk the guest could not read (a corrupt image) explains a
-		// failure better than its console does.
-		res.Reason += "; serving the disks failed: " + first
-	}
-	rep.Apply(res)
-	rep.BootMS = bootMS
-	rep.Console = w.Tail()
-	return rep, err
+	return rep
 }
 
 var macRE = regexp.MustCompile(`^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$`)

@@ -303,6 +303,11 @@ func TestVerifySetupErrors(t *testing.T) {
 		{"bad accel", Config{KernelData: []byte("x"), Accel: "hax"}, "unknown accelerator"},
 		{"disk without image", Config{KernelData: []byte("x"), Disks: []Disk{{ID: "x"}}}, "no image"},
 		{"no qemu", Config{KernelData: []byte("x"), QEMU: "/nonexistent/qemu"}, "nonexistent"},
+		{"overlaid disk read-only", Config{KernelData: []byte("x"), Overlaid: true,
+			Disks: []Disk{{ID: "ro", Image: img}}}, "disk ro: an overlaid disk must be writable"},
+		// The first disk's overlay is made before the second fails.
+		{"second disk without image", Config{KernelData: []byte("x"),
+			Disks: []Disk{{ID: "a", Image: img}, {ID: "b"}}}, "disk 1 (b) has no image"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := Verify(context.Background(), c.cfg)
