@@ -206,12 +206,28 @@ type layout struct {
 
 var deltaName = regexp.MustCompile(`(?i)-\d{6}\.vmdk$`)
 
+// planLayout decides where each disk, CD-ROM and NIC of vm goes in the VMX
+// named name, keeping what the source VMX (ext) gave them where it can.
 func planLayout(vm *neutral.VM, ext *File, name string) (*layout, error) {
-	lay := &layout{slots: make([]slot, len(vm.Disks)), files: make([]string, len(vm.Disks))}
+	slots, err := placeDisks(vm)
+	if err != nil {
+		return nil, err
+	}
+	lay := &layout{slots: slots, files: nameDiskFiles(vm, ext, slots, name)}
+	if lay.nics, err = placeNICs(vm, ext); err != nil {
+		return nil, err
+	}
+	return lay, nil
+}
+
+// placeDisks gives every disk its controller slot. Disks that came from
+// VMware go back where they were; others keep their bus and unit when
+// VMware has that bus; the rest go on the first SCSI controller, CD-ROMs
+// on the first SATA controller.
+func placeDisks(vm *neutral.VM) ([]slot, error) {
+	slots := make([]slot, len(vm.Disks))
 	used := map[slot]bool{}
 	placed := make([]bool, len(vm.Disks))
-	// Disks that came from VMware go back where they were; others keep
-	// their bus and unit when VMware has that bus.
 	for pass := 0; pass < 2; pass++ {
 		for i, d := range vm.Disks {
 			if placed[i] {
@@ -227,12 +243,10 @@ func planLayout(vm *neutral.VM, ext *File, name string) (*layout, error) {
 				s, ok = slotFromUnit(strings.ToLower(d.Bus), d.Unit)
 			}
 			if ok && !used[s] {
-				used[s], placed[i], lay.slots[i] = true, true, s
+				used[s], placed[i], slots[i] = true, true, s
 			}
 		}
 	}
-	// The rest: disks on the first SCSI controller, CD-ROMs on the first
-	// SATA controller.
 	for i, d := range vm.Disks {
 		if placed[i] {
 			continue
@@ -245,26 +259,24 @@ func planLayout(vm *neutral.VM, ext *File, name string) (*layout, error) {
 		if !ok {
 			return nil, fmt.Errorf("vmx: disk %s: no free %s slot", d.ID, bus)
 		}
-		used[s], lay.slots[i] = true, s
+		used[s], slots[i] = true, s
 	}
+	return slots, nil
+}
 
-	// File names: the source's own when it is a plain name, else VMware's
-	// NAME.vmdk, NAME_1.vmdk, ….
+// nameDiskFiles names each disk's and CD image's file: the source's own
+// when it is a plain name, else VMware's NAME.vmdk, NAME_1.vmdk, ….
+// An empty CD-ROM drive gets "".
+func nameDiskFiles(vm *neutral.VM, ext *File, slots []slot, name string) []string {
+	files := make([]string, len(vm.Disks))
 	taken := map[string]bool{strings.ToLower(name + ".vmx"): true}
 	for i, d := range vm.Disks {
 		if d.Device == "cdrom" && d.Image == nil {
 			continue
 		}
-		hint, _ := ext.Get(lay.slots[i].String() + ".fileName")
-		suffix := ".vmdk"
-		if d.Device == "cdrom" {
-			suffix = ".iso"
-		}
-		if hint != "" && hint == filepath.Base(hint) && !strings.ContainsAny(hint, `\/`) &&
-			hint != "." && hint != ".." && !strings.HasPrefix(hint, ".") &&
-			strings.HasSuffix(strings.ToLower(hint), suffix) && !deltaName.MatchString(hint) &&
-			!taken[strings.ToLower(hint)] {
-			lay.files[i] = hint
+		hint, _ := ext.Get(slots[i].String() + ".fileName")
+		if plainFileName(hint, d.Device) && !taken[strings.ToLower(hint)] {
+			files[i] = hint
 			taken[strings.ToLower(hint)] = true
 		}
 	}
@@ -281,30 +293,51 @@ func planLayout(vm *neutral.VM, ext *File, name string) (*layout, error) {
 		}
 		n := *k
 		*k++
-		if lay.files[i] != "" {
+		if files[i] != "" {
 			continue
 		}
 		for ; ; n++ {
-			var fn string
-			switch {
-			case d.Device == "cdrom" && n == 0:
-				fn = name + "_cdrom.iso"
-			case d.Device == "cdrom":
-				fn = fmt.Sprintf("%s_cdrom_%d.iso", name, n)
-			case n == 0:
-				fn = name + ".vmdk"
-			default:
-				fn = fmt.Sprintf("%s_%d.vmdk", name, n)
-			}
+			fn := numberedFileName(name, d.Device, n)
 			if !taken[strings.ToLower(fn)] {
-				lay.files[i] = fn
+				files[i] = fn
 				taken[strings.ToLower(fn)] = true
 				break
 			}
 		}
 	}
+	return files
+}
 
-	// NICs: back on the ethernet indices they came from, then the free ones.
+// plainFileName says whether a source's fileName can be kept: a name in the
+// VMX's directory, not hidden, with the device's suffix and not a snapshot's
+// delta name.
+func plainFileName(hint, device string) bool {
+	suffix := ".vmdk"
+	if device == "cdrom" {
+		suffix = ".iso"
+	}
+	return hint != "" && hint == filepath.Base(hint) && !strings.ContainsAny(hint, `\/`) &&
+		hint != "." && hint != ".." && !strings.HasPrefix(hint, ".") &&
+		strings.HasSuffix(strings.ToLower(hint), suffix) && !deltaName.MatchString(hint)
+}
+
+// numberedFileName is VMware's name for the n-th disk or CD image of VM name.
+func numberedFileName(name, device string, n int) string {
+	switch {
+	case device == "cdrom" && n == 0:
+		return name + "_cdrom.iso"
+	case device == "cdrom":
+		return fmt.Sprintf("%s_cdrom_%d.iso", name, n)
+	case n == 0:
+		return name + ".vmdk"
+	default:
+		return fmt.Sprintf("%s_%d.vmdk", name, n)
+	}
+}
+
+// placeNICs gives every NIC its ethernet index: back on the indices they
+// came from, then the free ones.
+func placeNICs(vm *neutral.VM, ext *File) ([]int, error) {
 	src, err := sourceNICSlots(ext)
 	if err != nil {
 		return nil, err
@@ -315,10 +348,11 @@ func planLayout(vm *neutral.VM, ext *File, name string) (*layout, error) {
 			busy[n] = true
 		}
 	}
+	var nics []int
 	next := 0
 	for i := range vm.NICs {
 		if i < len(src) {
-			lay.nics = append(lay.nics, src[i])
+			nics = append(nics, src[i])
 			continue
 		}
 		for next < maxNICs && busy[next] {
@@ -327,10 +361,10 @@ func planLayout(vm *neutral.VM, ext *File, name string) (*layout, error) {
 		if next >= maxNICs {
 			return nil, fmt.Errorf("vmx: %d NICs: VMware allows at most %d", len(vm.NICs), maxNICs)
 		}
-		lay.nics = append(lay.nics, next)
+		nics = append(nics, next)
 		busy[next] = true
 	}
-	return lay, nil
+	return nics, nil
 }
 
 func freeSlot(bus string, used map[slot]bool) (slot, bool) {
