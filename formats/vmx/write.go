@@ -135,6 +135,21 @@ func nicModel(model string) string {
 	return "e1000"
 }
 
+// keepSourceNICModels gives back a NIC's virtualDev as the source VMX had
+// it when the neutral model is still that value, even one nicModel does not
+// know (a model newer than its list), instead of e1000.
+func keepSourceNICModels(gen map[string]Entry, vm *neutral.VM, nics []int, ext *File) {
+	for i, n := range nics {
+		if i >= len(vm.NICs) || vm.NICs[i].Model == "" {
+			continue
+		}
+		key := fmt.Sprintf("ethernet%d.virtualDev", n)
+		if v, ok := ext.Get(key); ok && v == vm.NICs[i].Model {
+			gen[strings.ToLower(key)] = Entry{Key: key, Value: v}
+		}
+	}
+}
+
 // isModelled reports whether the lower-case key lk is one the neutral
 // fields decide, for a VM whose NICs sit at ethernet indices nics.
 func isModelled(lk string, nics []int, src *File) bool {
@@ -532,6 +547,7 @@ func keptBody(vm *neutral.VM, ext *File, lay *layout) vmxBody {
 		live[fmt.Sprintf("ethernet%d", n)] = true
 	}
 	gen := modelledValues(vm, lay.nics, ext)
+	keepSourceNICModels(gen, vm, lay.nics, ext)
 	// A VM that came from VMware carries VMware extensions; it keeps its
 	// own settings where VMware's defaults apply.
 	if len(vm.Extensions.VMware) > 0 && vm.GuestOS == "" {
