@@ -24,7 +24,9 @@ const (
 	extObjects = "objects"
 )
 
-// pop removes a field from a record's JSON map and returns the Value it had.
+// fieldMap is a record's fields as JSON, for the extensions: the modelled
+// fields are deleted from it as they are mapped, and the fields the record
+// lacked are listed in absent, so the writer leaves them out again.
 type fieldMap struct {
 	m      map[string]any
 	absent []string
@@ -288,7 +290,6 @@ func neutralDisk(doc *Document, L *layout, i int, hint *neutralHint, taken map[i
 // the extension keeps them.
 func neutralNICs(doc *Document, L *layout, vm *neutral.VM, hint *neutralHint, taken map[int]bool) ([]any, error) {
 	var nics []any
-	byID := doc.index()
 	for _, i := range L.nics {
 		vif := &doc.Objects[i]
 		rv := record{vif}
@@ -308,7 +309,7 @@ func neutralNICs(doc *Document, L *layout, vm *neutral.VM, hint *neutralHint, ta
 		}
 		entry := objEntry(vif, fv.m)
 		if net, _ := rv.str("network"); net != "" && net != NullRef {
-			n.Network, _ = record{&doc.Objects[byID[net]]}.str("name_label")
+			n.Network, _ = record{&doc.Objects[L.byID[net]]}.str("name_label")
 			fv.del("network")
 			entry["network_id"] = net
 		}
@@ -336,6 +337,19 @@ func untakenObjects(doc *Document, taken map[int]bool) []any {
 	return objs
 }
 
+// absentSet reads a kept "absent" list (the fields a record lacked) as a
+// set; anything but a list of strings is an empty set.
+func absentSet(x any) map[string]bool {
+	set := map[string]bool{}
+	a, _ := x.([]any)
+	for _, s := range a {
+		if s, ok := s.(string); ok {
+			set[s] = true
+		}
+	}
+	return set
+}
+
 func toAnyList(s []string) []any {
 	out := make([]any, len(s))
 	for i, x := range s {
@@ -361,20 +375,14 @@ func parseExtObj(x any, path string) (*extObj, error) {
 	if !ok {
 		return nil, fmt.Errorf("extensions.xen.%s: %T, want an object", path, x)
 	}
-	e := &extObj{absent: map[string]bool{}, extra: m}
+	e := &extObj{extra: m}
 	e.id, _ = m["id"].(string)
 	e.class, _ = m["class"].(string)
 	var err error
 	if e.fields, err = structFromJSON(m["fields"], "extensions.xen."+path+".fields"); err != nil {
 		return nil, err
 	}
-	if a, ok := m[extAbsent].([]any); ok {
-		for _, s := range a {
-			if s, ok := s.(string); ok {
-				e.absent[s] = true
-			}
-		}
-	}
+	e.absent = absentSet(m[extAbsent])
 	return e, nil
 }
 
@@ -552,14 +560,7 @@ func (b *xvaBuilder) reserveKept() error {
 // modelled fields written over it.
 func (b *xvaBuilder) vmRecord() error {
 	vm := b.vm
-	b.vmAbsent = map[string]bool{}
-	if a, ok := b.ext[extAbsent].([]any); ok {
-		for _, s := range a {
-			if s, ok := s.(string); ok {
-				b.vmAbsent[s] = true
-			}
-		}
-	}
+	b.vmAbsent = absentSet(b.ext[extAbsent])
 	b.vmRec = Object{Class: "VM", ID: b.claim(b.vmExt)}
 	if b.vmExt != nil {
 		b.vmRec.Snapshot = b.vmExt.fields
@@ -753,13 +754,7 @@ func (b *xvaBuilder) keptDrive(id string) (vbdExt, vdiExt *extObj, absent map[st
 		if vdiExt, err = parseExtObj(e["vdi"], "disks."+id+".vdi"); err != nil {
 			return nil, nil, nil, err
 		}
-		if a, ok := e[extAbsent].([]any); ok {
-			for _, s := range a {
-				if s, ok := s.(string); ok {
-					absent[s] = true
-				}
-			}
-		}
+		absent = absentSet(e[extAbsent])
 	}
 	for _, e := range []*extObj{vbdExt, vdiExt} {
 		if e != nil && e.id != "" {
@@ -875,22 +870,19 @@ func (b *xvaBuilder) diskVDI(i int, d neutral.Disk, s *Value, vdiExt *extObj, ab
 	if !absent["empty"] {
 		s.Set("empty", BoolValue(false))
 	}
-	name, _ := vs.Get("name_label")
-	nm := ""
-	if name != nil {
-		nm = name.Text
-	}
-	b.streamed = append(b.streamed, streamedDisk{ref: vdi.ID, name: nm, disk: i, size: size})
+	b.streamed = append(b.streamed, streamedDisk{ref: vdi.ID, name: memberText(vs, "name_label"), disk: i, size: size})
 	return vdi, nil
 }
 
-func netName(n *netRec) string {
-	v, _ := n.obj.Snapshot.Get("name_label")
-	if v == nil {
-		return ""
+// memberText is the text of struct member name of v, "" when it has none.
+func memberText(v *Value, name string) string {
+	if m, _ := v.Get(name); m != nil {
+		return m.Text
 	}
-	return v.Text
+	return ""
 }
+
+func netName(n *netRec) string { return memberText(&n.obj.Snapshot, "name_label") }
 
 // buildNICs makes each NIC's VIF and the networks they are on: the kept
 // network the NIC named, else a kept one of the same name, else a new one.

@@ -249,10 +249,11 @@ const (
 // layout is what the disk stream and the neutral mapping need from a document.
 type layout struct {
 	doc      *Document
-	vm       int     // index of the VM object
-	disks    []vdisk // the VM's drives in userdevice order
-	nics     []int   // VIF object indexes in device order
-	streamed []svdi  // every VDI whose chunks the archive carries, in id string order
+	byID     map[string]int // object index by record id
+	vm       int            // index of the VM object
+	disks    []vdisk        // the VM's drives in userdevice order
+	nics     []int          // VIF object indexes in device order
+	streamed []svdi         // every VDI whose chunks the archive carries, in id string order
 }
 
 type vdisk struct {
@@ -286,20 +287,19 @@ func (d *Document) index() map[string]int {
 // nor control domain), orders its drives and NICs, and lists the VDIs the
 // archive streams.
 func buildLayout(doc *Document) (*layout, error) {
-	L := &layout{doc: doc, vm: -1}
+	L := &layout{doc: doc, byID: doc.index(), vm: -1}
 	var err error
 	if L.vm, err = exportedVM(doc); err != nil {
 		return nil, err
 	}
-	byID := doc.index()
 	vmID := doc.Objects[L.vm].ID
-	if L.disks, err = layoutDrives(doc, byID, vmID); err != nil {
+	if L.disks, err = layoutDrives(doc, L.byID, vmID); err != nil {
 		return nil, err
 	}
-	if L.nics, err = layoutNICs(doc, byID, vmID); err != nil {
+	if L.nics, err = layoutNICs(doc, L.byID, vmID); err != nil {
 		return nil, err
 	}
-	if L.streamed, err = streamedVDIs(doc, byID, vmID, L.disks); err != nil {
+	if L.streamed, err = streamedVDIs(doc, L.byID, vmID, L.disks); err != nil {
 		return nil, err
 	}
 	return L, nil
