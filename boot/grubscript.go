@@ -85,158 +85,199 @@ func isVarChar(c byte) bool {
 
 // lex splits a script into words and separators.
 func lex(src string) ([]token, error) {
-	var toks []token
-	line := 1
-	i := 0
-	n := len(src)
-	for i < n {
-		if len(toks) > maxScriptTokens {
-			return nil, fmt.Errorf("line %d: more than %d tokens", line, maxScriptTokens)
+	l := &lexer{src: src, line: 1}
+	for l.i < len(src) {
+		if len(l.toks) > maxScriptTokens {
+			return nil, fmt.Errorf("line %d: more than %d tokens", l.line, maxScriptTokens)
 		}
-		c := src[i]
-		switch {
-		case c == '\n':
-			toks = append(toks, token{kind: tokSep, line: line})
-			line++
-			i++
-			continue
-		case c == ';':
-			toks = append(toks, token{kind: tokSep, line: line})
-			i++
-			continue
-		case c == ' ' || c == '\t' || c == '\r':
-			i++
-			continue
-		case c == '\\' && i+1 < n && src[i+1] == '\n':
-			line++
-			i += 2
-			continue
-		case c == '#':
-			for i < n && src[i] != '\n' {
-				i++
-			}
+		if l.skipBetweenWords() {
 			continue
 		}
-		// A word: runs until unquoted whitespace, ; or newline.
-		var w word
-		var lit strings.Builder
-		flush := func(quoted bool) {
-			if lit.Len() > 0 {
-				w.segs = append(w.segs, segment{text: lit.String(), quoted: quoted})
-				lit.Reset()
-			}
+		w, err := l.word()
+		if err != nil {
+			return nil, err
 		}
-		readVar := func(quoted bool) error {
-			// at '$'
-			i++
-			if i < n && src[i] == '{' {
-				end := strings.IndexByte(src[i:], '}')
-				if end < 0 {
-					return fmt.Errorf("line %d: unterminated ${", line)
-				}
-				flush(quoted)
-				w.segs = append(w.segs, segment{text: src[i+1 : i+end], isVar: true, quoted: quoted})
-				i += end + 1
-				return nil
-			}
-			j := i
-			if j < n && (src[j] == '?' || src[j] == '#' || src[j] == '@' || src[j] == '*') {
-				j++
-			} else {
-				for j < n && isVarChar(src[j]) {
-					j++
-				}
-			}
-			if j == i {
-				lit.WriteByte('$')
-				return nil
-			}
-			flush(quoted)
-			w.segs = append(w.segs, segment{text: src[i:j], isVar: true, quoted: quoted})
-			i = j
-			return nil
-		}
-	word:
-		for i < n {
-			c := src[i]
-			switch {
-			case c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == ';':
-				break word
-			case c == '\\':
-				if i+1 < n {
-					if src[i+1] == '\n' {
-						line++
-					} else {
-						lit.WriteByte(src[i+1])
-					}
-					i += 2
-				} else {
-					i++
-				}
-			case c == '\'':
-				flush(false)
-				end := strings.IndexByte(src[i+1:], '\'')
-				if end < 0 {
-					return nil, fmt.Errorf("line %d: unterminated single quote", line)
-				}
-				s := src[i+1 : i+1+end]
-				line += strings.Count(s, "\n")
-				w.segs = append(w.segs, segment{text: s, quoted: true})
-				w.quoted = true
-				i += end + 2
-			case c == '"':
-				flush(false)
-				w.quoted = true
-				i++
-				closed := false
-				for i < n {
-					d := src[i]
-					if d == '"' {
-						i++
-						closed = true
-						break
-					}
-					if d == '\\' && i+1 < n && strings.IndexByte("\\\"$\n", src[i+1]) >= 0 {
-						if src[i+1] != '\n' {
-							lit.WriteByte(src[i+1])
-						} else {
-							line++
-						}
-						i += 2
-						continue
-					}
-					if d == '$' {
-						if err := readVar(true); err != nil {
-							return nil, err
-						}
-						continue
-					}
-					if d == '\n' {
-						line++
-					}
-					lit.WriteByte(d)
-					i++
-				}
-				if !closed {
-					return nil, fmt.Errorf("line %d: unterminated double quote", line)
-				}
-				// Keep an empty quoted string as an (empty) literal segment.
-				w.segs = append(w.segs, segment{text: lit.String(), quoted: true})
-				lit.Reset()
-			case c == '$':
-				if err := readVar(false); err != nil {
-					return nil, err
-				}
-			default:
-				lit.WriteByte(c)
-				i++
-			}
-		}
-		flush(false)
-		toks = append(toks, token{kind: tokWord, w: w, line: line})
+		l.toks = append(l.toks, token{kind: tokWord, w: w, line: l.line})
 	}
-	toks = append(toks, token{kind: tokEOF, line: line})
-	return toks, nil
+	l.toks = append(l.toks, token{kind: tokEOF, line: l.line})
+	return l.toks, nil
+}
+
+// lexer is lex's position in the script and the word being built.
+type lexer struct {
+	src  string
+	i    int // next byte of src
+	line int
+	toks []token
+	w    word            // the word being read
+	lit  strings.Builder // its literal text not yet in w.segs
+}
+
+// skipBetweenWords consumes what may stand between words at l.i (blanks,
+// separators, escaped newlines, comments), emitting separators, and
+// reports whether it consumed anything.
+func (l *lexer) skipBetweenWords() bool {
+	src, n := l.src, len(l.src)
+	switch c := src[l.i]; {
+	case c == '\n':
+		l.toks = append(l.toks, token{kind: tokSep, line: l.line})
+		l.line++
+		l.i++
+	case c == ';':
+		l.toks = append(l.toks, token{kind: tokSep, line: l.line})
+		l.i++
+	case c == ' ' || c == '\t' || c == '\r':
+		l.i++
+	case c == '\\' && l.i+1 < n && src[l.i+1] == '\n':
+		l.line++
+		l.i += 2
+	case c == '#':
+		for l.i < n && src[l.i] != '\n' {
+			l.i++
+		}
+	default:
+		return false
+	}
+	return true
+}
+
+// word reads a word: it runs until unquoted whitespace, ; or newline.
+func (l *lexer) word() (word, error) {
+	l.w = word{}
+	src, n := l.src, len(l.src)
+	for l.i < n {
+		c := src[l.i]
+		var err error
+		switch {
+		case c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == ';':
+			l.flush(false)
+			return l.w, nil
+		case c == '\\':
+			l.escape()
+		case c == '\'':
+			err = l.singleQuoted()
+		case c == '"':
+			err = l.doubleQuoted()
+		case c == '$':
+			err = l.variable(false)
+		default:
+			l.lit.WriteByte(c)
+			l.i++
+		}
+		if err != nil {
+			return word{}, err
+		}
+	}
+	l.flush(false)
+	return l.w, nil
+}
+
+// flush ends the literal text read so far as a segment of the word.
+func (l *lexer) flush(quoted bool) {
+	if l.lit.Len() > 0 {
+		l.w.segs = append(l.w.segs, segment{text: l.lit.String(), quoted: quoted})
+		l.lit.Reset()
+	}
+}
+
+// escape reads an unquoted backslash: the next byte is literal, and an
+// escaped newline joins the lines.
+func (l *lexer) escape() {
+	if l.i+1 >= len(l.src) {
+		l.i++
+		return
+	}
+	if l.src[l.i+1] == '\n' {
+		l.line++
+	} else {
+		l.lit.WriteByte(l.src[l.i+1])
+	}
+	l.i += 2
+}
+
+// singleQuoted reads '...': all literal, newlines included.
+func (l *lexer) singleQuoted() error {
+	l.flush(false)
+	end := strings.IndexByte(l.src[l.i+1:], '\'')
+	if end < 0 {
+		return fmt.Errorf("line %d: unterminated single quote", l.line)
+	}
+	s := l.src[l.i+1 : l.i+1+end]
+	l.line += strings.Count(s, "\n")
+	l.w.segs = append(l.w.segs, segment{text: s, quoted: true})
+	l.w.quoted = true
+	l.i += end + 2
+	return nil
+}
+
+// doubleQuoted reads "...": variables expand, a backslash escapes only
+// \\, ", $ and newline. An empty "" stays as an empty quoted segment.
+func (l *lexer) doubleQuoted() error {
+	l.flush(false)
+	l.w.quoted = true
+	l.i++
+	src, n := l.src, len(l.src)
+	for l.i < n {
+		d := src[l.i]
+		switch {
+		case d == '"':
+			l.i++
+			l.w.segs = append(l.w.segs, segment{text: l.lit.String(), quoted: true})
+			l.lit.Reset()
+			return nil
+		case d == '\\' && l.i+1 < n && strings.IndexByte("\\\"$\n", src[l.i+1]) >= 0:
+			if src[l.i+1] != '\n' {
+				l.lit.WriteByte(src[l.i+1])
+			} else {
+				l.line++
+			}
+			l.i += 2
+		case d == '$':
+			if err := l.variable(true); err != nil {
+				return err
+			}
+		default:
+			if d == '\n' {
+				l.line++
+			}
+			l.lit.WriteByte(d)
+			l.i++
+		}
+	}
+	return fmt.Errorf("line %d: unterminated double quote", l.line)
+}
+
+// variable reads a reference at '$': ${name}, $name or one of $? $# $@ $*.
+// A '$' that starts none of them is literal.
+func (l *lexer) variable(quoted bool) error {
+	l.i++
+	src, n := l.src, len(l.src)
+	if l.i < n && src[l.i] == '{' {
+		end := strings.IndexByte(src[l.i:], '}')
+		if end < 0 {
+			return fmt.Errorf("line %d: unterminated ${", l.line)
+		}
+		l.flush(quoted)
+		l.w.segs = append(l.w.segs, segment{text: src[l.i+1 : l.i+end], isVar: true, quoted: quoted})
+		l.i += end + 1
+		return nil
+	}
+	j := l.i
+	if j < n && strings.IndexByte("?#@*", src[j]) >= 0 {
+		j++
+	} else {
+		for j < n && isVarChar(src[j]) {
+			j++
+		}
+	}
+	if j == l.i {
+		l.lit.WriteByte('$')
+		return nil
+	}
+	l.flush(quoted)
+	l.w.segs = append(l.w.segs, segment{text: src[l.i:j], isVar: true, quoted: quoted})
+	l.i = j
+	return nil
 }
 
 type parser struct {
