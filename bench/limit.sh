@@ -7,21 +7,24 @@
 #   floors   write: dd if=/dev/zero of=F bs=1M count=<vmconv output's
 #            allocated MiB> conv=fdatasync, timed in the same round;
 #            CPU: one core's deflate/inflate throughput on the same grains
-#            (go test -bench in formats/vmdk, -cpu 1) divided by the cores,
+#            (formats/vmdk's codec benchmarks, -cpu 1, every grain once, in
+#            the same round as vmconv's run) divided by the cores,
 #            with the inflater the vmconv binary was built with (libdeflate
 #            when built with -tags libdeflate, else klauspost); and beside it
 #            the same codec measured running on every core at once
 #            (*AllCores benchmarks, -cpu <cores>), which is what the cores
 #            really give when they share caches or are SMT siblings
 #   floor    the larger of write and CPU floor; vmconv/floor is how far from
-#            the limit, against the one-core÷cores floor and the all-cores one
+#            the limit, against the one-core÷cores floor and the all-cores one,
+#            taken in each round and given as the rounds' median (spread)
 #   CPU      vmconv's user + system seconds, and how busy that kept the cores
 #            (CPU ÷ (wall × cores)): near 100 % the run is CPU-bound
 #   shared   for the codec cases, the floor when the codec and the write path
 #            share the cores: the codec's one-core seconds plus dd's own CPU
 #            seconds (its copy into the page cache), over the cores, with the
-#            codec's one-core÷cores and its all-cores seconds as above. It is
-#            still low: the kernel's writeback threads are not counted
+#            codec's one-core÷cores and its all-cores seconds as above, and
+#            vmconv's time over it, per round as for the floor. It is still
+#            low: the kernel's writeback threads are not counted
 # `sync` runs before every timed command. Medians of ROUNDS runs with the
 # spread (min–max); peak RSS from /usr/bin/time -v. Prints a markdown table.
 # With BASE=/path/to/older/vmconv the older build is timed in the same rounds
@@ -76,23 +79,30 @@ printf '{"vm": {"name_label": "bench", "memory": 1073741824, "nCpus": 1, "firmwa
 echo "== image: $(du -h --apparent-size img.raw | cut -f1) virtual, $(du -m img.raw | cut -f1) MiB allocated; $cores cores; $rounds rounds" >&2
 
 # CPU floors: seconds of one core for all grains divided by the cores, and
-# seconds for all grains with every core running the codec ("ONE ALL").
-echo "== codec throughput (one core, then all $cores; inflate: $inflater)" >&2
-codec_bench() {
-	(cd "$repo" && VMCONV_BENCH_STREAM=$work/in-stream.vmdk VMCONV_BENCH_RAW=$img \
-		go test -tags "${inflater/klauspost/}" ./formats/vmdk/ -run '^$' -bench "$1" -cpu "$2" -benchtime 3x)
+# seconds for all grains with every core running the codec. They are timed in
+# every round beside vmconv's run, from one test binary built here: this
+# shared host's speed drifts by tens of percent within minutes, and a floor
+# timed once at the start would compare vmconv with another machine.
+echo "== codec benchmark binary (inflate: $inflater)" >&2
+(cd "$repo" && go test -c -tags "${inflater/klauspost/}" -o "$work/vmdk.test" ./formats/vmdk/)
+# codec_seconds CODEC: "ONE ALL", one core's seconds for all grains ÷ cores
+# and all cores' seconds (-benchtime 1x: each benchmark inflates or deflates
+# every grain once).
+codec_seconds() {
+	local one all
+	case $1 in
+	inflate) one="^BenchmarkInflateGrains\$/^$inflater\$" all="^BenchmarkInflateGrainsAllCores\$/^$inflater\$" ;;
+	deflate) one="^BenchmarkDeflateGrains\$" all="^BenchmarkDeflateGrainsAllCores\$" ;;
+	esac
+	sync
+	{
+		VMCONV_BENCH_STREAM=$work/in-stream.vmdk VMCONV_BENCH_RAW=$img "$work/vmdk.test" \
+			-test.run '^$' -test.bench "$one" -test.cpu 1 -test.benchtime 1x
+		VMCONV_BENCH_STREAM=$work/in-stream.vmdk VMCONV_BENCH_RAW=$img "$work/vmdk.test" \
+			-test.run '^$' -test.bench "$all" -test.cpu "$cores" -test.benchtime 1x
+	} | awk -v n="$cores" '$1 ~ /^Benchmark/ && $3 > 0 {sub(/-[0-9]+$/, "", $1); if ($1 ~ /AllCores/) a = $3 / 1e9; else o = $3 / 1e9 / n}
+		END {printf "%.3f %.3f\n", o, a}'
 }
-# (-bench patterns with a sub-benchmark level skip benchmarks without
-# sub-benchmarks: one run per codec.)
-inf_one=$(codec_bench "^BenchmarkInflateGrains\$/^$inflater\$" 1)
-def_one=$(codec_bench "^BenchmarkDeflateGrains\$" 1)
-inf_all=$(codec_bench "^BenchmarkInflateGrainsAllCores\$/^$inflater\$" "$cores")
-def_all=$(codec_bench "^BenchmarkDeflateGrainsAllCores\$" "$cores")
-# seconds NAME DIVISOR: a benchmark's seconds per op (its -N suffix dropped).
-seconds() { awk -v n="$1" -v d="$2" '{sub(/-[0-9]+$/, "", $1)} $1 == n {printf "%.2f", $3 / 1e9 / d}'; }
-inflate_floor="$(seconds "BenchmarkInflateGrains/$inflater" "$cores" <<<"$inf_one") $(seconds "BenchmarkInflateGrainsAllCores/$inflater" 1 <<<"$inf_all")"
-deflate_floor="$(seconds BenchmarkDeflateGrains "$cores" <<<"$def_one") $(seconds BenchmarkDeflateGrainsAllCores 1 <<<"$def_all")"
-echo "== CPU floors (one core ÷ $cores, all $cores): inflate $inflate_floor s, deflate $deflate_floor s" >&2
 
 # measure CMD: prints "seconds maxrss_kib cpu_seconds" of one run, after a
 # sync; cpu_seconds is user + system time of the command and its children.
@@ -107,19 +117,20 @@ measure() {
 stats() { sort -n | awk '{a[NR] = $1} END {printf "%.2f %.2f %.2f\n", a[int((NR + 1) / 2)], a[1], a[NR]}'; }
 spread() { printf '%s (%s–%s)' "$1" "$2" "$3"; }
 
-echo "| case | peer | peer s | vmconv s | peer ÷ vmconv | write floor s | CPU floor s (1 core ÷ $cores / all $cores) | vmconv ÷ floor | vmconv CPU s (cores busy) | shared-core floor s (1 core ÷ $cores / all $cores) | vmconv ÷ shared | RSS vmconv / peer MiB |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
-# row NAME PEERNAME 'peer cmd' 'vmconv args' OUT 'CPUFLOOR_ONE CPUFLOOR_ALL'
+echo "| case | peer | peer s | vmconv s | peer ÷ vmconv | write floor s | CPU floor s (1 core ÷ $cores / all $cores) | vmconv ÷ floor (1 core ÷ $cores / all $cores) | vmconv CPU s (cores busy) | vmconv ÷ shared-core floor (1 core ÷ $cores / all $cores) | RSS vmconv / peer MiB |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|"
+# row NAME PEERNAME 'peer cmd' 'vmconv args' OUT [CODEC]
+# CODEC (inflate or deflate) adds the CPU floors, timed in each round. Every
+# ratio is taken within its round and the table gives their median and spread.
 row() {
-	local name=$1 peer=$2 theirs=$3 ours=$4 out=$5 cpu_one cpu_all
-	read -r cpu_one cpu_all <<<"$6"
+	local name=$1 peer=$2 theirs=$3 ours=$4 out=$5 codec=${6:-}
 	[ -z "${CASES:-}" ] || grep -qE -- "$CASES" <<<"$name" || return 0
-	local tp=() tv=() tf=() tb=() cv=() cf=() rp=0 rv=0 s m c mib same=""
+	local tp=() tv=() tf=() tb=() cv=() c1=() ca=() r1=() ra=() s1=() sa=() rp=0 rv=0 s m c vt ft fc mib one all same=""
 	for r in $(seq "$rounds"); do
 		rm -rf out.* floor.bin
 		read -r s m _ < <(measure "$theirs"); tp+=("$s"); rp=$((m > rp ? m : rp))
 		rm -rf out.*
-		read -r s m c < <(measure "$vmconv convert $ours"); tv+=("$s"); cv+=("$c"); rv=$((m > rv ? m : rv))
+		read -r vt m c < <(measure "$vmconv convert $ours"); tv+=("$vt"); cv+=("$c"); rv=$((m > rv ? m : rv))
 		mib=$(du -m "$out" | cut -f1)
 		if [ -n "$base" ]; then
 			[ "$r" = 1 ] && "$vmconv" digest "$out" >want.sha
@@ -128,52 +139,54 @@ row() {
 			[ "$r" = 1 ] && { "$vmconv" digest "$out" | cmp -s - want.sha && same=identical || same=DIFFERENT; }
 		fi
 		rm -rf out.*
-		read -r s m c < <(measure "dd if=/dev/zero of=floor.bin bs=1M count=$mib conv=fdatasync status=none"); tf+=("$s"); cf+=("$c")
+		read -r ft m fc < <(measure "dd if=/dev/zero of=floor.bin bs=1M count=$mib conv=fdatasync status=none"); tf+=("$ft")
+		one=0 all=0
+		if [ -n "$codec" ]; then
+			read -r one all < <(codec_seconds "$codec"); c1+=("$one"); ca+=("$all")
+			# The codec and the write path share the cores: the codec's
+			# seconds and dd's own CPU seconds, together over the cores.
+			s1+=("$(awk -v v="$vt" -v c="$one" -v d="$fc" -v n="$cores" 'BEGIN {printf "%.3f", v / (c + d / n)}')")
+			sa+=("$(awk -v v="$vt" -v c="$all" -v d="$fc" -v n="$cores" 'BEGIN {printf "%.3f", v / (c + d / n)}')")
+		fi
+		# vmconv ÷ max(write floor, CPU floor), for each CPU floor.
+		r1+=("$(awk -v v="$vt" -v f="$ft" -v c="$one" 'BEGIN {m = (f > c) ? f : c; printf "%.3f", v / m}')")
+		ra+=("$(awk -v v="$vt" -v f="$ft" -v c="$all" 'BEGIN {m = (f > c) ? f : c; printf "%.3f", v / m}')")
 	done
 	rm -f floor.bin
-	local p v f ratio cpu="–" shared="–" vshared="–" vc fc
+	local p v f vc ratio cpu="–" shared="–" vshared="–"
 	read -r p pmin pmax < <(printf '%s\n' "${tp[@]}" | stats)
 	read -r v vmin vmax < <(printf '%s\n' "${tv[@]}" | stats)
 	read -r f fmin fmax < <(printf '%s\n' "${tf[@]}" | stats)
 	read -r vc _ < <(printf '%s\n' "${cv[@]}" | stats)
-	read -r fc _ < <(printf '%s\n' "${cf[@]}" | stats)
-	# vmconv ÷ max(write floor, CPU floor), for each CPU floor.
-	ratio() { awk -v v="$v" -v f="$f" -v c="${1:-0}" 'BEGIN {m = (f > c) ? f : c; printf "%.2f×", (m > 0) ? v / m : 0}'; }
-	ratio=$(ratio "$cpu_one")
-	if [ -n "$cpu_one" ]; then
-		cpu="$cpu_one / $cpu_all"
-		ratio="$ratio / $(ratio "$cpu_all")"
-		# The codec and the write path share the cores: the codec's one-core
-		# seconds and dd's own CPU seconds, together over the cores.
-		local s_one s_all
-		s_one=$(awk -v c="$cpu_one" -v d="$fc" -v n="$cores" 'BEGIN {printf "%.2f", c + d / n}')
-		s_all=$(awk -v c="$cpu_all" -v d="$fc" -v n="$cores" 'BEGIN {printf "%.2f", c + d / n}')
-		shared="$s_one / $s_all"
-		vshared=$(awk -v v="$v" -v a="$s_one" -v b="$s_all" 'BEGIN {printf "%.2f× / %.2f×", (a > 0) ? v / a : 0, (b > 0) ? v / b : 0}')
+	ratio=$(printf '%s\n' "${r1[@]}" | stats | awk '{printf "%.2f× (%.2f–%.2f)", $1, $2, $3}')
+	if [ -n "$codec" ]; then
+		cpu="$(printf '%s\n' "${c1[@]}" | stats | awk '{print $1}') / $(printf '%s\n' "${ca[@]}" | stats | awk '{print $1}')"
+		ratio="$ratio / $(printf '%s\n' "${ra[@]}" | stats | awk '{printf "%.2f×", $1}')"
+		shared="$(printf '%s\n' "${s1[@]}" | stats | awk '{printf "%.2f×", $1}') / $(printf '%s\n' "${sa[@]}" | stats | awk '{printf "%.2f×", $1}')"
 	fi
 	local busy
 	busy=$(awk -v c="$vc" -v v="$v" -v n="$cores" 'BEGIN {printf "%.2f (%.0f %%)", c, (v > 0) ? 100 * c / (v * n) : 0}')
-	printf '| %s | %s | %s | %s | %.2f× | %s | %s | %s | %s | %s | %s | %d / %d |\n' "$name" "$peer" \
+	printf '| %s | %s | %s | %s | %.2f× | %s | %s | %s | %s | %s | %d / %d |\n' "$name" "$peer" \
 		"$(spread "$p" "$pmin" "$pmax")" "$(spread "$v" "$vmin" "$vmax")" \
 		"$(awk -v a="$p" -v b="$v" 'BEGIN {print (b > 0) ? a / b : 0}')" \
-		"$(spread "$f" "$fmin" "$fmax")" "$cpu" "$ratio" "$busy" "$shared" "$vshared" $((rv / 1024)) $((rp / 1024))
+		"$(spread "$f" "$fmin" "$fmax")" "$cpu" "$ratio" "$busy" "$shared" $((rv / 1024)) $((rp / 1024))
 	if [ -n "$base" ]; then
 		read -r s _ < <(printf '%s\n' "${tb[@]}" | stats)
-		echo "|  ↳ BASE build | | | $s ($(printf '%s\n' "${tb[@]}" | stats | awk '{print $2 "–" $3}')) | | | | output $same | | | | |"
+		echo "|  ↳ BASE build | | | $s ($(printf '%s\n' "${tb[@]}" | stats | awk '{print $2 "–" $3}')) | | | | output $same | | | |"
 	fi
 }
 
 XO="node $xo/write-xva.mjs"
 row "raw → streamOptimized" qemu-img \
 	"qemu-img convert -O vmdk -o subformat=streamOptimized img.raw out.vmdk && sync -d out.vmdk" \
-	"-O vmdk -o subformat=streamOptimized img.raw out.vmdk" out.vmdk "$deflate_floor"
+	"-O vmdk -o subformat=streamOptimized img.raw out.vmdk" out.vmdk deflate
 row "streamOptimized → raw" qemu-img \
 	"qemu-img convert -O raw in-stream.vmdk out.raw && sync -d out.raw" \
-	"in-stream.vmdk out.raw" out.raw "$inflate_floor"
+	"in-stream.vmdk out.raw" out.raw inflate
 row "raw → monolithicSparse" qemu-img \
 	"qemu-img convert -O vmdk -o subformat=monolithicSparse img.raw out.vmdk && sync -d out.vmdk" \
-	"-O vmdk -o subformat=monolithicSparse img.raw out.vmdk" out.vmdk ""
+	"-O vmdk -o subformat=monolithicSparse img.raw out.vmdk" out.vmdk
 row "VMX → XVA" "Xen Orchestra" \
 	"$XO xo.json out.xva && sync -d out.xva" \
-	"vm.vmx out.xva" out.xva ""
+	"vm.vmx out.xva" out.xva
 rm -rf out.* time.out err.out want.sha
