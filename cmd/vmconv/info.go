@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -169,26 +170,62 @@ func printVM(w io.Writer, vm *neutral.VM) {
 		fmt.Fprintf(w, "guest os: %s\n", vm.GuestOS)
 	}
 	for _, d := range vm.Disks {
-		flags := ""
-		if d.Bootable {
-			flags += " bootable"
-		}
-		if d.ReadOnly {
-			flags += " read-only"
-		}
-		size := humanSize(d.CapacityBytes)
-		if d.Missing {
-			// The size lives in the absent file: unknown, not zero.
-			size, flags = "size unknown", flags+" (missing: "+d.File+")"
-		}
-		fmt.Fprintf(w, "disk %s: %s on %s unit %d, %s%s\n", d.ID, d.Device, d.Bus, d.Unit, size, flags)
+		fmt.Fprintf(w, "disk %s: %s\n", d.ID, diskSummary(d))
 	}
 	for i, n := range vm.NICs {
-		fmt.Fprintf(w, "nic %d: %s model %s network %q\n", i, n.MAC, n.Model, n.Network)
+		fmt.Fprintf(w, "nic %d: %s\n", i, nicSummary(n))
 	}
 	if vm.Boot != nil {
 		fmt.Fprintf(w, "boot: kernel %s initrd %s cmdline %q\n", vm.Boot.Kernel, vm.Boot.Initrd, vm.Boot.Cmdline)
 	}
+}
+
+// diskSummary is a disk's line in info's human output: device, bus and
+// unit, then its size and flags, comma-separated.
+func diskSummary(d neutral.Disk) string {
+	parts := []string{fmt.Sprintf("%s on %s unit %d", d.Device, d.Bus, d.Unit)}
+	switch {
+	case d.Missing:
+		// The size lives in the absent file: unknown, not zero.
+		parts = append(parts, "size unknown")
+	case d.Device == "cdrom" && d.CapacityBytes == 0:
+		parts = append(parts, "empty")
+	default:
+		parts = append(parts, humanSize(d.CapacityBytes))
+	}
+	if d.Bootable {
+		parts = append(parts, "bootable")
+	}
+	if d.ReadOnly {
+		parts = append(parts, "read-only")
+	}
+	line := strings.Join(parts, ", ")
+	if d.Missing {
+		file := d.File
+		if file == "" {
+			file = "file not named"
+		}
+		line += " (missing: " + file + ")"
+	}
+	return line
+}
+
+// nicSummary is a NIC's line in info's human output; what the source left
+// out is said so, not printed empty.
+func nicSummary(n neutral.NIC) string {
+	parts := []string{}
+	if n.Model != "" {
+		parts = append(parts, n.Model)
+	}
+	if n.MAC != "" {
+		parts = append(parts, "MAC "+n.MAC)
+	} else {
+		parts = append(parts, "no MAC (the hypervisor assigns one)")
+	}
+	if n.Network != "" {
+		parts = append(parts, fmt.Sprintf("network %q", n.Network))
+	}
+	return strings.Join(parts, ", ")
 }
 
 func humanSize(n int64) string {
