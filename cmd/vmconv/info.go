@@ -176,7 +176,7 @@ func printVM(w io.Writer, vm *neutral.VM) {
 		fmt.Fprintf(w, "nic %d: %s\n", i, nicSummary(n))
 	}
 	if vm.Boot != nil {
-		fmt.Fprintf(w, "boot: kernel %s initrd %s cmdline %q\n", vm.Boot.Kernel, vm.Boot.Initrd, vm.Boot.Cmdline)
+		fmt.Fprintf(w, "boot: %s\n", bootSummary(*vm.Boot))
 	}
 }
 
@@ -185,8 +185,9 @@ func printVM(w io.Writer, vm *neutral.VM) {
 func diskSummary(d neutral.Disk) string {
 	parts := []string{fmt.Sprintf("%s on %s unit %d", d.Device, d.Bus, d.Unit)}
 	switch {
-	case d.Missing:
-		// The size lives in the absent file: unknown, not zero.
+	case d.Missing && d.CapacityBytes == 0:
+		// The size lives in the absent file (a .vmx names only the file;
+		// an .ovf declares the capacity): unknown, not zero.
 		parts = append(parts, "size unknown")
 	case d.Device == "cdrom" && d.CapacityBytes == 0:
 		parts = append(parts, "empty")
@@ -224,6 +225,25 @@ func nicSummary(n neutral.NIC) string {
 	}
 	if n.Network != "" {
 		parts = append(parts, fmt.Sprintf("network %q", n.Network))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// bootSummary is the direct-boot line: only the parts the source gave (an
+// xl.cfg with a bootloader has a command line and no kernel).
+func bootSummary(b neutral.Boot) string {
+	var parts []string
+	if b.Kernel != "" {
+		parts = append(parts, "kernel "+b.Kernel)
+	}
+	if b.Initrd != "" {
+		parts = append(parts, "initrd "+b.Initrd)
+	}
+	if b.Cmdline != "" {
+		parts = append(parts, fmt.Sprintf("cmdline %q", b.Cmdline))
+	}
+	if len(parts) == 0 {
+		return "nothing given"
 	}
 	return strings.Join(parts, ", ")
 }

@@ -85,6 +85,9 @@ func TestSummaries(t *testing.T) {
 		{neutral.Disk{Device: "cdrom", Bus: "ide", Missing: true, File: "x.iso"},
 			"cdrom on ide unit 0, size unknown (missing: x.iso)"},
 		{neutral.Disk{Device: "disk", Bus: "scsi", Missing: true}, "disk on scsi unit 0, size unknown (missing: file not named)"},
+		// An .ovf declares the capacity of a disk it does not carry.
+		{neutral.Disk{Device: "disk", Bus: "scsi", Missing: true, CapacityBytes: 320 << 30, File: "untangle.vmdk"},
+			"disk on scsi unit 0, 320 GiB (missing: untangle.vmdk)"},
 	}
 	for _, tc := range disks {
 		assert.Equal(t, tc.want, diskSummary(tc.disk))
@@ -100,5 +103,18 @@ func TestSummaries(t *testing.T) {
 	}
 	for _, tc := range nics {
 		assert.Equal(t, tc.want, nicSummary(tc.nic))
+	}
+	boots := []struct {
+		boot neutral.Boot
+		want string
+	}{
+		{neutral.Boot{Kernel: "/boot/vmlinuz", Initrd: "/boot/initrd.img", Cmdline: "root=/dev/xvda1 ro"},
+			`kernel /boot/vmlinuz, initrd /boot/initrd.img, cmdline "root=/dev/xvda1 ro"`},
+		{neutral.Boot{Cmdline: "root=/dev/xvda1"}, `cmdline "root=/dev/xvda1"`},
+		{neutral.Boot{Kernel: "/k"}, "kernel /k"},
+		{neutral.Boot{}, "nothing given"},
+	}
+	for _, tc := range boots {
+		assert.Equal(t, tc.want, bootSummary(tc.boot))
 	}
 }
