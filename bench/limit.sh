@@ -85,6 +85,11 @@ echo "== image: $(du -h --apparent-size img.raw | cut -f1) virtual, $(du -m img.
 # timed once at the start would compare vmconv with another machine.
 echo "== codec benchmark binary (inflate: $inflater)" >&2
 (cd "$repo" && go test -c -tags "${inflater/klauspost/}" -o "$work/vmdk.test" ./formats/vmdk/)
+# codec_bench PATTERN CPUS: one pass of the benchmarks matching PATTERN.
+codec_bench() {
+	VMCONV_BENCH_STREAM=$work/in-stream.vmdk VMCONV_BENCH_RAW=$img "$work/vmdk.test" \
+		-test.run '^$' -test.bench "$1" -test.cpu "$2" -test.benchtime 1x
+}
 # codec_seconds CODEC: "ONE ALL", one core's seconds for all grains ÷ cores
 # and all cores' seconds (-benchtime 1x: each benchmark inflates or deflates
 # every grain once).
@@ -95,12 +100,7 @@ codec_seconds() {
 	deflate) one="^BenchmarkDeflateGrains\$" all="^BenchmarkDeflateGrainsAllCores\$" ;;
 	esac
 	sync
-	{
-		VMCONV_BENCH_STREAM=$work/in-stream.vmdk VMCONV_BENCH_RAW=$img "$work/vmdk.test" \
-			-test.run '^$' -test.bench "$one" -test.cpu 1 -test.benchtime 1x
-		VMCONV_BENCH_STREAM=$work/in-stream.vmdk VMCONV_BENCH_RAW=$img "$work/vmdk.test" \
-			-test.run '^$' -test.bench "$all" -test.cpu "$cores" -test.benchtime 1x
-	} | awk -v n="$cores" '$1 ~ /^Benchmark/ && $3 > 0 {sub(/-[0-9]+$/, "", $1); if ($1 ~ /AllCores/) a = $3 / 1e9; else o = $3 / 1e9 / n}
+	{ codec_bench "$one" 1; codec_bench "$all" "$cores"; } | awk -v n="$cores" '$1 ~ /^Benchmark/ && $3 > 0 {sub(/-[0-9]+$/, "", $1); if ($1 ~ /AllCores/) a = $3 / 1e9; else o = $3 / 1e9 / n}
 		END {printf "%.3f %.3f\n", o, a}'
 }
 
@@ -116,6 +116,13 @@ measure() {
 # stats: "median min max" of the numbers on stdin.
 stats() { sort -n | awk '{a[NR] = $1} END {printf "%.2f %.2f %.2f\n", a[int((NR + 1) / 2)], a[1], a[NR]}'; }
 spread() { printf '%s (%s–%s)' "$1" "$2" "$3"; }
+# median X...: the median of the arguments.
+median() { printf '%s\n' "$@" | stats | awk '{print $1}'; }
+# over_max V F C: V ÷ the larger of F and C (vmconv over its floor).
+over_max() { awk -v v="$1" -v f="$2" -v c="$3" 'BEGIN {m = (f > c) ? f : c; printf "%.3f", v / m}'; }
+# over_shared V C D: V ÷ (C + D ÷ cores), the codec's and dd's CPU seconds
+# sharing the cores.
+over_shared() { awk -v v="$1" -v c="$2" -v d="$3" -v n="$cores" 'BEGIN {printf "%.3f", v / (c + d / n)}'; }
 
 echo "| case | peer | peer s | vmconv s | peer ÷ vmconv | write floor s | CPU floor s (1 core ÷ $cores / all $cores) | vmconv ÷ floor (1 core ÷ $cores / all $cores) | vmconv CPU s (cores busy) | vmconv ÷ shared-core floor (1 core ÷ $cores / all $cores) | RSS vmconv / peer MiB |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|"
@@ -145,24 +152,22 @@ row() {
 			read -r one all < <(codec_seconds "$codec"); c1+=("$one"); ca+=("$all")
 			# The codec and the write path share the cores: the codec's
 			# seconds and dd's own CPU seconds, together over the cores.
-			s1+=("$(awk -v v="$vt" -v c="$one" -v d="$fc" -v n="$cores" 'BEGIN {printf "%.3f", v / (c + d / n)}')")
-			sa+=("$(awk -v v="$vt" -v c="$all" -v d="$fc" -v n="$cores" 'BEGIN {printf "%.3f", v / (c + d / n)}')")
+			s1+=("$(over_shared "$vt" "$one" "$fc")"); sa+=("$(over_shared "$vt" "$all" "$fc")")
 		fi
 		# vmconv ÷ max(write floor, CPU floor), for each CPU floor.
-		r1+=("$(awk -v v="$vt" -v f="$ft" -v c="$one" 'BEGIN {m = (f > c) ? f : c; printf "%.3f", v / m}')")
-		ra+=("$(awk -v v="$vt" -v f="$ft" -v c="$all" 'BEGIN {m = (f > c) ? f : c; printf "%.3f", v / m}')")
+		r1+=("$(over_max "$vt" "$ft" "$one")"); ra+=("$(over_max "$vt" "$ft" "$all")")
 	done
 	rm -f floor.bin
-	local p v f vc ratio cpu="–" shared="–" vshared="–"
+	local p v f vc ratio cpu="–" shared="–"
 	read -r p pmin pmax < <(printf '%s\n' "${tp[@]}" | stats)
 	read -r v vmin vmax < <(printf '%s\n' "${tv[@]}" | stats)
 	read -r f fmin fmax < <(printf '%s\n' "${tf[@]}" | stats)
-	read -r vc _ < <(printf '%s\n' "${cv[@]}" | stats)
+	vc=$(median "${cv[@]}")
 	ratio=$(printf '%s\n' "${r1[@]}" | stats | awk '{printf "%.2f× (%.2f–%.2f)", $1, $2, $3}')
 	if [ -n "$codec" ]; then
-		cpu="$(printf '%s\n' "${c1[@]}" | stats | awk '{print $1}') / $(printf '%s\n' "${ca[@]}" | stats | awk '{print $1}')"
-		ratio="$ratio / $(printf '%s\n' "${ra[@]}" | stats | awk '{printf "%.2f×", $1}')"
-		shared="$(printf '%s\n' "${s1[@]}" | stats | awk '{printf "%.2f×", $1}') / $(printf '%s\n' "${sa[@]}" | stats | awk '{printf "%.2f×", $1}')"
+		cpu="$(median "${c1[@]}") / $(median "${ca[@]}")"
+		ratio="$ratio / $(median "${ra[@]}")×"
+		shared="$(median "${s1[@]}")× / $(median "${sa[@]}")×"
 	fi
 	local busy
 	busy=$(awk -v c="$vc" -v v="$v" -v n="$cores" 'BEGIN {printf "%.2f (%.0f %%)", c, (v > 0) ? 100 * c / (v * n) : 0}')

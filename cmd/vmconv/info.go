@@ -214,7 +214,7 @@ func diskSummary(d neutral.Disk) string {
 // nicSummary is a NIC's line in info's human output; what the source left
 // out is said so, not printed empty.
 func nicSummary(n neutral.NIC) string {
-	parts := []string{}
+	var parts []string
 	if n.Model != "" {
 		parts = append(parts, n.Model)
 	}

@@ -70,51 +70,34 @@ func TestDescribeVMAnyFormat(t *testing.T) {
 // info's human lines: the parts a source left out are said, not printed
 // empty, and the flags are comma-separated.
 func TestSummaries(t *testing.T) {
-	disks := []struct {
-		disk neutral.Disk
-		want string
-	}{
-		{neutral.Disk{Device: "disk", Bus: "scsi", Unit: 1, CapacityBytes: 20 << 30, Bootable: true},
+	for _, tc := range []struct{ got, want string }{
+		{diskSummary(neutral.Disk{Device: "disk", Bus: "scsi", Unit: 1, CapacityBytes: 20 << 30, Bootable: true}),
 			"disk on scsi unit 1, 20 GiB, bootable"},
-		{neutral.Disk{Device: "disk", Bus: "xen", CapacityBytes: 3 << 20, ReadOnly: true},
+		{diskSummary(neutral.Disk{Device: "disk", Bus: "xen", CapacityBytes: 3 << 20, ReadOnly: true}),
 			"disk on xen unit 0, 3 MiB, read-only"},
-		{neutral.Disk{Device: "cdrom", Bus: "sata", ReadOnly: true}, "cdrom on sata unit 0, empty, read-only"},
-		{neutral.Disk{Device: "cdrom", Bus: "ide", Unit: 1, CapacityBytes: 4 << 20}, "cdrom on ide unit 1, 4 MiB"},
-		{neutral.Disk{Device: "disk", Bus: "nvme", Missing: true, Bootable: true, File: "/vmfs/volumes/ds1/a.vmdk"},
+		{diskSummary(neutral.Disk{Device: "cdrom", Bus: "sata", ReadOnly: true}), "cdrom on sata unit 0, empty, read-only"},
+		{diskSummary(neutral.Disk{Device: "cdrom", Bus: "ide", Unit: 1, CapacityBytes: 4 << 20}), "cdrom on ide unit 1, 4 MiB"},
+		{diskSummary(neutral.Disk{Device: "disk", Bus: "nvme", Missing: true, Bootable: true, File: "/vmfs/volumes/ds1/a.vmdk"}),
 			"disk on nvme unit 0, size unknown, bootable (missing: /vmfs/volumes/ds1/a.vmdk)"},
-		{neutral.Disk{Device: "cdrom", Bus: "ide", Missing: true, File: "x.iso"},
+		{diskSummary(neutral.Disk{Device: "cdrom", Bus: "ide", Missing: true, File: "x.iso"}),
 			"cdrom on ide unit 0, size unknown (missing: x.iso)"},
-		{neutral.Disk{Device: "disk", Bus: "scsi", Missing: true}, "disk on scsi unit 0, size unknown (missing: file not named)"},
+		{diskSummary(neutral.Disk{Device: "disk", Bus: "scsi", Missing: true}),
+			"disk on scsi unit 0, size unknown (missing: file not named)"},
 		// An .ovf declares the capacity of a disk it does not carry.
-		{neutral.Disk{Device: "disk", Bus: "scsi", Missing: true, CapacityBytes: 320 << 30, File: "untangle.vmdk"},
+		{diskSummary(neutral.Disk{Device: "disk", Bus: "scsi", Missing: true, CapacityBytes: 320 << 30, File: "untangle.vmdk"}),
 			"disk on scsi unit 0, 320 GiB (missing: untangle.vmdk)"},
-	}
-	for _, tc := range disks {
-		assert.Equal(t, tc.want, diskSummary(tc.disk))
-	}
-	nics := []struct {
-		nic  neutral.NIC
-		want string
-	}{
-		{neutral.NIC{Model: "vmxnet3", MAC: "00:50:56:9a:1b:2c", Network: "VM Network"},
+
+		{nicSummary(neutral.NIC{Model: "vmxnet3", MAC: "00:50:56:9a:1b:2c", Network: "VM Network"}),
 			`vmxnet3, MAC 00:50:56:9a:1b:2c, network "VM Network"`},
-		{neutral.NIC{Model: "e1000"}, "e1000, no MAC (the hypervisor assigns one)"},
-		{neutral.NIC{MAC: "00:16:3e:00:00:01", Network: "xenbr0"}, `MAC 00:16:3e:00:00:01, network "xenbr0"`},
-	}
-	for _, tc := range nics {
-		assert.Equal(t, tc.want, nicSummary(tc.nic))
-	}
-	boots := []struct {
-		boot neutral.Boot
-		want string
-	}{
-		{neutral.Boot{Kernel: "/boot/vmlinuz", Initrd: "/boot/initrd.img", Cmdline: "root=/dev/xvda1 ro"},
+		{nicSummary(neutral.NIC{Model: "e1000"}), "e1000, no MAC (the hypervisor assigns one)"},
+		{nicSummary(neutral.NIC{MAC: "00:16:3e:00:00:01", Network: "xenbr0"}), `MAC 00:16:3e:00:00:01, network "xenbr0"`},
+
+		{bootSummary(neutral.Boot{Kernel: "/boot/vmlinuz", Initrd: "/boot/initrd.img", Cmdline: "root=/dev/xvda1 ro"}),
 			`kernel /boot/vmlinuz, initrd /boot/initrd.img, cmdline "root=/dev/xvda1 ro"`},
-		{neutral.Boot{Cmdline: "root=/dev/xvda1"}, `cmdline "root=/dev/xvda1"`},
-		{neutral.Boot{Kernel: "/k"}, "kernel /k"},
-		{neutral.Boot{}, "nothing given"},
-	}
-	for _, tc := range boots {
-		assert.Equal(t, tc.want, bootSummary(tc.boot))
+		{bootSummary(neutral.Boot{Cmdline: "root=/dev/xvda1"}), `cmdline "root=/dev/xvda1"`},
+		{bootSummary(neutral.Boot{Kernel: "/k"}), "kernel /k"},
+		{bootSummary(neutral.Boot{}), "nothing given"},
+	} {
+		assert.Equal(t, tc.want, tc.got)
 	}
 }

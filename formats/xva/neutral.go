@@ -746,7 +746,6 @@ func (b *xvaBuilder) buildDrives() error {
 // keptDrive reads the records kept for disk id and the fields its VBD
 // lacked in the source.
 func (b *xvaBuilder) keptDrive(id string) (vbdExt, vdiExt *extObj, absent map[string]bool, err error) {
-	absent = map[string]bool{}
 	if e, ok := b.diskExt[id].(map[string]any); ok {
 		if vbdExt, err = parseExtObj(e["vbd"], "disks."+id+".vbd"); err != nil {
 			return nil, nil, nil, err
