@@ -172,7 +172,10 @@ func (o *Output) Commit() error {
 	}
 	for _, e := range o.entries {
 		if e.file != nil {
-			e.wb.Stop()
+			if err := e.wb.Stop(); err != nil {
+				o.abortLocked()
+				return fmt.Errorf("write %s: %w", e.target, err)
+			}
 			if err := e.file.Sync(); err != nil {
 				o.abortLocked()
 				return fmt.Errorf("write %s: %w", e.target, err)

@@ -1,7 +1,9 @@
 package disk
 
 import (
+	"fmt"
 	"os"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -16,15 +18,30 @@ const writebackEvery = 25 * time.Millisecond
 // may have to wait for the disk.
 const writebackLag = 1 << 20
 
+// flushEvery is how many bytes of the file handed to the disk call for a flush
+// (fdatasync) while the file is still being written. Pages written back sit
+// in the disk's volatile cache (a virtual disk's: the host's page cache)
+// until a flush, and one flush at the end then waits for all of them: on a
+// virtual disk, the final fsync of a 471 MiB image took 0.4 s after
+// writeback had left nothing dirty (README, performance).
+var flushEvery int64 = 64 << 20
+
+// flushFile makes a file's writes so far durable (a variable for tests).
+var flushFile = unix.Fdatasync
+
 // writeback starts the kernel writing a file's dirty pages while the file is
-// still being written. With much memory the kernel's own background writeback
-// starts only past gigabytes of dirty data, so without this the disk idles
-// during the copy and the fsync before rename then waits for all of it. It
-// only initiates writes (SYNC_FILE_RANGE_WRITE, no wait and no metadata):
-// durability still comes from the fsync in Commit.
+// still being written, and flushes the disk's cache every flushEvery bytes.
+// With much memory the kernel's own background writeback starts only past
+// gigabytes of dirty data, so without this the disk idles during the copy
+// and the fsync before rename then waits for all of it. Durability still
+// comes from the fsync in Commit; a flush that fails here is reported there
+// (the kernel reports a write error to one fsync of a file description only).
 type writeback struct {
 	stop chan struct{}
 	done chan struct{}
+
+	mu  sync.Mutex
+	err error // the first failed flush
 }
 
 func startWriteback(f *os.File) *writeback {
@@ -42,6 +59,7 @@ func (w *writeback) run(f *os.File) {
 	t := time.NewTicker(writebackEvery)
 	defer t.Stop()
 	var flushed int64 // bytes [0, flushed) already handed to the disk once
+	var durable int64 // bytes [0, durable) flushed out of the disk's cache
 	for {
 		select {
 		case <-w.stop:
@@ -64,13 +82,24 @@ func (w *writeback) run(f *os.File) {
 			return // not supported here: Commit's fsync does it all
 		}
 		flushed = end
+		if flushed-durable >= flushEvery {
+			rc.Control(func(fd uintptr) { serr = flushFile(int(fd)) })
+			if serr != nil {
+				w.mu.Lock()
+				w.err = fmt.Errorf("flush at %d bytes: %w", flushed, serr)
+				w.mu.Unlock()
+				return
+			}
+			durable = flushed
+		}
 	}
 }
 
 // Stop ends the writeback and waits for it; the file may be closed after.
-func (w *writeback) Stop() {
+// It returns the error of a failed flush.
+func (w *writeback) Stop() error {
 	if w == nil {
-		return
+		return nil
 	}
 	select {
 	case <-w.stop:
@@ -78,4 +107,7 @@ func (w *writeback) Stop() {
 		close(w.stop)
 	}
 	<-w.done
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err
 }
