@@ -13,6 +13,19 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// randomOutput returns size random bytes and an output file for them.
+func randomOutput(t *testing.T, size int) (want []byte, target string, out *Output, f *os.File) {
+	t.Helper()
+	want = make([]byte, size)
+	_, err := rand.Read(want)
+	require.NoError(t, err)
+	target = filepath.Join(t.TempDir(), "out.raw")
+	out = NewOutput(false)
+	f, err = out.Create(target)
+	require.NoError(t, err)
+	return want, target, out, f
+}
+
 // Background writeback only starts writes early: the committed file holds
 // exactly the bytes written, including those rewritten after writeback ran.
 func TestWritebackKeepsBytes(t *testing.T) {
@@ -27,13 +40,7 @@ func TestWritebackKeepsBytes(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			want := make([]byte, tc.size)
-			_, err := rand.Read(want)
-			require.NoError(t, err)
-			target := filepath.Join(t.TempDir(), "out.raw")
-			out := NewOutput(false)
-			f, err := out.Create(target)
-			require.NoError(t, err)
+			want, target, out, f := randomOutput(t, tc.size)
 			for off := 0; off < len(want); off += 1 << 20 {
 				_, err := f.WriteAt(want[off:min(len(want), off+1<<20)], int64(off))
 				require.NoError(t, err)
@@ -77,14 +84,8 @@ func TestWritebackFlushes(t *testing.T) {
 				}
 				return unix.Fdatasync(fd)
 			}
-			want := make([]byte, 8<<20)
-			_, err := rand.Read(want)
-			require.NoError(t, err)
-			target := filepath.Join(t.TempDir(), "out.raw")
-			out := NewOutput(false)
-			f, err := out.Create(target)
-			require.NoError(t, err)
-			_, err = f.WriteAt(want, 0)
+			want, target, out, f := randomOutput(t, 8<<20)
+			_, err := f.WriteAt(want, 0)
 			require.NoError(t, err)
 			time.Sleep(3 * writebackEvery)
 
