@@ -28,6 +28,7 @@ type outEntry struct {
 	target, temp string
 	dir          bool
 	nested       bool // inside a pending directory: placed by its rename
+	device       bool // an existing block device written in place
 	file         *os.File
 	wb           *writeback
 }
@@ -92,10 +93,42 @@ func NewOutput(force bool) *Output {
 }
 
 func (o *Output) checkTarget(target string) error {
+	fi, err := os.Stat(target)
+	if err == nil && fi.Mode()&os.ModeDevice != 0 {
+		// Renaming a file over a device node would put the image in /dev's
+		// memory and take the node away.
+		return fmt.Errorf("%s: is a device: only a raw image is written to a device (-O raw)", target)
+	}
 	if _, err := os.Lstat(target); err == nil && !o.Force {
 		return fmt.Errorf("%s: already exists (use --force to replace it)", target)
 	}
 	return nil
+}
+
+// CreateDisk is Create for a raw disk image, whose target may also be an
+// existing block device (with Force): the device is opened for exclusive
+// use (a mounted one is refused) and written in place. Commit syncs it;
+// Abort cannot undo what was written.
+func (o *Output) CreateDisk(target string) (*os.File, error) {
+	fi, err := os.Stat(target)
+	if target == Stdout || err != nil || fi.Mode()&os.ModeDevice == 0 {
+		return o.Create(target)
+	}
+	if fi.Mode()&os.ModeCharDevice != 0 {
+		return nil, fmt.Errorf("%s: is a character device, not a disk (write to standard output with -)", target)
+	}
+	if !o.Force {
+		return nil, fmt.Errorf("%s: is a block device: use --force to write over it", target)
+	}
+	// O_EXCL without O_CREAT: the kernel refuses a device in use.
+	f, err := os.OpenFile(target, os.O_WRONLY|os.O_EXCL, 0)
+	if err != nil {
+		return nil, fmt.Errorf("create %s: %w", target, err)
+	}
+	o.mu.Lock()
+	o.entries = append(o.entries, outEntry{target: target, temp: target, file: f, device: true})
+	o.mu.Unlock()
+	return f, nil
 }
 
 // Create opens a new file that becomes target on Commit. For Stdout it returns
@@ -187,7 +220,7 @@ func (o *Output) Commit() error {
 		}
 	}
 	for _, e := range o.entries {
-		if e.nested {
+		if e.nested || e.device {
 			continue
 		}
 		if o.Force {
@@ -225,7 +258,7 @@ func (o *Output) abortLocked() {
 			e.wb.Stop()
 			e.file.Close()
 		}
-		if !e.nested {
+		if !e.nested && !e.device {
 			os.RemoveAll(e.temp)
 		}
 	}

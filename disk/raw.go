@@ -153,34 +153,56 @@ func (m *readerAtImage) Close() error {
 }
 
 // RawWriter writes a raw image. To a file it writes only non-zero chunks and
-// leaves holes; to a pipe it writes every byte in order.
+// leaves holes; to a pipe it writes every byte in order; on a block device,
+// whose old contents would show through holes, it zeroes the zero chunks
+// (discarding them where the device can guarantee zeros).
 type RawWriter struct {
 	w      *os.File
 	size   int64
 	stream bool  // the file cannot seek: zeros are written out
+	device bool  // a block device: zero chunks are zeroed
 	pos    int64 // stream: bytes written so far
 	err    error
 }
 
 // NewRawWriter writes an image of the given size to f. Close sets the final
 // size (or pads the stream); it does not close f, whose owner (an Output)
-// does.
+// does. A block device smaller than the image is an error of the first
+// write.
 func NewRawWriter(f *os.File, size int64) *RawWriter {
 	w := &RawWriter{w: f, size: size}
+	fi, err := f.Stat()
+	switch {
+	case err != nil:
+	case fi.Mode()&os.ModeDevice != 0 && fi.Mode()&os.ModeCharDevice == 0:
+		w.device = true
+		if end, err := f.Seek(0, io.SeekEnd); err != nil || end < size {
+			w.err = fmt.Errorf("raw: %s holds %d bytes, less than the image's %d", f.Name(), end, size)
+		}
+		return w
+	case !fi.Mode().IsRegular() && fi.Mode()&os.ModeDevice == 0:
+		w.stream = true // a pipe or socket
+		return w
+	}
 	if _, err := f.Seek(0, io.SeekCurrent); err != nil {
-		w.stream = true
-	} else if fi, err := f.Stat(); err == nil && !fi.Mode().IsRegular() && fi.Mode()&os.ModeDevice == 0 {
 		w.stream = true
 	}
 	return w
 }
+
+// WantsZeroChunks is set for a block device: its zero chunks must be
+// written.
+func (w *RawWriter) WantsZeroChunks() bool { return w.device }
 
 func (w *RawWriter) WriteChunk(c *Chunk) error {
 	if w.err != nil {
 		return w.err
 	}
 	if c.Zero {
-		return nil
+		if w.device {
+			w.err = punchHole(w.w, c.Offset, int64(c.Length))
+		}
+		return w.err
 	}
 	if c.Offset < 0 || c.Offset+int64(len(c.Data)) > w.size {
 		w.err = fmt.Errorf("raw: chunk at %#x past the size %d", c.Offset, w.size)

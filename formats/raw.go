@@ -18,7 +18,7 @@ func init() {
 			for k := range opts {
 				return nil, fmt.Errorf("raw: unknown option %q", k)
 			}
-			f, err := out.Create(path)
+			f, err := out.CreateDisk(path)
 			if err != nil {
 				return nil, err
 			}
