@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -15,29 +13,6 @@ import (
 	"github.com/vmconv/vmconv/disk"
 	"github.com/vmconv/vmconv/internal/testutil"
 )
-
-// loopDevice attaches a file of size bytes, every byte 0xAA, as a loop
-// device and returns the device's path and the file's.
-func loopDevice(t *testing.T, size int) (dev, backing string) {
-	t.Helper()
-	testutil.RequireTool(t, "losetup")
-	if os.Geteuid() != 0 {
-		testutil.Unavailable(t, "loop devices need root")
-	}
-	backing = filepath.Join(t.TempDir(), "device.img")
-	require.NoError(t, os.WriteFile(backing, bytes.Repeat([]byte{0xAA}, size), 0o644))
-	out, err := exec.Command("losetup", "-f", "--show", backing).CombinedOutput()
-	if err != nil {
-		testutil.Unavailable(t, "losetup: "+err.Error()+": "+string(out))
-	}
-	dev = strings.TrimSpace(string(out))
-	t.Cleanup(func() {
-		if out, err := exec.Command("losetup", "-d", dev).CombinedOutput(); err != nil {
-			t.Errorf("losetup -d %s: %v: %s", dev, err, out)
-		}
-	})
-	return dev, backing
-}
 
 // sparseImage writes 8 MiB with data in chunks 0 and 5 (a hole between)
 // and returns the raw image and its bytes.
@@ -65,7 +40,7 @@ func sparseImage(t *testing.T) (*disk.Raw, []byte) {
 // are zeroed over the device's old bytes, the bytes past the image are left
 // alone, and the device node stays what it was.
 func TestRawOntoBlockDevice(t *testing.T) {
-	dev, backing := loopDevice(t, 16*disk.ChunkSize)
+	dev, backing := testutil.LoopDevice(t, 16*disk.ChunkSize, 0xAA)
 	img, content := sparseImage(t)
 
 	out := disk.NewOutput(true)
@@ -86,7 +61,7 @@ func TestRawOntoBlockDevice(t *testing.T) {
 // What may not be written onto a device fails before a byte is written,
 // naming the device.
 func TestBlockDeviceRefusals(t *testing.T) {
-	dev, backing := loopDevice(t, 4*disk.ChunkSize)
+	dev, backing := testutil.LoopDevice(t, 4*disk.ChunkSize, 0xAA)
 	img, _ := sparseImage(t) // 8 MiB: larger than the device
 	tests := []struct {
 		name    string

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/vmconv/vmconv/disk"
 	"github.com/vmconv/vmconv/formats/vhd"
 	"github.com/vmconv/vmconv/internal/testutil"
 )
@@ -136,4 +137,39 @@ func TestDetectFixedVHD(t *testing.T) {
 	_, err = img.ReadAt(buf, 10)
 	require.NoError(t, err)
 	assert.Equal(t, "fixed vhd ", string(buf))
+}
+
+// convert's raw output may be a block device (written in place); any other
+// format's is refused there, naming the device.
+func TestCreateImageOnBlockDevice(t *testing.T) {
+	dev, backing := testutil.LoopDevice(t, 2<<20, 0xAA)
+	tests := []struct {
+		format  string
+		wantErr string
+	}{
+		{"raw", ""},
+		{"vmdk", dev + ": is a device: only a raw image is written to a device"},
+		{"qcow2", dev + ": is a device: only a raw image is written to a device"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.format, func(t *testing.T) {
+			f, err := Lookup(tc.format)
+			require.NoError(t, err)
+			out := disk.NewOutput(true)
+			defer out.Abort()
+			w, err := f.CreateImage(out, dev, 1<<20, nil)
+			if tc.wantErr != "" {
+				require.ErrorContains(t, err, tc.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			data := bytes.Repeat([]byte{0x55}, 1<<20)
+			require.NoError(t, w.WriteChunk(&disk.Chunk{Offset: 0, Data: data, Length: len(data)}))
+			require.NoError(t, w.Close())
+			require.NoError(t, out.Commit())
+			got, err := os.ReadFile(backing)
+			require.NoError(t, err)
+			assert.Equal(t, append(data, bytes.Repeat([]byte{0xAA}, 1<<20)...), got)
+		})
+	}
 }
