@@ -176,7 +176,10 @@ func NewRawWriter(f *os.File, size int64) *RawWriter {
 	case err != nil:
 	case fi.Mode()&os.ModeDevice != 0 && fi.Mode()&os.ModeCharDevice == 0:
 		w.device = true
-		if end, err := f.Seek(0, io.SeekEnd); err != nil || end < size {
+		end, err := f.Seek(0, io.SeekEnd)
+		if err != nil {
+			w.err = fmt.Errorf("raw: %s: size: %w", f.Name(), err)
+		} else if end < size {
 			w.err = fmt.Errorf("raw: %s holds %d bytes, less than the image's %d", f.Name(), end, size)
 		}
 		return w

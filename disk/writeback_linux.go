@@ -3,7 +3,6 @@ package disk
 import (
 	"fmt"
 	"os"
-	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -39,9 +38,7 @@ var flushFile = unix.Fdatasync
 type writeback struct {
 	stop chan struct{}
 	done chan struct{}
-
-	mu  sync.Mutex
-	err error // the first failed flush
+	err  error // a failed flush; set before done is closed
 }
 
 func startWriteback(f *os.File) *writeback {
@@ -85,9 +82,7 @@ func (w *writeback) run(f *os.File) {
 		if flushed-durable >= flushEvery {
 			rc.Control(func(fd uintptr) { serr = flushFile(int(fd)) })
 			if serr != nil {
-				w.mu.Lock()
 				w.err = fmt.Errorf("flush at %d bytes: %w", flushed, serr)
-				w.mu.Unlock()
 				return
 			}
 			durable = flushed
@@ -107,7 +102,5 @@ func (w *writeback) Stop() error {
 		close(w.stop)
 	}
 	<-w.done
-	w.mu.Lock()
-	defer w.mu.Unlock()
 	return w.err
 }
