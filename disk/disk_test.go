@@ -475,3 +475,61 @@ func TestOverlayZeroAt(t *testing.T) {
 	require.True(t, bytes.Equal(want, got))
 	require.ErrorIs(t, ov.ZeroAt(int64(len(content)), 1), ErrOutOfRange)
 }
+
+// A raw file gets holes wherever a 4 KiB block is zero, inside data chunks
+// too (qemu-img's -S 4k): the file's data extents are exactly its non-zero
+// blocks, and it reads back the same.
+func TestRawWriterBlockHoles(t *testing.T) {
+	block := func(fill byte, n int) []byte { return bytes.Repeat([]byte{fill}, n) }
+	alternating := make([]byte, 0, ChunkSize)
+	for i := 0; i < ChunkSize/holeBlock; i++ {
+		alternating = append(alternating, block(byte(i%2), holeBlock)...)
+	}
+	tests := []struct {
+		name    string
+		content []byte
+		want    []Extent // data extents
+	}{
+		{"data, zero block, data, zero rest", append(append(append(block(1, 4096), block(0, 4096)...), block(2, 4096)...), block(0, ChunkSize-3*4096)...),
+			[]Extent{{0, 4096, Data}, {8192, 4096, Data}}},
+		{"zero block, then a partial last block", append(append(block(0, 4096), block(3, 4096)...), block(4, 1808)...),
+			[]Extent{{4096, 10000 - 4096, Data}}},
+		{"one byte in a zero chunk", append(block(0, 5*4096+17), append([]byte{9}, block(0, ChunkSize-5*4096-18)...)...),
+			[]Extent{{5 * 4096, 4096, Data}}},
+		{"all data", block(5, ChunkSize), []Extent{{0, ChunkSize, Data}}},
+		{"every other block", alternating, func() []Extent {
+			var e []Extent
+			for off := int64(holeBlock); off < ChunkSize; off += 2 * holeBlock {
+				e = append(e, Extent{off, holeBlock, Data})
+			}
+			return e
+		}()},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			size := int64(len(tc.content))
+			dst := filepath.Join(t.TempDir(), "dst.raw")
+			out := NewOutput(false)
+			f, err := out.Create(dst)
+			require.NoError(t, err)
+			require.NoError(t, Copy(context.Background(), FromReaderAt(bytes.NewReader(tc.content), size), NewRawWriter(f, size), CopyOptions{}))
+			require.NoError(t, out.Commit())
+
+			got, err := os.ReadFile(dst)
+			require.NoError(t, err)
+			require.True(t, bytes.Equal(tc.content, got), "copy differs")
+			img, err := OpenRaw(dst)
+			require.NoError(t, err)
+			defer img.Close()
+			exts, err := img.Extents(0, size)
+			require.NoError(t, err)
+			var data []Extent
+			for _, e := range exts {
+				if e.Kind == Data {
+					data = append(data, e)
+				}
+			}
+			assert.Equal(t, tc.want, data)
+		})
+	}
+}

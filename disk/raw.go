@@ -152,8 +152,8 @@ func (m *readerAtImage) Close() error {
 	return nil
 }
 
-// RawWriter writes a raw image. To a file it writes only non-zero chunks and
-// leaves holes; to a pipe it writes every byte in order; on a block device,
+// RawWriter writes a raw image. To a file it writes only the non-zero 4 KiB
+// blocks of its chunks and leaves holes; to a pipe it writes every byte in order; on a block device,
 // whose old contents would show through holes, it zeroes the zero chunks
 // (discarding them where the device can guarantee zeros).
 type RawWriter struct {
@@ -225,8 +225,38 @@ func (w *RawWriter) WriteChunk(c *Chunk) error {
 		w.pos = c.Offset + int64(len(c.Data))
 		return nil
 	}
-	_, w.err = w.w.WriteAt(c.Data, c.Offset)
+	if w.device {
+		_, w.err = w.w.WriteAt(c.Data, c.Offset)
+		return w.err
+	}
+	w.err = writeNonZero(w.w, c.Data, c.Offset)
 	return w.err
+}
+
+// holeBlock is the granularity of holes in a raw file: zero blocks inside a
+// chunk are left unwritten, as qemu-img's default (-S 4k) leaves them.
+const holeBlock = 4096
+
+// writeNonZero writes p at off, skipping its zero holeBlocks (p starts on a
+// block boundary of the file).
+func writeNonZero(f *os.File, p []byte, off int64) error {
+	zero := func(i int) bool { return IsZero(p[i:min(i+holeBlock, len(p))]) }
+	for start := 0; start < len(p); {
+		for start < len(p) && zero(start) {
+			start += holeBlock
+		}
+		end := start
+		for end < len(p) && !zero(end) {
+			end += holeBlock
+		}
+		if end = min(end, len(p)); end > start {
+			if _, err := f.WriteAt(p[start:end], off+int64(start)); err != nil {
+				return err
+			}
+		}
+		start = end
+	}
+	return nil
 }
 
 func (w *RawWriter) writeZeros(n int64) error {
