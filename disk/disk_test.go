@@ -481,6 +481,7 @@ func TestOverlayZeroAt(t *testing.T) {
 // blocks, and it reads back the same.
 func TestRawWriterBlockHoles(t *testing.T) {
 	block := func(fill byte, n int) []byte { return bytes.Repeat([]byte{fill}, n) }
+	cat := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
 	alternating := make([]byte, 0, ChunkSize)
 	for i := 0; i < ChunkSize/holeBlock; i++ {
 		alternating = append(alternating, block(byte(i%2), holeBlock)...)
@@ -490,11 +491,11 @@ func TestRawWriterBlockHoles(t *testing.T) {
 		content []byte
 		want    []Extent // data extents
 	}{
-		{"data, zero block, data, zero rest", append(append(append(block(1, 4096), block(0, 4096)...), block(2, 4096)...), block(0, ChunkSize-3*4096)...),
+		{"data, zero block, data, zero rest", cat(block(1, 4096), block(0, 4096), block(2, 4096), block(0, ChunkSize-3*4096)),
 			[]Extent{{0, 4096, Data}, {8192, 4096, Data}}},
-		{"zero block, then a partial last block", append(append(block(0, 4096), block(3, 4096)...), block(4, 1808)...),
+		{"zero block, then a partial last block", cat(block(0, 4096), block(3, 4096), block(4, 1808)),
 			[]Extent{{4096, 10000 - 4096, Data}}},
-		{"one byte in a zero chunk", append(block(0, 5*4096+17), append([]byte{9}, block(0, ChunkSize-5*4096-18)...)...),
+		{"one byte in a zero chunk", cat(block(0, 5*4096+17), []byte{9}, block(0, ChunkSize-5*4096-18)),
 			[]Extent{{5 * 4096, 4096, Data}}},
 		{"all data", block(5, ChunkSize), []Extent{{0, ChunkSize, Data}}},
 		{"every other block", alternating, func() []Extent {

@@ -126,7 +126,7 @@ func (o *Output) CreateDisk(target string) (*os.File, error) {
 		return nil, fmt.Errorf("create %s: %w", target, err)
 	}
 	o.mu.Lock()
-	o.entries = append(o.entries, outEntry{target: target, temp: target, file: f, device: true})
+	o.entries = append(o.entries, outEntry{target: target, file: f, device: true})
 	o.mu.Unlock()
 	return f, nil
 }

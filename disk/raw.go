@@ -153,9 +153,10 @@ func (m *readerAtImage) Close() error {
 }
 
 // RawWriter writes a raw image. To a file it writes only the non-zero 4 KiB
-// blocks of its chunks and leaves holes; to a pipe it writes every byte in order; on a block device,
-// whose old contents would show through holes, it zeroes the zero chunks
-// (discarding them where the device can guarantee zeros).
+// blocks of its chunks and leaves holes; to a pipe it writes every byte in
+// order; on a block device, whose old contents would show through holes, it
+// zeroes the zero chunks (discarding them where the device guarantees
+// zeros).
 type RawWriter struct {
 	w      *os.File
 	size   int64
@@ -173,7 +174,7 @@ func NewRawWriter(f *os.File, size int64) *RawWriter {
 	w := &RawWriter{w: f, size: size}
 	fi, err := f.Stat()
 	switch {
-	case err != nil:
+	case err != nil: // decided by whether it seeks, below
 	case fi.Mode()&os.ModeDevice != 0 && fi.Mode()&os.ModeCharDevice == 0:
 		w.device = true
 		end, err := f.Seek(0, io.SeekEnd)
@@ -238,23 +239,29 @@ func (w *RawWriter) WriteChunk(c *Chunk) error {
 const holeBlock = 4096
 
 // writeNonZero writes p at off, skipping its zero holeBlocks (p starts on a
-// block boundary of the file).
+// block boundary of the file): each run of non-zero blocks is one write.
 func writeNonZero(f *os.File, p []byte, off int64) error {
-	zero := func(i int) bool { return IsZero(p[i:min(i+holeBlock, len(p))]) }
-	for start := 0; start < len(p); {
-		for start < len(p) && zero(start) {
-			start += holeBlock
+	write := func(start, end int) error {
+		_, err := f.WriteAt(p[start:end], off+int64(start))
+		return err
+	}
+	run := -1 // start of the non-zero run being gathered
+	for i := 0; i < len(p); i += holeBlock {
+		if !IsZero(p[i:min(i+holeBlock, len(p))]) {
+			if run < 0 {
+				run = i
+			}
+			continue
 		}
-		end := start
-		for end < len(p) && !zero(end) {
-			end += holeBlock
-		}
-		if end = min(end, len(p)); end > start {
-			if _, err := f.WriteAt(p[start:end], off+int64(start)); err != nil {
+		if run >= 0 {
+			if err := write(run, i); err != nil {
 				return err
 			}
+			run = -1
 		}
-		start = end
+	}
+	if run >= 0 {
+		return write(run, len(p))
 	}
 	return nil
 }
