@@ -26,14 +26,7 @@ func init() {
 		},
 		Check: func(path string) ([]string, error) {
 			probs, err := vhd.Check(path)
-			if err != nil {
-				return nil, err
-			}
-			var out []string
-			for _, p := range probs {
-				out = append(out, p.String())
-			}
-			return out, nil
+			return problemStrings(probs), err
 		},
 		ImageInfo: func(img disk.Image) *ImageInfo {
 			vi := img.(*vhd.Image).Info()

@@ -27,11 +27,7 @@ func init() {
 			if err != nil {
 				return nil, err
 			}
-			var out []string
-			for _, p := range res.Problems {
-				out = append(out, p.String())
-			}
-			return out, nil
+			return problemStrings(res.Problems), nil
 		},
 		ImageInfo: func(img disk.Image) *ImageInfo {
 			vi := img.(*vmdk.Image).Info()

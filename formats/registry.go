@@ -257,3 +257,12 @@ func OpenVM(path string, f *Format) (*neutral.VM, error) {
 		Source: &neutral.Source{Format: f.Name, File: path},
 	}, nil
 }
+
+// problemStrings describes a format check's problems for Format.Check.
+func problemStrings(probs []disk.Problem) []string {
+	var out []string
+	for _, p := range probs {
+		out = append(out, p.String())
+	}
+	return out
+}

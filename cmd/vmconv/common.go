@@ -88,7 +88,8 @@ func diskImages(vm *neutral.VM) []neutral.Disk {
 	return out
 }
 
-// parseOpts parses "-o k=v,k2=v2" (repeatable) like qemu-img.
+// parseOpts parses "-o k=v,k2=v2" (repeatable) like qemu-img, where a key
+// alone switches a setting on ("-o compat6" is "-o compat6=on").
 func parseOpts(list []string) (map[string]string, error) {
 	out := map[string]string{}
 	for _, s := range list {
@@ -97,7 +98,10 @@ func parseOpts(list []string) (map[string]string, error) {
 				continue
 			}
 			k, v, ok := strings.Cut(kv, "=")
-			if !ok || k == "" {
+			if !ok {
+				v = "on"
+			}
+			if k == "" {
 				return nil, usagef("option %q: want key=value", kv)
 			}
 			if _, dup := out[k]; dup {

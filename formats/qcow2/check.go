@@ -6,25 +6,18 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/vmconv/vmconv/disk"
 )
 
 // CheckResult lists the problems Check found.
 type CheckResult struct {
-	Problems []Problem `json:"problems"`
+	Problems []disk.Problem `json:"problems"`
 	// Notes are facts that limited the check (snapshots, bitmaps).
 	Notes []string `json:"notes,omitempty"`
 	// Clusters counts guest clusters that map to data (compressed included).
 	Clusters int64 `json:"allocated-clusters"`
 }
-
-// Problem is one inconsistency, with the file offset it concerns.
-type Problem struct {
-	File   string `json:"file"`
-	Offset int64  `json:"offset"`
-	What   string `json:"what"`
-}
-
-func (p Problem) String() string { return fmt.Sprintf("%s at %#x: %s", p.File, p.Offset, p.What) }
 
 // OK reports whether no problem was found.
 func (r *CheckResult) OK() bool { return len(r.Problems) == 0 }
@@ -48,7 +41,7 @@ func (c *checker) add(off int64, format string, args ...any) {
 	if len(c.res.Problems) >= maxProblems {
 		return
 	}
-	c.res.Problems = append(c.res.Problems, Problem{File: c.img.path, Offset: off, What: fmt.Sprintf(format, args...)})
+	c.res.Problems = append(c.res.Problems, disk.Problemf(c.img.path, off, format, args...))
 }
 
 // Check verifies an image's structure as qemu-img check does: every table

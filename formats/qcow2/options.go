@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/vmconv/vmconv/formats/createopt"
 )
 
 // Options control the writer. They are spelled like qemu-img's qcow2
@@ -28,14 +30,15 @@ const defaultClusterSize = 64 << 10
 // lazy_refcounts, preallocation, extended_l2.
 func ParseOptions(kv map[string]string) (Options, error) {
 	var o Options
-	for k, v := range kv {
+	for _, k := range createopt.Keys(kv) {
+		v := kv[k]
 		switch k {
 		case "compat":
 			if v != "1.1" && v != "v3" {
 				return o, fmt.Errorf("qcow2 option compat=%q: only 1.1 (version 3) is written", v)
 			}
 		case "cluster_size":
-			n, err := parseSize(v)
+			n, err := createopt.Size(v)
 			if err != nil || n < 512 || n > 2<<20 || n&(n-1) != 0 {
 				return o, fmt.Errorf("qcow2 option cluster_size=%q: want a power of two from 512 to 2M", v)
 			}
@@ -48,7 +51,7 @@ func ParseOptions(kv map[string]string) (Options, error) {
 				return o, fmt.Errorf("qcow2 option compression_type=%q: want zlib or zstd", v)
 			}
 		case "compress", "c":
-			b, err := parseBool(v)
+			b, err := createopt.Bool(v)
 			if err != nil {
 				return o, fmt.Errorf("qcow2 option %s=%q: %w", k, v, err)
 			}
@@ -64,7 +67,7 @@ func ParseOptions(kv map[string]string) (Options, error) {
 				return o, fmt.Errorf("qcow2 option refcount_bits=%q: only 16 is written", v)
 			}
 		case "lazy_refcounts", "extended_l2":
-			if b, err := parseBool(v); err != nil || b {
+			if b, err := createopt.Bool(v); err != nil || b {
 				return o, fmt.Errorf("qcow2 option %s=%q: only off is written", k, v)
 			}
 		case "preallocation":
@@ -87,27 +90,4 @@ func (o *Options) fill() {
 	if o.CompressionType == "" {
 		o.CompressionType = "zlib"
 	}
-}
-
-func parseBool(v string) (bool, error) {
-	switch strings.ToLower(v) {
-	case "on", "true", "yes", "1", "":
-		return true, nil
-	case "off", "false", "no", "0":
-		return false, nil
-	}
-	return false, fmt.Errorf("want on or off")
-}
-
-// parseSize reads 65536, 64k, 64K, 2M.
-func parseSize(s string) (int64, error) {
-	mult := int64(1)
-	switch {
-	case strings.HasSuffix(strings.ToLower(s), "k"):
-		mult, s = 1<<10, s[:len(s)-1]
-	case strings.HasSuffix(strings.ToLower(s), "m"):
-		mult, s = 1<<20, s[:len(s)-1]
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	return n * mult, err
 }

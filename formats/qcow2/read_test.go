@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/vmconv/vmconv/disk"
+	"github.com/vmconv/vmconv/disk/disktest"
 )
 
 // qemuWrites are qemu-io commands touching every kind of cluster: data,
@@ -35,7 +36,7 @@ func TestReadQemuFiles(t *testing.T) {
 	dir := t.TempDir()
 	src := filepath.Join(dir, "src.raw")
 	const size = 10 << 20
-	writeRaw(t, src, pattern(size, 7))
+	disktest.WriteSparse(t, src, disktest.Pattern(size, 7))
 	tests := []struct {
 		name  string
 		setup func(t *testing.T, path string)
@@ -48,31 +49,33 @@ func TestReadQemuFiles(t *testing.T) {
 		{"extended L2", create("-o", "extended_l2=on"), func(t *testing.T, in Info) { assert.True(t, in.ExtendedL2) }},
 		{"extended L2, 2 MiB clusters", create("-o", "extended_l2=on,cluster_size=2M"), nil},
 		{"refcount_bits=1", create("-o", "refcount_bits=1"), func(t *testing.T, in Info) { assert.Equal(t, 1, in.RefcountBits) }},
-		{"compressed zlib", func(t *testing.T, p string) { qemuImg(t, "convert", "-c", "-O", "qcow2", src, p) }, nil},
+		{"compressed zlib", func(t *testing.T, p string) { disktest.QemuImg(t, "convert", "-c", "-O", "qcow2", src, p) }, nil},
 		{"compressed zlib, 4 KiB clusters", func(t *testing.T, p string) {
-			qemuImg(t, "convert", "-c", "-O", "qcow2", "-o", "cluster_size=4k", src, p)
+			disktest.QemuImg(t, "convert", "-c", "-O", "qcow2", "-o", "cluster_size=4k", src, p)
 		}, nil},
 		{"compressed zstd", func(t *testing.T, p string) {
-			qemuImg(t, "convert", "-c", "-O", "qcow2", "-o", "compression_type=zstd", src, p)
+			disktest.QemuImg(t, "convert", "-c", "-O", "qcow2", "-o", "compression_type=zstd", src, p)
 		}, func(t *testing.T, in Info) { assert.Equal(t, "zstd", in.CompressionType) }},
 		{"compressed zstd, extended L2", func(t *testing.T, p string) {
-			qemuImg(t, "convert", "-c", "-O", "qcow2", "-o", "compression_type=zstd,extended_l2=on", src, p)
+			disktest.QemuImg(t, "convert", "-c", "-O", "qcow2", "-o", "compression_type=zstd,extended_l2=on", src, p)
 		}, nil},
-		{"compressed v2", func(t *testing.T, p string) { qemuImg(t, "convert", "-c", "-O", "qcow2", "-o", "compat=0.10", src, p) }, nil},
-		{"converted, uncompressed", func(t *testing.T, p string) { qemuImg(t, "convert", "-O", "qcow2", src, p) }, nil},
+		{"compressed v2", func(t *testing.T, p string) {
+			disktest.QemuImg(t, "convert", "-c", "-O", "qcow2", "-o", "compat=0.10", src, p)
+		}, nil},
+		{"converted, uncompressed", func(t *testing.T, p string) { disktest.QemuImg(t, "convert", "-O", "qcow2", src, p) }, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			p := filepath.Join(t.TempDir(), "img.qcow2")
 			tc.setup(t, p)
-			want := rawOf(t, p)
+			want := disktest.RawOf(t, p, "")
 			img, err := Open(p)
 			require.NoError(t, err)
 			defer img.Close()
 			require.Equal(t, int64(len(want)), img.Size())
-			got := readAllParallel(t, img)
+			got := disktest.ReadAll(t, img)
 			require.True(t, string(want) == string(got), "contents differ from qemu-img's raw conversion")
-			requireExtentsCover(t, img, want)
+			disktest.RequireExtentsCover(t, img, want)
 			if tc.info != nil {
 				tc.info(t, img.Info())
 			}
@@ -87,7 +90,7 @@ func TestReadQemuFiles(t *testing.T) {
 // writes qemuWrites into it with qemu-io.
 func create(args ...string) func(t *testing.T, path string) {
 	return func(t *testing.T, path string) {
-		qemuImg(t, append(append([]string{"create", "-f", "qcow2"}, args...), path, "10M")...)
+		disktest.QemuImg(t, append(append([]string{"create", "-f", "qcow2"}, args...), path, "10M")...)
 		qemuIO(t, path, qemuWrites...)
 	}
 }
@@ -98,22 +101,22 @@ func create(args ...string) func(t *testing.T, path string) {
 func TestReadBackingChains(t *testing.T) {
 	dir := t.TempDir()
 	base := filepath.Join(dir, "base.qcow2")
-	qemuImg(t, "create", "-f", "qcow2", base, "8M")
+	disktest.QemuImg(t, "create", "-f", "qcow2", base, "8M")
 	qemuIO(t, base, "write -P 0xa1 0 4M")
 	raw := filepath.Join(dir, "base.raw")
-	writeRaw(t, raw, pattern(8<<20, 3))
+	disktest.WriteSparse(t, raw, disktest.Pattern(8<<20, 3))
 
 	mid := filepath.Join(dir, "mid.qcow2")
-	qemuImg(t, "create", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", mid)
+	disktest.QemuImg(t, "create", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", mid)
 	qemuIO(t, mid, "write -P 0xb2 1M 64k", "write -z 2M 64k")
 	top := filepath.Join(dir, "top.qcow2")
-	qemuImg(t, "create", "-f", "qcow2", "-o", "extended_l2=on", "-b", "mid.qcow2", "-F", "qcow2", top, "12M")
+	disktest.QemuImg(t, "create", "-f", "qcow2", "-o", "extended_l2=on", "-b", "mid.qcow2", "-F", "qcow2", top, "12M")
 	qemuIO(t, top, "write -P 0xc3 1052672 4k", "write -z 3M 8k", "write -P 0xc4 11M 4k")
 	overRaw := filepath.Join(dir, "over-raw.qcow2")
-	qemuImg(t, "create", "-f", "qcow2", "-b", raw, "-F", "raw", overRaw)
+	disktest.QemuImg(t, "create", "-f", "qcow2", "-b", raw, "-F", "raw", overRaw)
 	qemuIO(t, overRaw, "write -P 0xd5 0 64k")
 	noFmt := filepath.Join(dir, "nofmt.qcow2")
-	qemuImg(t, "create", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", noFmt, "8M")
+	disktest.QemuImg(t, "create", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", noFmt, "8M")
 	dropBackingFormat(t, noFmt) // the format is then probed, as for old images
 
 	for _, tc := range []struct {
@@ -122,13 +125,13 @@ func TestReadBackingChains(t *testing.T) {
 	}{{"mid.qcow2", 1}, {"top.qcow2", 2}, {"over-raw.qcow2", 1}, {"nofmt.qcow2", 1}} {
 		t.Run(tc.file, func(t *testing.T) {
 			p := filepath.Join(dir, tc.file)
-			want := rawOf(t, p)
+			want := disktest.RawOf(t, p, "")
 			img, err := Open(p)
 			require.NoError(t, err)
 			defer img.Close()
-			got := readAllParallel(t, img)
+			got := disktest.ReadAll(t, img)
 			require.True(t, string(want) == string(got), "contents differ")
-			requireExtentsCover(t, img, want)
+			disktest.RequireExtentsCover(t, img, want)
 			assert.Len(t, img.Info().Chain, tc.chain)
 		})
 	}
@@ -137,32 +140,32 @@ func TestReadBackingChains(t *testing.T) {
 func TestBackingLoopsAndDepth(t *testing.T) {
 	dir := t.TempDir()
 	a, b := filepath.Join(dir, "a.qcow2"), filepath.Join(dir, "b.qcow2")
-	qemuImg(t, "create", "-f", "qcow2", a, "1M")
-	qemuImg(t, "create", "-f", "qcow2", "-b", "a.qcow2", "-F", "qcow2", b)
+	disktest.QemuImg(t, "create", "-f", "qcow2", a, "1M")
+	disktest.QemuImg(t, "create", "-f", "qcow2", "-b", "a.qcow2", "-F", "qcow2", b)
 	// Point a at b: qemu-img rebase -u writes the header without opening.
-	qemuImg(t, "rebase", "-u", "-f", "qcow2", "-b", "b.qcow2", "-F", "qcow2", a)
+	disktest.QemuImg(t, "rebase", "-u", "-f", "qcow2", "-b", "b.qcow2", "-F", "qcow2", a)
 	_, err := Open(b)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "backing chain loop")
 
 	self := filepath.Join(dir, "self.qcow2")
-	qemuImg(t, "create", "-f", "qcow2", self, "1M")
-	qemuImg(t, "rebase", "-u", "-f", "qcow2", "-b", "self.qcow2", "-F", "qcow2", self)
+	disktest.QemuImg(t, "create", "-f", "qcow2", self, "1M")
+	disktest.QemuImg(t, "rebase", "-u", "-f", "qcow2", "-b", "self.qcow2", "-F", "qcow2", self)
 	_, err = Open(self)
 	require.ErrorContains(t, err, "backing chain loop")
 
 	prev := "l0.qcow2"
-	qemuImg(t, "create", "-f", "qcow2", filepath.Join(dir, prev), "1M")
+	disktest.QemuImg(t, "create", "-f", "qcow2", filepath.Join(dir, prev), "1M")
 	for i := 1; i <= MaxChainDepth+1; i++ {
 		name := fmt.Sprintf("l%d.qcow2", i)
-		qemuImg(t, "create", "-f", "qcow2", "-u", "-b", prev, "-F", "qcow2", filepath.Join(dir, name), "1M")
+		disktest.QemuImg(t, "create", "-f", "qcow2", "-u", "-b", prev, "-F", "qcow2", filepath.Join(dir, name), "1M")
 		prev = name
 	}
 	_, err = Open(filepath.Join(dir, prev))
 	require.ErrorContains(t, err, "deeper than")
 
 	missing := filepath.Join(dir, "orphan.qcow2")
-	qemuImg(t, "create", "-f", "qcow2", "-u", "-b", "gone.qcow2", "-F", "qcow2", missing, "1M")
+	disktest.QemuImg(t, "create", "-f", "qcow2", "-u", "-b", "gone.qcow2", "-F", "qcow2", missing, "1M")
 	_, err = Open(missing)
 	require.ErrorContains(t, err, "gone.qcow2")
 }
@@ -171,7 +174,7 @@ func TestBackingLoopsAndDepth(t *testing.T) {
 // virtual size, and maps as unallocated without reading every cluster.
 func TestOpenHugeVirtualSize(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "huge.qcow2")
-	qemuImg(t, "create", "-f", "qcow2", p, "1T")
+	disktest.QemuImg(t, "create", "-f", "qcow2", p, "1T")
 	qemuIO(t, p, "write -P 0x77 512G 64k")
 	img, err := Open(p)
 	require.NoError(t, err)

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/vmconv/vmconv/disk"
+	"github.com/vmconv/vmconv/disk/disktest"
 )
 
 // TestWriteQemuReads writes images in every option combination and has
@@ -35,21 +36,21 @@ func TestWriteQemuReads(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			want := pattern(tc.size, tc.size)
+			want := disktest.Pattern(tc.size, tc.size)
 			if tc.name == "empty" {
 				want = make([]byte, tc.size)
 			}
 			raw := filepath.Join(dir, "src.raw")
-			writeRaw(t, raw, want)
+			disktest.WriteSparse(t, raw, want)
 			src, err := disk.OpenRaw(raw)
 			require.NoError(t, err)
 			defer src.Close()
 			q := filepath.Join(dir, "out.qcow2")
 			convertTo(t, src, q, tc.opt)
 
-			assert.Contains(t, qemuImg(t, "check", q), "No errors were found")
-			qemuImg(t, "compare", "-f", "qcow2", "-F", "raw", q, raw)
-			qemuImg(t, "compare", "-f", "raw", "-F", "qcow2", raw, q)
+			assert.Contains(t, disktest.QemuImg(t, "check", q), "No errors were found")
+			disktest.QemuImg(t, "compare", "-f", "qcow2", "-F", "raw", q, raw)
+			disktest.QemuImg(t, "compare", "-f", "raw", "-F", "qcow2", raw, q)
 			var info struct {
 				VirtualSize int64 `json:"virtual-size"`
 				ClusterSize int64 `json:"cluster-size"`
@@ -60,7 +61,7 @@ func TestWriteQemuReads(t *testing.T) {
 					} `json:"data"`
 				} `json:"format-specific"`
 			}
-			require.NoError(t, json.Unmarshal([]byte(qemuImg(t, "info", "--output", "json", q)), &info))
+			require.NoError(t, json.Unmarshal([]byte(disktest.QemuImg(t, "info", "--output", "json", q)), &info))
 			assert.Equal(t, (tc.size+511)&^511, info.VirtualSize)
 			assert.Equal(t, "1.1", info.Specific.Data.Compat)
 			if tc.opt.CompressionType != "" {
@@ -70,9 +71,9 @@ func TestWriteQemuReads(t *testing.T) {
 			img, err := Open(q)
 			require.NoError(t, err)
 			defer img.Close()
-			got := readAllParallel(t, img)
+			got := disktest.ReadAll(t, img)
 			require.True(t, string(got[:tc.size]) == string(want), "contents differ")
-			requireExtentsCover(t, img, append(want, make([]byte, img.Size()-tc.size)...))
+			disktest.RequireExtentsCover(t, img, append(want, make([]byte, img.Size()-tc.size)...))
 			res, err := Check(q)
 			require.NoError(t, err)
 			assert.Empty(t, res.Problems)
@@ -98,8 +99,8 @@ func TestWriteManyRefcountBlocks(t *testing.T) {
 		}
 		q := filepath.Join(dir, "out.qcow2")
 		convertTo(t, disk.FromReaderAt(bytesReaderAt(want), size), q, Options{ClusterSize: 512, Compress: comp})
-		assert.Contains(t, qemuImg(t, "check", q), "No errors were found")
-		require.True(t, string(rawOf(t, q)) == string(want))
+		assert.Contains(t, disktest.QemuImg(t, "check", q), "No errors were found")
+		require.True(t, string(disktest.RawOf(t, q, "")) == string(want))
 	}
 }
 
@@ -121,7 +122,7 @@ func TestWriteHugeSparse(t *testing.T) {
 	fi, err := os.Stat(q)
 	require.NoError(t, err)
 	assert.Less(t, fi.Size(), int64(1<<20))
-	assert.Contains(t, qemuImg(t, "check", q), "No errors were found")
+	assert.Contains(t, disktest.QemuImg(t, "check", q), "No errors were found")
 }
 
 func TestCreateRefuses(t *testing.T) {
@@ -166,4 +167,12 @@ func TestParseOptions(t *testing.T) {
 		require.Error(t, err, tc.k)
 		assert.Contains(t, err.Error(), tc.want)
 	}
+	// Of several bad settings the first by name is reported, every time.
+	for i := 0; i < 20; i++ {
+		_, err := ParseOptions(map[string]string{"zz": "1", "compat": "0.10", "cluster_size": "3k"})
+		require.ErrorContains(t, err, "cluster_size")
+	}
+	o, err = ParseOptions(map[string]string{"cluster_size": "0.5M", "compress": "yes", "lazy_refcounts": "n"})
+	require.NoError(t, err)
+	assert.Equal(t, Options{Compress: true, ClusterSize: 512 << 10}, o)
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/vmconv/vmconv/disk"
+	"github.com/vmconv/vmconv/disk/disktest"
 )
 
 // TestDifferencingChains reads chains of differencing disks, and names
@@ -67,8 +68,8 @@ func TestDifferencingChains(t *testing.T) {
 			defer img.Close()
 			assert.Len(t, img.Info().Chain, tc.chain)
 			assert.Equal(t, filepath.Join(dir, "l00.vhd"), img.Info().Chain[tc.chain-1])
-			require.True(t, bytes.Equal(want, readAll(t, img)), "the chain reads as its first child")
-			requireExtentsCover(t, img, want)
+			require.True(t, bytes.Equal(want, disktest.ReadAll(t, img)), "the chain reads as its first child")
+			disktest.RequireExtentsCover(t, img, want)
 		})
 	}
 }
@@ -80,7 +81,7 @@ var chainID = [16]byte{0x42}
 // and returns what its first child reads as.
 func chainBase(t *testing.T, dir string, size int64) []byte {
 	raw := filepath.Join(dir, "base.raw")
-	writeRaw(t, raw, pattern(size, 5))
+	disktest.WriteSparse(t, raw, disktest.Pattern(size, 5))
 	src, err := disk.OpenRaw(raw)
 	require.NoError(t, err)
 	base := filepath.Join(dir, "l00.vhd")

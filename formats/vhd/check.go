@@ -6,22 +6,15 @@ import (
 	"io"
 	"os"
 	"sort"
+
+	"github.com/vmconv/vmconv/disk"
 )
-
-// Problem is one inconsistency, with the file offset it concerns.
-type Problem struct {
-	File   string `json:"file"`
-	Offset int64  `json:"offset"`
-	What   string `json:"what"`
-}
-
-func (p Problem) String() string { return fmt.Sprintf("%s at %#x: %s", p.File, p.Offset, p.What) }
 
 // Check verifies a VHD: footer and header checksums (opening does), the
 // footer copy of a dynamic disk agreeing with the footer, and every BAT
 // block inside the file, after the BAT, and overlapping no other block.
 // The error is for files that cannot be parsed at all.
-func Check(path string) ([]Problem, error) {
+func Check(path string) ([]disk.Problem, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("vhd: %w", err)
@@ -34,14 +27,14 @@ func Check(path string) ([]Problem, error) {
 	return check(path, f, fi.Size())
 }
 
-func check(path string, r io.ReaderAt, size int64) ([]Problem, error) {
+func check(path string, r io.ReaderAt, size int64) ([]disk.Problem, error) {
 	img, err := newImage(path, r, size)
 	if err != nil {
 		return nil, err
 	}
-	var out []Problem
+	var out []disk.Problem
 	add := func(off int64, format string, args ...any) {
-		out = append(out, Problem{File: path, Offset: off, What: fmt.Sprintf(format, args...)})
+		out = append(out, disk.Problemf(path, off, format, args...))
 	}
 	for _, w := range img.info.Warnings {
 		add(size-footerSize, "%s", w)

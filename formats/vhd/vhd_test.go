@@ -5,8 +5,6 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
-	"io"
-	"math/rand"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,77 +16,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/vmconv/vmconv/disk"
+	"github.com/vmconv/vmconv/disk/disktest"
 	"github.com/vmconv/vmconv/internal/testutil"
 )
-
-func qemuImg(t testing.TB, args ...string) string {
-	t.Helper()
-	testutil.RequireTool(t, "qemu-img")
-	return testutil.Run(t, "qemu-img", args...)
-}
-
-func pattern(size, seed int64) []byte {
-	b := make([]byte, size)
-	rng := rand.New(rand.NewSource(seed))
-	for _, r := range [][2]int64{{0, 4096}, {1<<20 + 12345, 1}, {3 << 20, 200 << 10}, {5<<20 - 100, 3000}, {size - 777, 777}} {
-		if r[0] >= 0 && r[0]+r[1] <= size {
-			rng.Read(b[r[0] : r[0]+r[1]])
-		}
-	}
-	return b
-}
-
-func writeRaw(t testing.TB, path string, b []byte) {
-	t.Helper()
-	f, err := os.Create(path)
-	require.NoError(t, err)
-	for off := 0; off < len(b); off += 64 << 10 {
-		end := min(off+64<<10, len(b))
-		if !disk.IsZero(b[off:end]) {
-			_, err := f.WriteAt(b[off:end], int64(off))
-			require.NoError(t, err)
-		}
-	}
-	require.NoError(t, f.Truncate(int64(len(b))))
-	require.NoError(t, f.Close())
-}
-
-func rawOf(t testing.TB, path string) []byte {
-	t.Helper()
-	out := filepath.Join(t.TempDir(), "out.raw")
-	qemuImg(t, "convert", "-f", "vpc", "-O", "raw", path, out)
-	b, err := os.ReadFile(out)
-	require.NoError(t, err)
-	return b
-}
-
-func readAll(t testing.TB, img disk.Image) []byte {
-	t.Helper()
-	b := make([]byte, img.Size())
-	for off := int64(0); off < img.Size(); off += 1 << 20 {
-		end := min(off+1<<20, img.Size())
-		n, err := img.ReadAt(b[off:end], off)
-		if err != nil && !(err == io.EOF && int64(n) == end-off) {
-			require.NoError(t, err)
-		}
-	}
-	return b
-}
-
-func requireExtentsCover(t testing.TB, img disk.Image, want []byte) {
-	t.Helper()
-	ext, err := img.Extents(0, img.Size())
-	require.NoError(t, err)
-	var pos int64
-	for _, e := range ext {
-		require.Equal(t, pos, e.Offset)
-		if e.Kind != disk.Data {
-			require.True(t, disk.IsZero(want[e.Offset:e.End()]), "non-zero bytes in %v extent at %#x", e.Kind, e.Offset)
-		}
-		pos = e.End()
-	}
-	require.Equal(t, img.Size(), pos)
-}
 
 // TestReadQemuFiles reads VHDs qemu-img wrote and compares them with
 // qemu-img's raw conversion.
@@ -96,18 +26,18 @@ func TestReadQemuFiles(t *testing.T) {
 	dir := t.TempDir()
 	for _, size := range []int64{10<<20 + 3*512, 3 << 30 / 1024} {
 		src := filepath.Join(dir, "src.raw")
-		writeRaw(t, src, pattern(size, size))
+		disktest.WriteSparse(t, src, disktest.Pattern(size, size))
 		for _, o := range []string{"subformat=dynamic", "subformat=fixed", "subformat=dynamic,force_size=on", "subformat=fixed,force_size=on"} {
 			t.Run(strconv.FormatInt(size, 10)+" "+o, func(t *testing.T) {
 				p := filepath.Join(t.TempDir(), "q.vhd")
-				qemuImg(t, "convert", "-O", "vpc", "-o", o, src, p)
-				want := rawOf(t, p)
+				disktest.QemuImg(t, "convert", "-O", "vpc", "-o", o, src, p)
+				want := disktest.RawOf(t, p, "vpc")
 				img, err := Open(p)
 				require.NoError(t, err)
 				defer img.Close()
 				require.Equal(t, int64(len(want)), img.Size())
-				require.True(t, bytes.Equal(want, readAll(t, img)))
-				requireExtentsCover(t, img, want)
+				require.True(t, bytes.Equal(want, disktest.ReadAll(t, img)))
+				disktest.RequireExtentsCover(t, img, want)
 				probs, err := Check(p)
 				require.NoError(t, err)
 				assert.Empty(t, probs)
@@ -134,9 +64,9 @@ func TestWriteQemuReads(t *testing.T) {
 		for _, opt := range []Options{{}, {Subformat: "fixed"}, {ForceSize: true}, {Subformat: "fixed", ForceSize: true}} {
 			t.Run(strconv.FormatInt(size, 10)+" "+opt.Subformat+" "+strconv.FormatBool(opt.ForceSize), func(t *testing.T) {
 				dir := t.TempDir()
-				want := pattern(size, 3)
+				want := disktest.Pattern(size, 3)
 				raw := filepath.Join(dir, "src.raw")
-				writeRaw(t, raw, want)
+				disktest.WriteSparse(t, raw, want)
 				src, err := disk.OpenRaw(raw)
 				require.NoError(t, err)
 				defer src.Close()
@@ -148,14 +78,14 @@ func TestWriteQemuReads(t *testing.T) {
 					sub = "fixed"
 				}
 				ref := filepath.Join(dir, "ref.vhd")
-				qemuImg(t, "convert", "-O", "vpc", "-o", "subformat="+sub+",force_size="+map[bool]string{true: "on", false: "off"}[opt.ForceSize], raw, ref)
+				disktest.QemuImg(t, "convert", "-O", "vpc", "-o", "subformat="+sub+",force_size="+map[bool]string{true: "on", false: "off"}[opt.ForceSize], raw, ref)
 				assert.Equal(t, virtualSize(t, ref), virtualSize(t, p), "qemu-img sees the size it gives its own")
-				qemuImg(t, "compare", "-f", "vpc", "-F", "raw", p, raw)
-				qemuImg(t, "compare", "-f", "raw", "-F", "vpc", raw, p)
+				disktest.QemuImg(t, "compare", "-f", "vpc", "-F", "raw", p, raw)
+				disktest.QemuImg(t, "compare", "-f", "raw", "-F", "vpc", raw, p)
 				img, err := Open(p)
 				require.NoError(t, err)
 				defer img.Close()
-				got := readAll(t, img)
+				got := disktest.ReadAll(t, img)
 				require.True(t, bytes.Equal(want, got[:size]))
 				probs, err := Check(p)
 				require.NoError(t, err)
@@ -172,7 +102,7 @@ func virtualSize(t testing.TB, p string) int64 {
 	var info struct {
 		VirtualSize int64 `json:"virtual-size"`
 	}
-	require.NoError(t, json.Unmarshal([]byte(qemuImg(t, "info", "--output", "json", "-f", "vpc", p)), &info))
+	require.NoError(t, json.Unmarshal([]byte(disktest.QemuImg(t, "info", "--output", "json", "-f", "vpc", p)), &info))
 	return info.VirtualSize
 }
 
@@ -201,7 +131,7 @@ func libvhdiRead(t testing.TB, path, parent string) []byte {
 func makeChild(t testing.TB, child, parent string, parentID [16]byte, size int64) []byte {
 	pimg, err := Open(parent)
 	require.NoError(t, err)
-	want := readAll(t, pimg)
+	want := disktest.ReadAll(t, pimg)
 	pimg.Close()
 	ft := Footer{Features: 2, FileFormatVersion: 0x10000, DataOffset: 512, CurrentSize: uint64(size), OriginalSize: uint64(size),
 		Cylinders: 65535, Heads: 16, SectorsPerTrack: 255, DiskType: typeDifferencing}
@@ -255,7 +185,7 @@ func TestReadDifferencing(t *testing.T) {
 	dir := t.TempDir()
 	raw := filepath.Join(dir, "p.raw")
 	const size = 6 << 20
-	writeRaw(t, raw, pattern(size, 9))
+	disktest.WriteSparse(t, raw, disktest.Pattern(size, 9))
 	parent := filepath.Join(dir, "parent.vhd")
 	src, err := disk.OpenRaw(raw)
 	require.NoError(t, err)
@@ -270,10 +200,10 @@ func TestReadDifferencing(t *testing.T) {
 
 	img, err := Open(child)
 	require.NoError(t, err)
-	got := readAll(t, img)
+	got := disktest.ReadAll(t, img)
 	assert.Equal(t, "differencing", img.Info().Subformat)
 	assert.Equal(t, []string{parent}, img.Info().Chain)
-	requireExtentsCover(t, img, want)
+	disktest.RequireExtentsCover(t, img, want)
 	img.Close()
 	require.True(t, bytes.Equal(want, got), "child reads through to the parent where its bitmap is clear")
 	lib := libvhdiRead(t, child, parent)
@@ -311,7 +241,7 @@ func utf16le(s string) []byte {
 func TestSizeRules(t *testing.T) {
 	for _, mb := range []int64{1, 10, 100, 1000, 4000, 40000} {
 		p := filepath.Join(t.TempDir(), "s.vhd")
-		qemuImg(t, "create", "-q", "-f", "vpc", p, strconv.FormatInt(mb, 10)+"M")
+		disktest.QemuImg(t, "create", "-q", "-f", "vpc", p, strconv.FormatInt(mb, 10)+"M")
 		total, _, _, _, err := sizeFor(mb<<20, false)
 		require.NoError(t, err)
 		assert.Equal(t, virtualSize(t, p), total, "%d MiB", mb)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/vmconv/vmconv/disk"
+	"github.com/vmconv/vmconv/formats/createopt"
 )
 
 // Options control the writer, spelled like qemu-img's vpc options.
@@ -22,7 +23,8 @@ type Options struct {
 // ParseOptions parses -o subformat=fixed|dynamic,force_size=on|off.
 func ParseOptions(kv map[string]string) (Options, error) {
 	var o Options
-	for k, v := range kv {
+	for _, k := range createopt.Keys(kv) {
+		v := kv[k]
 		switch k {
 		case "subformat":
 			switch strings.ToLower(v) {
@@ -32,14 +34,11 @@ func ParseOptions(kv map[string]string) (Options, error) {
 				return o, fmt.Errorf("vpc option subformat=%q: want fixed or dynamic", v)
 			}
 		case "force_size":
-			switch strings.ToLower(v) {
-			case "on", "true", "yes", "1", "":
-				o.ForceSize = true
-			case "off", "false", "no", "0":
-				o.ForceSize = false
-			default:
-				return o, fmt.Errorf("vpc option force_size=%q: want on or off", v)
+			b, err := createopt.Bool(v)
+			if err != nil {
+				return o, fmt.Errorf("vpc option force_size=%q: %w", v, err)
 			}
+			o.ForceSize = b
 		default:
 			return o, fmt.Errorf("vpc: unknown option %q (known: subformat, force_size)", k)
 		}

@@ -6,21 +6,14 @@ import (
 	"io"
 	"os"
 	"sort"
+
+	"github.com/vmconv/vmconv/disk"
 )
-
-// Problem is one inconsistency, with the file offset it concerns.
-type Problem struct {
-	File   string `json:"file"`
-	Offset int64  `json:"offset"`
-	What   string `json:"what"`
-}
-
-func (p Problem) String() string { return fmt.Sprintf("%s at %#x: %s", p.File, p.Offset, p.What) }
 
 // Check verifies a VHDX: both headers and both region tables valid (opening
 // needs only one of each), the two region tables equal, and every payload
 // block inside the file, after the BAT and overlapping no other block.
-func Check(path string) ([]Problem, error) {
+func Check(path string) ([]disk.Problem, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("vhdx: %w", err)
@@ -33,14 +26,14 @@ func Check(path string) ([]Problem, error) {
 	return check(path, f, fi.Size())
 }
 
-func check(path string, r io.ReaderAt, size int64) ([]Problem, error) {
+func check(path string, r io.ReaderAt, size int64) ([]disk.Problem, error) {
 	img, err := newImage(path, r, size)
 	if err != nil {
 		return nil, err
 	}
-	var out []Problem
+	var out []disk.Problem
 	add := func(off int64, format string, args ...any) {
-		out = append(out, Problem{File: path, Offset: off, What: fmt.Sprintf(format, args...)})
+		out = append(out, disk.Problemf(path, off, format, args...))
 	}
 	for _, w := range img.info.Warnings {
 		add(0, "%s", w)

@@ -6,8 +6,6 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
-	"io"
-	"math/rand"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -17,94 +15,26 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/vmconv/vmconv/disk"
+	"github.com/vmconv/vmconv/disk/disktest"
 	"github.com/vmconv/vmconv/internal/testutil"
 )
-
-func qemuImg(t testing.TB, args ...string) string {
-	t.Helper()
-	testutil.RequireTool(t, "qemu-img")
-	return testutil.Run(t, "qemu-img", args...)
-}
-
-func pattern(size, seed int64) []byte {
-	b := make([]byte, size)
-	rng := rand.New(rand.NewSource(seed))
-	for _, r := range [][2]int64{{0, 4096}, {1<<20 + 12345, 1}, {3 << 20, 200 << 10}, {9<<20 - 100, 3000}, {size - 777, 777}} {
-		if r[0] >= 0 && r[0]+r[1] <= size {
-			rng.Read(b[r[0] : r[0]+r[1]])
-		}
-	}
-	return b
-}
-
-func writeRaw(t testing.TB, path string, b []byte) {
-	t.Helper()
-	f, err := os.Create(path)
-	require.NoError(t, err)
-	for off := 0; off < len(b); off += 64 << 10 {
-		end := min(off+64<<10, len(b))
-		if !disk.IsZero(b[off:end]) {
-			_, err := f.WriteAt(b[off:end], int64(off))
-			require.NoError(t, err)
-		}
-	}
-	require.NoError(t, f.Truncate(int64(len(b))))
-	require.NoError(t, f.Close())
-}
-
-func rawOf(t testing.TB, path string) []byte {
-	t.Helper()
-	out := filepath.Join(t.TempDir(), "out.raw")
-	qemuImg(t, "convert", "-f", "vhdx", "-O", "raw", path, out)
-	b, err := os.ReadFile(out)
-	require.NoError(t, err)
-	return b
-}
-
-func readAll(t testing.TB, img disk.Image) []byte {
-	t.Helper()
-	b := make([]byte, img.Size())
-	for off := int64(0); off < img.Size(); off += 1 << 20 {
-		end := min(off+1<<20, img.Size())
-		n, err := img.ReadAt(b[off:end], off)
-		if err != nil && !(err == io.EOF && int64(n) == end-off) {
-			require.NoError(t, err)
-		}
-	}
-	return b
-}
-
-func requireExtentsCover(t testing.TB, img disk.Image, want []byte) {
-	t.Helper()
-	ext, err := img.Extents(0, img.Size())
-	require.NoError(t, err)
-	var pos int64
-	for _, e := range ext {
-		require.Equal(t, pos, e.Offset)
-		if e.Kind != disk.Data {
-			require.True(t, disk.IsZero(want[e.Offset:e.End()]), "non-zero bytes in %v extent at %#x", e.Kind, e.Offset)
-		}
-		pos = e.End()
-	}
-	require.Equal(t, img.Size(), pos)
-}
 
 func TestReadQemuFiles(t *testing.T) {
 	dir := t.TempDir()
 	src := filepath.Join(dir, "src.raw")
 	const size = 20<<20 + 3*512
-	writeRaw(t, src, pattern(size, 5))
+	disktest.WriteSparse(t, src, disktest.Pattern(size, 5))
 	for _, o := range []string{"subformat=dynamic", "subformat=fixed", "block_size=1M", "subformat=dynamic,block_size=32M"} {
 		t.Run(o, func(t *testing.T) {
 			p := filepath.Join(t.TempDir(), "q.vhdx")
-			qemuImg(t, "convert", "-O", "vhdx", "-o", o, src, p)
-			want := rawOf(t, p)
+			disktest.QemuImg(t, "convert", "-O", "vhdx", "-o", o, src, p)
+			want := disktest.RawOf(t, p, "vhdx")
 			img, err := Open(p)
 			require.NoError(t, err)
 			defer img.Close()
 			require.Equal(t, int64(len(want)), img.Size())
-			require.True(t, bytes.Equal(want, readAll(t, img)))
-			requireExtentsCover(t, img, want)
+			require.True(t, bytes.Equal(want, disktest.ReadAll(t, img)))
+			disktest.RequireExtentsCover(t, img, want)
 			probs, err := Check(p)
 			require.NoError(t, err)
 			assert.Empty(t, probs)
@@ -137,26 +67,26 @@ func TestWriteQemuReads(t *testing.T) {
 	} {
 		t.Run(strconv.FormatInt(tc.size, 10)+tc.opt.Subformat, func(t *testing.T) {
 			dir := t.TempDir()
-			want := pattern(tc.size, tc.size)
+			want := disktest.Pattern(tc.size, tc.size)
 			raw := filepath.Join(dir, "src.raw")
-			writeRaw(t, raw, want)
+			disktest.WriteSparse(t, raw, want)
 			src, err := disk.OpenRaw(raw)
 			require.NoError(t, err)
 			defer src.Close()
 			p := filepath.Join(dir, "out.vhdx")
 			convertTo(t, src, p, tc.opt)
-			assert.Contains(t, qemuImg(t, "check", p), "No errors were found")
-			qemuImg(t, "compare", "-f", "vhdx", "-F", "raw", p, raw)
-			qemuImg(t, "compare", "-f", "raw", "-F", "vhdx", raw, p)
+			assert.Contains(t, disktest.QemuImg(t, "check", p), "No errors were found")
+			disktest.QemuImg(t, "compare", "-f", "vhdx", "-F", "raw", p, raw)
+			disktest.QemuImg(t, "compare", "-f", "raw", "-F", "vhdx", raw, p)
 			var info struct {
 				VirtualSize int64 `json:"virtual-size"`
 			}
-			require.NoError(t, json.Unmarshal([]byte(qemuImg(t, "info", "--output", "json", p)), &info))
+			require.NoError(t, json.Unmarshal([]byte(disktest.QemuImg(t, "info", "--output", "json", p)), &info))
 			assert.Equal(t, (tc.size+511)&^511, info.VirtualSize)
 			img, err := Open(p)
 			require.NoError(t, err)
 			defer img.Close()
-			got := readAll(t, img)
+			got := disktest.ReadAll(t, img)
 			require.True(t, bytes.Equal(want, got[:tc.size]))
 			probs, err := Check(p)
 			require.NoError(t, err)
@@ -171,7 +101,7 @@ func TestWriteQemuReads(t *testing.T) {
 // smallImage is our own writer's output for a 3 MiB disk with 1 MiB blocks.
 func smallImage(t testing.TB) []byte {
 	p := filepath.Join(t.TempDir(), "s.vhdx")
-	want := pattern(3<<20, 1)
+	want := disktest.Pattern(3<<20, 1)
 	convertTo(t, disk.FromReaderAt(bytes.NewReader(want), int64(len(want))), p, Options{BlockSize: 1 << 20})
 	b, err := os.ReadFile(p)
 	require.NoError(t, err)

@@ -9,6 +9,7 @@ import (
 	"unicode/utf16"
 
 	"github.com/vmconv/vmconv/disk"
+	"github.com/vmconv/vmconv/formats/createopt"
 )
 
 // Options control the writer, spelled like qemu-img's vhdx options.
@@ -23,7 +24,8 @@ type Options struct {
 // ParseOptions parses -o subformat=dynamic|fixed,block_size=N.
 func ParseOptions(kv map[string]string) (Options, error) {
 	var o Options
-	for k, v := range kv {
+	for _, k := range createopt.Keys(kv) {
+		v := kv[k]
 		switch k {
 		case "subformat":
 			switch strings.ToLower(v) {
@@ -33,13 +35,13 @@ func ParseOptions(kv map[string]string) (Options, error) {
 				return o, fmt.Errorf("vhdx option subformat=%q: want dynamic or fixed", v)
 			}
 		case "block_size":
-			n, err := parseSize(v)
+			n, err := createopt.Size(v)
 			if err != nil || n < minBlockSize || n > maxBlockSize || n&(n-1) != 0 {
 				return o, fmt.Errorf("vhdx option block_size=%q: want a power of two from 1M to 256M", v)
 			}
 			o.BlockSize = n
 		case "log_size":
-			if n, err := parseSize(v); err != nil || n != mib {
+			if n, err := createopt.Size(v); err != nil || n != mib {
 				return o, fmt.Errorf("vhdx option log_size=%q: only 1M is written", v)
 			}
 		case "block_state_zero":
@@ -48,19 +50,6 @@ func ParseOptions(kv map[string]string) (Options, error) {
 		}
 	}
 	return o, nil
-}
-
-func parseSize(s string) (int64, error) {
-	mult := int64(1)
-	switch strings.ToUpper(s[len(s)-min(1, len(s)):]) {
-	case "K":
-		mult, s = kib, s[:len(s)-1]
-	case "M":
-		mult, s = mib, s[:len(s)-1]
-	}
-	var n int64
-	_, err := fmt.Sscan(s, &n)
-	return n * mult, err
 }
 
 // defaultBlockSize is qemu-img's choice for a disk of the given size.

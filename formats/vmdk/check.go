@@ -7,30 +7,23 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+
+	"github.com/vmconv/vmconv/disk"
 )
 
 // CheckResult lists the structural problems Check found.
 type CheckResult struct {
-	Problems []Problem `json:"problems"`
+	Problems []disk.Problem `json:"problems"`
 	// Grains counts allocated grains over all sparse extents.
 	Grains int64 `json:"allocated-grains"`
 }
-
-// Problem is one inconsistency, naming the file and where in it.
-type Problem struct {
-	File   string `json:"file"`
-	Offset int64  `json:"offset"`
-	What   string `json:"what"`
-}
-
-func (p Problem) String() string { return fmt.Sprintf("%s at %#x: %s", p.File, p.Offset, p.What) }
 
 type checker struct {
 	res *CheckResult
 }
 
 func (c *checker) add(file string, off int64, format string, args ...any) {
-	c.res.Problems = append(c.res.Problems, Problem{File: file, Offset: off, What: fmt.Sprintf(format, args...)})
+	c.res.Problems = append(c.res.Problems, disk.Problemf(file, off, format, args...))
 }
 
 // Check verifies a VMDK's structure: grain tables and grains inside the file

@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/vmconv/vmconv/disk"
+	"github.com/vmconv/vmconv/disk/disktest"
 )
 
 // testdataFile returns the contents of a committed file, gunzipped.
@@ -97,9 +98,9 @@ func TestReadCommittedQemuFiles(t *testing.T) {
 			img, err := Open(filepath.Join(dir, tc.file))
 			require.NoError(t, err)
 			defer img.Close()
-			got := readAllParallel(t, img)
+			got := disktest.ReadAll(t, img)
 			require.True(t, bytes.Equal(tc.want, got))
-			requireExtentsCover(t, img, tc.want)
+			disktest.RequireExtentsCover(t, img, tc.want)
 		})
 	}
 	// The split descriptor's extents are empty files here: a clear error.
@@ -415,9 +416,9 @@ func TestMixedDescriptor(t *testing.T) {
 	want = append(want, src...)
 	want = append(want, flat[:1000*512]...)
 	require.Equal(t, int64(len(want)), img.Size())
-	got := readAllParallel(t, img)
+	got := disktest.ReadAll(t, img)
 	require.True(t, bytes.Equal(want, got))
-	requireExtentsCover(t, img, want)
+	disktest.RequireExtentsCover(t, img, want)
 	ext, err := img.Extents(1<<20, 100*512)
 	require.NoError(t, err)
 	require.Equal(t, []disk.Extent{{Offset: 1 << 20, Length: 100 * 512, Kind: disk.Zero}}, ext)

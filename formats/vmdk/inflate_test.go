@@ -9,6 +9,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/vmconv/vmconv/disk/disktest"
 )
 
 // grainInflater is what every grain decoder offers.
@@ -31,8 +33,8 @@ var decoders = []struct {
 func qemuGrains(t *testing.T, src []byte) (grains [][]byte, offs []int64, grainBytes int64) {
 	t.Helper()
 	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "src.raw"), src)
-	qemuImg(t, "convert", "-f", "raw", "-O", "vmdk", "-o", "subformat=streamOptimized",
+	disktest.WriteSparse(t, filepath.Join(dir, "src.raw"), src)
+	disktest.QemuImg(t, "convert", "-f", "raw", "-O", "vmdk", "-o", "subformat=streamOptimized",
 		filepath.Join(dir, "src.raw"), filepath.Join(dir, "s.vmdk"))
 	f, err := os.Open(filepath.Join(dir, "s.vmdk"))
 	require.NoError(t, err)
@@ -55,7 +57,7 @@ func qemuGrains(t *testing.T, src []byte) (grains [][]byte, offs []int64, grainB
 // its default level) with each decoder, one decoder state reused for all
 // grains, and compares with the source; the last grain is short.
 func TestDecodersInflateQemuGrains(t *testing.T) {
-	src := pattern(9<<20+4096, 7)
+	src := disktest.Pattern(9<<20+4096, 7)
 	grains, offs, gb := qemuGrains(t, src)
 	require.NotEmpty(t, grains)
 	for _, dc := range decoders {
@@ -126,7 +128,7 @@ func TestDecodersAgreeOnBadGrains(t *testing.T) {
 func FuzzDecoders(f *testing.F) {
 	f.Add(zlibOf([]byte("vmconv")))
 	f.Add(zlibOf(bytes.Repeat([]byte("grain "), 11000)))
-	f.Add(zlibOf(pattern(64<<10, 3)))
+	f.Add(zlibOf(disktest.Pattern(64<<10, 3)))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		const grain = 64 << 10
 		var first []byte

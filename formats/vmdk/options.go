@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/vmconv/vmconv/formats/createopt"
 )
 
 // Subformats (createType values) the writers produce.
@@ -43,7 +45,8 @@ const DefaultCompressionLevel = 6
 func ParseOptions(kv map[string]string) (Options, error) {
 	var o Options
 	compat6 := false
-	for k, v := range kv {
+	for _, k := range createopt.Keys(kv) {
+		v := kv[k]
 		switch k {
 		case "subformat":
 			found := false
@@ -71,7 +74,7 @@ func ParseOptions(kv map[string]string) (Options, error) {
 			}
 			o.HWVersion = strconv.Itoa(n)
 		case "compat6":
-			b, err := parseBool(v)
+			b, err := createopt.Bool(v)
 			if err != nil {
 				return o, fmt.Errorf("vmdk option compat6=%q: %w", v, err)
 			}
@@ -83,7 +86,7 @@ func ParseOptions(kv map[string]string) (Options, error) {
 			}
 			o.ToolsVersion = strconv.FormatUint(n, 10)
 		case "zeroed_grain":
-			b, err := parseBool(v)
+			b, err := createopt.Bool(v)
 			if err != nil {
 				return o, fmt.Errorf("vmdk option zeroed_grain=%q: %w", v, err)
 			}
@@ -107,16 +110,6 @@ func ParseOptions(kv map[string]string) (Options, error) {
 		o.HWVersion = "6"
 	}
 	return o, nil
-}
-
-func parseBool(v string) (bool, error) {
-	switch strings.ToLower(v) {
-	case "on", "true", "yes", "1":
-		return true, nil
-	case "off", "false", "no", "0":
-		return false, nil
-	}
-	return false, fmt.Errorf("want on or off")
 }
 
 func (o *Options) fill() {

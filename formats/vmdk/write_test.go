@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/vmconv/vmconv/disk"
+	"github.com/vmconv/vmconv/disk/disktest"
 	"github.com/vmconv/vmconv/internal/testutil"
 )
 
@@ -27,32 +28,32 @@ func convert(t *testing.T, src disk.Image, path string, opt Options) {
 }
 
 func TestWriteEverySubformat(t *testing.T) {
-	qemuImg(t, "--version")
+	disktest.QemuImg(t, "--version")
 	for _, sf := range subformats {
 		for _, size := range []int64{9<<20 + 3*512, 1<<20 + 1000} {
 			t.Run(sf, func(t *testing.T) {
 				dir := t.TempDir()
-				want := pattern(size, size+1)
+				want := disktest.Pattern(size, size+1)
 				raw := filepath.Join(dir, "src.raw")
-				writeFile(t, raw, want)
+				disktest.WriteSparse(t, raw, want)
 				src, err := disk.OpenRaw(raw)
 				require.NoError(t, err)
 				defer src.Close()
 				vm := filepath.Join(dir, "out.vmdk")
 				convert(t, src, vm, Options{Subformat: sf, AdapterType: "lsilogic"})
 
-				out := qemuImg(t, "check", vm)
+				out := disktest.QemuImg(t, "check", vm)
 				assert.Contains(t, out, "No errors were found")
 				// qemu-img compare: the raw source has a size not a multiple of
 				// 512 only if we chose one; ours are sector multiples of data.
-				qemuImg(t, "compare", "-f", "vmdk", "-F", "raw", vm, raw)
-				info := qemuImg(t, "info", vm)
+				disktest.QemuImg(t, "compare", "-f", "vmdk", "-F", "raw", vm, raw)
+				info := disktest.QemuImg(t, "info", vm)
 				assert.Contains(t, info, "create type: "+sf)
 
 				img, err := Open(vm)
 				require.NoError(t, err)
 				defer img.Close()
-				got := readAllParallel(t, img)
+				got := disktest.ReadAll(t, img)
 				require.True(t, string(got[:size]) == string(want), "contents differ")
 				in := img.Info()
 				assert.Equal(t, sf, in.CreateType)
@@ -135,8 +136,8 @@ func TestWriteStreamLargeSparseDisk(t *testing.T) {
 	require.NoError(t, err)
 	assert.Less(t, fi.Size(), int64(2<<20))
 	if hasTool("qemu-img") || testutil.Strict() {
-		assert.Contains(t, qemuImg(t, "check", vm), "No errors were found")
-		qemuImg(t, "compare", "-f", "vmdk", "-F", "raw", vm, raw)
+		assert.Contains(t, disktest.QemuImg(t, "check", vm), "No errors were found")
+		disktest.QemuImg(t, "compare", "-f", "vmdk", "-F", "raw", vm, raw)
 	}
 }
 
@@ -145,7 +146,7 @@ func TestWriteStreamLargeSparseDisk(t *testing.T) {
 func TestWriteStreamToPipe(t *testing.T) {
 	dir := t.TempDir()
 	size := int64(5<<20 + 512)
-	want := pattern(size, 3)
+	want := disktest.Pattern(size, 3)
 	pr, pw, err := os.Pipe()
 	require.NoError(t, err)
 	saved := os.Stdout
@@ -173,11 +174,11 @@ func TestWriteStreamToPipe(t *testing.T) {
 	img, err := Open(vm)
 	require.NoError(t, err)
 	defer img.Close()
-	got := readAllParallel(t, img)
+	got := disktest.ReadAll(t, img)
 	require.True(t, string(got) == string(want))
 	if hasTool("qemu-img") || testutil.Strict() {
-		assert.Contains(t, qemuImg(t, "check", vm), "No errors were found")
-		require.Equal(t, string(want), string(rawOf(t, vm)[:size]))
+		assert.Contains(t, disktest.QemuImg(t, "check", vm), "No errors were found")
+		require.Equal(t, string(want), string(disktest.RawOf(t, vm, "")[:size]))
 	}
 }
 
@@ -225,7 +226,7 @@ var _ = strings.Contains
 func TestWriteOptionsReachTheFile(t *testing.T) {
 	dir := t.TempDir()
 	size := int64(3 << 20)
-	want := pattern(size, 5)
+	want := disktest.Pattern(size, 5)
 	vm := filepath.Join(dir, "o.vmdk")
 	opt, err := ParseOptions(map[string]string{"adapter_type": "buslogic", "hwversion": "11", "toolsversion": "12352", "zeroed_grain": "on"})
 	require.NoError(t, err)
@@ -247,7 +248,7 @@ func TestWriteOptionsReachTheFile(t *testing.T) {
 	assert.Regexp(t, `\nCID=[0-9a-f]{8}\nparentCID=ffffffff\ncreateType="monolithicSparse"\n`, desc)
 	assert.True(t, strings.HasPrefix(desc, "# Disk DescriptorFile\n"))
 	if hasTool("qemu-img") || testutil.Strict() {
-		assert.Contains(t, qemuImg(t, "check", vm), "No errors were found")
-		require.Equal(t, string(want), string(rawOf(t, vm)))
+		assert.Contains(t, disktest.QemuImg(t, "check", vm), "No errors were found")
+		require.Equal(t, string(want), string(disktest.RawOf(t, vm, "")))
 	}
 }
