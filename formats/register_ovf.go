@@ -101,11 +101,11 @@ func readOVF(path string, describe bool) (*neutral.VM, error) {
 
 // checkOVF reads a package with every file checked against its manifest:
 // a mismatch is a problem found; a package that cannot be read is an error.
-func checkOVF(read func(string, bool) (*neutral.VM, error)) func(string) ([]string, error) {
-	return func(path string) ([]string, error) {
+func checkOVF(read func(string, bool) (*neutral.VM, error)) func(string) ([]disk.Problem, error) {
+	return func(path string) ([]disk.Problem, error) {
 		vm, err := read(path, false)
 		if errors.Is(err, ovf.ErrManifest) {
-			return []string{err.Error()}, nil
+			return []disk.Problem{{File: path, Offset: -1, What: err.Error()}}, nil
 		}
 		if err != nil {
 			return nil, err

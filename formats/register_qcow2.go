@@ -41,12 +41,12 @@ func init() {
 			}
 			return qcow2.Create(out, path, size, o)
 		},
-		Check: func(path string) ([]string, error) {
+		Check: func(path string) ([]disk.Problem, error) {
 			res, err := qcow2.Check(path)
 			if err != nil {
 				return nil, err
 			}
-			return problemStrings(res.Problems), nil
+			return res.Problems, nil
 		},
 		ImageInfo: func(img disk.Image) *ImageInfo {
 			qi := img.(*qcow2.Image).Info()

@@ -24,10 +24,7 @@ func init() {
 			}
 			return vhd.Create(out, path, size, o)
 		},
-		Check: func(path string) ([]string, error) {
-			probs, err := vhd.Check(path)
-			return problemStrings(probs), err
-		},
+		Check: vhd.Check,
 		ImageInfo: func(img disk.Image) *ImageInfo {
 			vi := img.(*vhd.Image).Info()
 			return &ImageInfo{

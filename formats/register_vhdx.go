@@ -20,10 +20,7 @@ func init() {
 			}
 			return vhdx.Create(out, path, size, o)
 		},
-		Check: func(path string) ([]string, error) {
-			probs, err := vhdx.Check(path)
-			return problemStrings(probs), err
-		},
+		Check: vhdx.Check,
 		ImageInfo: func(img disk.Image) *ImageInfo {
 			vi := img.(*vhdx.Image).Info()
 			return &ImageInfo{

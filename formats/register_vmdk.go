@@ -22,12 +22,12 @@ func init() {
 		},
 		StreamsOut: true, // streamOptimized only; Create refuses the others
 		OpenStream: vmdk.OpenStream,
-		Check: func(path string) ([]string, error) {
+		Check: func(path string) ([]disk.Problem, error) {
 			res, err := vmdk.Check(path)
 			if err != nil {
 				return nil, err
 			}
-			return problemStrings(res.Problems), nil
+			return res.Problems, nil
 		},
 		ImageInfo: func(img disk.Image) *ImageInfo {
 			vi := img.(*vmdk.Image).Info()

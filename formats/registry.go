@@ -47,7 +47,7 @@ type Format struct {
 	ImageInfo func(img disk.Image) *ImageInfo
 	// Check verifies structural consistency; problems found are returned,
 	// the error is for images that cannot be examined at all.
-	Check func(path string) ([]string, error)
+	Check func(path string) ([]disk.Problem, error)
 
 	// OpenVM reads a whole VM with its disks open.
 	OpenVM func(path string) (*neutral.VM, error)
@@ -256,13 +256,4 @@ func OpenVM(path string, f *Format) (*neutral.VM, error) {
 		NICs:   []neutral.NIC{},
 		Source: &neutral.Source{Format: f.Name, File: path},
 	}, nil
-}
-
-// problemStrings describes a format check's problems for Format.Check.
-func problemStrings(probs []disk.Problem) []string {
-	var out []string
-	for _, p := range probs {
-		out = append(out, p.String())
-	}
-	return out
 }

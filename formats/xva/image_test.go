@@ -177,8 +177,9 @@ func TestCheck(t *testing.T) {
 	probs, err = Check(p)
 	require.NoError(t, err)
 	require.Len(t, probs, 1)
-	assert.Contains(t, probs[0], `VDI Ref:9 ("root") chunk 0`)
-	assert.Contains(t, probs[0], "checksum mismatch")
+	assert.Contains(t, probs[0].What, `VDI Ref:9 ("root") chunk 0`)
+	assert.Equal(t, p, probs[0].File)
+	assert.Contains(t, probs[0].What, "checksum mismatch")
 
 	_, err = Check(filepath.Join(dir, "missing.xva"))
 	assert.Error(t, err)

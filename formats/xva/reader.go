@@ -281,30 +281,38 @@ var chunkPool = sync.Pool{New: func() any { b := make([]byte, ChunkSize); return
 // Check reads a whole XVA (plain or compressed) once and verifies its
 // structure and every chunk's checksum. It returns the problem found (the
 // reader stops at the first), or an error when the file cannot be read.
-func Check(path string) ([]string, error) {
+func Check(path string) ([]disk.Problem, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("xva %s: %w", path, err)
 	}
 	defer f.Close()
-	sr, err := NewStreamReader(f)
+	if err := readAllDisks(f); err != nil {
+		return []disk.Problem{{File: path, Offset: -1, What: err.Error()}}, nil
+	}
+	return nil, nil
+}
+
+// readAllDisks reads every disk of the XVA in r to its end.
+func readAllDisks(r io.Reader) error {
+	sr, err := NewStreamReader(r)
 	if err != nil {
-		return []string{err.Error()}, nil
+		return err
 	}
 	defer sr.Close()
 	for {
 		_, s, err := sr.NextDisk()
 		if err == io.EOF {
-			return nil, nil
+			return nil
 		}
 		if err != nil {
-			return []string{err.Error()}, nil
+			return err
 		}
 		for {
 			if _, _, err := s.Next(); err == io.EOF {
 				break
 			} else if err != nil {
-				return []string{err.Error()}, nil
+				return err
 			}
 		}
 	}
