@@ -12,7 +12,9 @@ import (
 
 	"github.com/vmconv/vmconv/disk"
 	"github.com/vmconv/vmconv/formats"
+	"github.com/vmconv/vmconv/formats/createopt"
 	"github.com/vmconv/vmconv/formats/neutral"
+	"github.com/vmconv/vmconv/formats/vmdk"
 	"github.com/vmconv/vmconv/guest"
 )
 
@@ -27,6 +29,7 @@ func newConvertCmd() *cobra.Command {
 		output        string
 		noInspect     bool
 		fixOn         bool
+		compress      bool
 		ff            fixFlags
 	)
 	cmd := &cobra.Command{
@@ -53,6 +56,16 @@ stderr as a warning (not when SRC is stdin). Findings never fail a conversion.`,
 			dstFmt, err := targetFormat(dst, outFmt)
 			if err != nil {
 				return err
+			}
+			if compress {
+				kv, err := compressOption(dstFmt, opts)
+				if err != nil {
+					return err
+				}
+				if k, v, ok := strings.Cut(kv, "="); ok {
+					opts[k] = v
+					optList = append(optList, kv)
+				}
 			}
 			if target == "" {
 				target = targetOf(dstFmt)
@@ -82,6 +95,7 @@ stderr as a warning (not when SRC is stdin). Findings never fail a conversion.`,
 	cmd.Flags().StringVarP(&outFmt, "output-format", "O", "", "format of DST (from its extension when not given, else raw)")
 	cmd.Flags().StringArrayVarP(&optList, "options", "o", nil, "format options key=value[,key=value…] (e.g. subformat=streamOptimized)")
 	cmd.Flags().BoolVarP(&progress, "progress", "p", false, "show a progress bar on stderr")
+	cmd.Flags().BoolVarP(&compress, "compress", "c", false, "compress DST's data (qcow2: compress=on; vmdk, vmx: subformat=streamOptimized)")
 	cmd.Flags().BoolVar(&force, "force", false, "replace DST if it exists")
 	cmd.Flags().StringVar(&target, "target", "", "hypervisor the guest is inspected for: kvm, xen or vmware (from DST's format when not given)")
 	cmd.Flags().BoolVar(&noInspect, "no-inspect", false, "do not inspect the guest for problems on the target first")
@@ -149,6 +163,34 @@ func targetFormat(dst, name string) (*formats.Format, error) {
 		return f, nil
 	}
 	return formats.Lookup("raw")
+}
+
+// compressOption is the -o setting that -c (qemu-img's "compress the
+// target") stands for in format f's writer: "" when f's output is
+// compressed anyway, an error when f has no compressed form or opts asks
+// for an uncompressed one.
+func compressOption(f *formats.Format, opts map[string]string) (string, error) {
+	switch f.Name {
+	case "qcow2":
+		if v, ok := opts["compress"]; ok {
+			if on, err := createopt.Bool(v); err == nil && !on {
+				return "", usagef("-c and -o compress=%s: choose one", v)
+			}
+			return "", nil
+		}
+		return "compress=on", nil
+	case "vmdk", "vmx":
+		if v, ok := opts["subformat"]; ok {
+			if !strings.EqualFold(v, vmdk.StreamOptimized) {
+				return "", usagef("-c and -o subformat=%s: a compressed VMDK is streamOptimized", v)
+			}
+			return "", nil
+		}
+		return "subformat=" + vmdk.StreamOptimized, nil
+	case "ova", "ovf", "vmb":
+		return "", nil // streamOptimized disks, zstd chunks
+	}
+	return "", fmt.Errorf("%s: compression is not supported for this format", f.Name)
 }
 
 // notSameFile refuses to write over the input.
