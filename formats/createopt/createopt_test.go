@@ -1,6 +1,7 @@
 package createopt
 
 import (
+	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -59,4 +60,25 @@ func TestSize(t *testing.T) {
 func TestKeys(t *testing.T) {
 	assert.Equal(t, []string{"a", "b", "c"}, Keys(map[string]string{"c": "", "a": "", "b": ""}))
 	assert.Empty(t, Keys(nil))
+}
+
+// FuzzSize: any text gives a size or an error, never a panic, a negative
+// size or a wrapped one; a plain number reads as itself.
+func FuzzSize(f *testing.F) {
+	for _, s := range []string{"64k", "0.5M", "2G", "9223372036854775807", "7E", "8E", "1.1b", ".5k", "1e", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, err := Size(s)
+		if err != nil {
+			return
+		}
+		require.GreaterOrEqual(t, n, int64(0))
+		if plain, perr := strconv.ParseInt(s, 10, 64); perr == nil {
+			require.Equal(t, plain, n)
+		}
+		if k, kerr := Size(s + "k"); kerr == nil {
+			require.Equal(t, n*1024, k, "%q×1024", s)
+		}
+	})
 }
