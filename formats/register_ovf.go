@@ -10,6 +10,7 @@ import (
 	"strconv"
 
 	"github.com/vmconv/vmconv/disk"
+	"github.com/vmconv/vmconv/formats/createopt"
 	"github.com/vmconv/vmconv/formats/neutral"
 	"github.com/vmconv/vmconv/formats/ovf"
 	"github.com/vmconv/vmconv/formats/vmdk"
@@ -18,6 +19,7 @@ import (
 func init() {
 	Register(&Format{
 		Name:       "ovf",
+		Options:    ovfOptions,
 		Exts:       []string{".ovf"},
 		DiskFormat: "vmdk",
 		Magic:      ovf.DetectDescriptor,
@@ -28,6 +30,7 @@ func init() {
 	})
 	Register(&Format{
 		Name:       "ova",
+		Options:    ovfOptions,
 		Exts:       []string{".ova"},
 		DiskFormat: "vmdk",
 		Magic:      ovf.IsOVA,
@@ -152,7 +155,7 @@ func writeOVF(archive bool) func(ctx context.Context, out *disk.Output, path str
 				}
 				vo.CompressionLevel = o.CompressionLevel
 			default:
-				return fmt.Errorf("ovf: unknown option %q (known: hwversion, compression_level)", k)
+				return fmt.Errorf("ovf: unknown option %q (known: %s)", k, createopt.Known(ovfOptions))
 			}
 		}
 		wo.NewDisk = func(out *disk.Output, path string, size int64, adapter string) (disk.Writer, error) {
@@ -162,4 +165,10 @@ func writeOVF(archive bool) func(ctx context.Context, out *disk.Output, path str
 		}
 		return ovf.Write(ctx, out, path, vm, wo, copyOpt)
 	}
+}
+
+// ovfOptions are the settings of the OVF and OVA writers.
+var ovfOptions = []createopt.Help{
+	{Name: "compression_level", Value: "<num>", Text: "zlib level of the streamOptimized disks' grains, 1 to 9 (default 6)"},
+	{Name: "hwversion", Value: "<num>", Text: "VMware virtual hardware version, the VirtualSystemType's vmx-NN (default 14)"},
 }

@@ -28,9 +28,10 @@ func openBacking(path, format string) (disk.Image, error) {
 
 func init() {
 	Register(&Format{
-		Name:  "qcow2",
-		Exts:  []string{".qcow2", ".qcow"},
-		Magic: qcow2.Detect,
+		Name:    "qcow2",
+		Options: qcow2.OptionHelp,
+		Exts:    []string{".qcow2", ".qcow"},
+		Magic:   qcow2.Detect,
 		OpenImage: func(path string) (disk.Image, error) {
 			return qcow2.OpenWith(path, qcow2.OpenOptions{OpenBacking: openBacking})
 		},

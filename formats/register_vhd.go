@@ -8,6 +8,7 @@ import (
 func init() {
 	Register(&Format{
 		Name:    "vpc",
+		Options: vhd.OptionHelp,
 		Aliases: []string{"vhd"},
 		// Dynamic and differencing disks start with the footer copy; fixed
 		// ones have it only at the end.

@@ -7,9 +7,10 @@ import (
 
 func init() {
 	Register(&Format{
-		Name:  "vhdx",
-		Exts:  []string{".vhdx"},
-		Magic: vhdx.Detect,
+		Name:    "vhdx",
+		Options: vhdx.OptionHelp,
+		Exts:    []string{".vhdx"},
+		Magic:   vhdx.Detect,
 		OpenImage: func(path string) (disk.Image, error) {
 			return vhdx.Open(path)
 		},

@@ -12,6 +12,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/vmconv/vmconv/disk"
+	"github.com/vmconv/vmconv/formats/createopt"
 	"github.com/vmconv/vmconv/formats/neutral"
 	"github.com/vmconv/vmconv/formats/vmdk"
 	"github.com/vmconv/vmconv/formats/vmx"
@@ -20,9 +21,10 @@ import (
 
 func init() {
 	Register(&Format{
-		Name:  "xva",
-		Exts:  []string{".xva"},
-		Magic: xva.Detect,
+		Name:    "xva",
+		Options: xva.OptionHelp,
+		Exts:    []string{".xva"},
+		Magic:   xva.Detect,
 		OpenVM: func(path string) (*neutral.VM, error) {
 			vm, err := xva.Open(path)
 			if errors.Is(err, xva.ErrCompressed) {
@@ -48,6 +50,7 @@ func init() {
 	})
 	Register(&Format{
 		Name:       "vmx",
+		Options:    vmxOptions(),
 		Exts:       []string{".vmx"},
 		DiskFormat: "vmdk",
 		Magic:      vmx.Detect,
@@ -84,9 +87,10 @@ func init() {
 		},
 	})
 	Register(&Format{
-		Name:  "vmb",
-		Exts:  []string{".vmb", ".vmb.tar"},
-		IsDir: neutral.Detect,
+		Name:    "vmb",
+		Options: bundleOptions,
+		Exts:    []string{".vmb", ".vmb.tar"},
+		IsDir:   neutral.Detect,
 		OpenVM: func(path string) (*neutral.VM, error) {
 			return neutral.OpenBundle(path)
 		},
@@ -103,7 +107,7 @@ func init() {
 					}
 					bo.Level = zstd.EncoderLevel(n)
 				default:
-					return fmt.Errorf("vmb: unknown option %q (known: store, level)", k)
+					return fmt.Errorf("vmb: unknown option %q (known: %s)", k, createopt.Known(bundleOptions))
 				}
 			}
 			return neutral.WriteBundle(ctx, out, path, vm, bo)
@@ -184,4 +188,23 @@ func (p *peekReader) Read(b []byte) (int, error) {
 		return n, nil
 	}
 	return p.r.Read(b)
+}
+
+// vmxOptions are the VMDK writer's settings, hwversion setting the .vmx's
+// virtualHW.version too.
+func vmxOptions() []createopt.Help {
+	out := append([]createopt.Help(nil), vmdk.OptionHelp...)
+	for i := range out {
+		if out[i].Name == "hwversion" {
+			out[i].Value = "<num>"
+			out[i].Text = fmt.Sprintf("virtual hardware version of the .vmx when the source is not from VMware (default %d; a VMware source keeps its own), and of its disks", vmx.DefaultHWVersion)
+		}
+	}
+	return out
+}
+
+// bundleOptions are the settings of the bundle writer.
+var bundleOptions = []createopt.Help{
+	{Name: "level", Value: "<num>", Text: "zstd level of the chunks, 1 (fastest) to 4 (best)"},
+	{Name: "store", Value: "<str>", Text: "chunk store shared between bundles (as --store): a directory, file:// or s3:// URL"},
 }

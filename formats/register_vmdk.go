@@ -7,9 +7,10 @@ import (
 
 func init() {
 	Register(&Format{
-		Name:  "vmdk",
-		Exts:  []string{".vmdk"},
-		Magic: vmdk.Detect,
+		Name:    "vmdk",
+		Options: vmdk.OptionHelp,
+		Exts:    []string{".vmdk"},
+		Magic:   vmdk.Detect,
 		OpenImage: func(path string) (disk.Image, error) {
 			return vmdk.Open(path)
 		},

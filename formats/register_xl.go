@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/vmconv/vmconv/disk"
+	"github.com/vmconv/vmconv/formats/createopt"
 	"github.com/vmconv/vmconv/formats/neutral"
 	"github.com/vmconv/vmconv/formats/xl"
 )
@@ -12,6 +13,7 @@ import (
 func init() {
 	Register(&Format{
 		Name:       "xl",
+		Options:    xlOptions,
 		Exts:       []string{".cfg", ".xl"},
 		DiskFormat: "raw",
 		Magic:      xl.Detect,
@@ -55,7 +57,7 @@ func writeXL(ctx context.Context, out *disk.Output, path string, vm *neutral.VM,
 		diskOpts[k] = v
 	}
 	if wo.DiskFormat == "raw" && len(diskOpts) > 0 {
-		return fmt.Errorf("xl: unknown option(s) %v (known: disk_format)", diskOpts)
+		return fmt.Errorf("xl: unknown option(s) %v (known: %s)", diskOpts, createopt.Known(xlOptions))
 	}
 	if wo.DiskFormat != "raw" {
 		f, err := Lookup(wo.DiskFormat)
@@ -70,4 +72,10 @@ func writeXL(ctx context.Context, out *disk.Output, path string, vm *neutral.VM,
 		}
 	}
 	return xl.Write(ctx, out, path, vm, wo, copyOpt)
+}
+
+// xlOptions are the settings of the xl.cfg writer; with a disk_format other
+// than raw, the other settings go to that format's writer.
+var xlOptions = []createopt.Help{
+	{Name: "disk_format", Value: "<str>", Text: "format of the disks beside NAME.cfg: raw (default), qcow2 or vhd; that format's settings may follow"},
 }

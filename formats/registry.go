@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/vmconv/vmconv/disk"
+	"github.com/vmconv/vmconv/formats/createopt"
 	"github.com/vmconv/vmconv/formats/neutral"
 )
 
@@ -45,6 +46,8 @@ type Format struct {
 	StreamsOut bool
 	// ImageInfo gives the format-specific part of `info` for an open image.
 	ImageInfo func(img disk.Image) *ImageInfo
+	// Options documents the -o settings the writer takes ("-o help").
+	Options []createopt.Help
 	// Check verifies structural consistency; problems found are returned,
 	// the error is for images that cannot be examined at all.
 	Check func(path string) ([]disk.Problem, error)

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/vmconv/vmconv/disk"
+	"github.com/vmconv/vmconv/formats/createopt"
 	"github.com/vmconv/vmconv/formats/vhd"
 	"github.com/vmconv/vmconv/internal/testutil"
 )
@@ -170,6 +171,37 @@ func TestCreateImageOnBlockDevice(t *testing.T) {
 			got, err := os.ReadFile(backing)
 			require.NoError(t, err)
 			assert.Equal(t, append(data, bytes.Repeat([]byte{0xAA}, 1<<20)...), got)
+		})
+	}
+}
+
+// Every setting "-o help" lists is one the writer takes, and an unknown
+// one is refused naming exactly the listed ones.
+func TestOptionHelpMatchesWriters(t *testing.T) {
+	sample := map[string]string{"<bool (on/off)>": "off", "<size>": "1M", "<num>": "1", "<str>": "x"}
+	for _, f := range All() {
+		if f.CreateImage == nil {
+			continue
+		}
+		t.Run(f.Name, func(t *testing.T) {
+			create := func(opts map[string]string) error {
+				out := disk.NewOutput(false)
+				defer out.Abort()
+				_, err := f.CreateImage(out, filepath.Join(t.TempDir(), "x"), 1<<20, opts)
+				return err
+			}
+			for _, h := range f.Options {
+				v, ok := sample[h.Value]
+				require.True(t, ok, "%s: value kind %q", h.Name, h.Value)
+				if err := create(map[string]string{h.Name: v}); err != nil {
+					assert.NotContains(t, err.Error(), "unknown option", h.Name)
+				}
+			}
+			err := create(map[string]string{"frobnicate": "1"})
+			require.ErrorContains(t, err, `unknown option "frobnicate"`)
+			if len(f.Options) > 0 {
+				assert.Contains(t, err.Error(), "(known: "+createopt.Known(f.Options)+")")
+			}
 		})
 	}
 }

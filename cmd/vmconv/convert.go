@@ -43,13 +43,21 @@ The guest is inspected first, as "vmconv inspect" does, for the target
 hypervisor (--target; by default from DST's format: vmx/vmdk/ovf/ova are
 vmware, xva/xl/vpc xen, the rest kvm), and each finding is printed on
 stderr as a warning (not when SRC is stdin). Findings never fail a conversion.`,
-		Args: argsRange(2, 2),
+		Args: func(cmd *cobra.Command, args []string) error {
+			if opts, err := parseOpts(optList); err == nil && createopt.IsHelp(opts) {
+				return argsRange(0, 2)(cmd, args) // "-O qcow2 -o help" needs no files
+			}
+			return argsRange(2, 2)(cmd, args)
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			src, dst := args[0], args[1]
 			opts, err := parseOpts(optList)
 			if err != nil {
 				return err
 			}
+			if createopt.IsHelp(opts) {
+				return printOptionHelp(cmd, args, outFmt)
+			}
+			src, dst := args[0], args[1]
 			if store != "" {
 				opts["store"] = store
 			}
@@ -163,6 +171,27 @@ func targetFormat(dst, name string) (*formats.Format, error) {
 		return f, nil
 	}
 	return formats.Lookup("raw")
+}
+
+// printOptionHelp answers "-o help": the settings of the format that -O
+// names, or else DST's.
+func printOptionHelp(cmd *cobra.Command, args []string, outFmt string) error {
+	if outFmt == "" && len(args) < 2 {
+		return usagef("-o help: name the output format with -O FMT (or give SRC and DST)")
+	}
+	dst := ""
+	if len(args) == 2 {
+		dst = args[1]
+	}
+	f, err := targetFormat(dst, outFmt)
+	if err != nil {
+		return err
+	}
+	if f.CreateImage == nil && f.WriteVM == nil {
+		return usagef("-o help: %s cannot be written", f.Name)
+	}
+	createopt.PrintHelp(cmd.OutOrStdout(), f.Name, f.Options)
+	return nil
 }
 
 // compressOption is the -o setting that -c (qemu-img's "compress the

@@ -6,6 +6,8 @@ package createopt
 
 import (
 	"errors"
+	"fmt"
+	"io"
 	"math"
 	"sort"
 	"strconv"
@@ -74,4 +76,40 @@ func Keys(kv map[string]string) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// Help documents one setting for "-o help", as qemu-img lists them.
+type Help struct {
+	Name  string // the key
+	Value string // what it takes: "<bool (on/off)>", "<size>", "<str>", …
+	Text  string
+}
+
+// Known lists the settings' names for an "unknown option" error.
+func Known(settings []Help) string {
+	names := make([]string, len(settings))
+	for i, h := range settings {
+		names[i] = h.Name
+	}
+	return strings.Join(names, ", ")
+}
+
+// IsHelp reports whether the settings ask for the list of settings: "-o
+// help" or "-o ?", as qemu-img takes them.
+func IsHelp(kv map[string]string) bool {
+	_, help := kv["help"]
+	_, q := kv["?"]
+	return help || q
+}
+
+// PrintHelp writes format's settings in qemu-img's layout.
+func PrintHelp(w io.Writer, format string, settings []Help) {
+	if len(settings) == 0 {
+		fmt.Fprintf(w, "The %s format takes no options.\n", format)
+		return
+	}
+	fmt.Fprintf(w, "Supported %s options:\n", format)
+	for _, h := range settings {
+		fmt.Fprintf(w, "  %-22s - %s\n", h.Name+"="+h.Value, h.Text)
+	}
 }

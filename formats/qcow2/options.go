@@ -25,6 +25,19 @@ type Options struct {
 
 const defaultClusterSize = 64 << 10
 
+// OptionHelp lists the -o settings ParseOptions takes.
+var OptionHelp = []createopt.Help{
+	{Name: "cluster_size", Value: "<size>", Text: "qcow2 cluster size, a power of two from 512 to 2M (default 64k)"},
+	{Name: "compat", Value: "<str>", Text: "compatibility level: only 1.1 (v3) is written"},
+	{Name: "compress", Value: "<bool (on/off)>", Text: "compress every cluster that shrinks, as qemu-img convert -c (alias c)"},
+	{Name: "compression_level", Value: "<num>", Text: "zstd level, 1 (fastest, default) to 22; zlib has one level"},
+	{Name: "compression_type", Value: "<str>", Text: "compression method: zlib (default, read by every qemu) or zstd"},
+	{Name: "extended_l2", Value: "<bool (on/off)>", Text: "only off is written"},
+	{Name: "lazy_refcounts", Value: "<bool (on/off)>", Text: "only off is written"},
+	{Name: "preallocation", Value: "<str>", Text: "only off is written (images are sparse)"},
+	{Name: "refcount_bits", Value: "<num>", Text: "only 16 is written"},
+}
+
 // ParseOptions parses -o key=value options: compat, cluster_size,
 // compression_type, compress, compression_level, refcount_bits,
 // lazy_refcounts, preallocation, extended_l2.
@@ -77,7 +90,7 @@ func ParseOptions(kv map[string]string) (Options, error) {
 		case "backing_file", "backing_fmt", "data_file", "encrypt.format", "encryption":
 			return o, fmt.Errorf("qcow2 option %s: not supported (conversion flattens chains; images are not encrypted)", k)
 		default:
-			return o, fmt.Errorf("qcow2: unknown option %q (known: compat, cluster_size, compress, compression_type, compression_level, refcount_bits, lazy_refcounts, extended_l2, preallocation)", k)
+			return o, fmt.Errorf("qcow2: unknown option %q (known: %s)", k, createopt.Known(OptionHelp))
 		}
 	}
 	return o, nil

@@ -20,6 +20,12 @@ type Options struct {
 	ForceSize bool
 }
 
+// OptionHelp lists the -o settings ParseOptions takes.
+var OptionHelp = []createopt.Help{
+	{Name: "force_size", Value: "<bool (on/off)>", Text: "keep the exact size instead of rounding it up to a CHS geometry"},
+	{Name: "subformat", Value: "<str>", Text: "type of virtual hard disk: dynamic (default) or fixed"},
+}
+
 // ParseOptions parses -o subformat=fixed|dynamic,force_size=on|off.
 func ParseOptions(kv map[string]string) (Options, error) {
 	var o Options
@@ -40,7 +46,7 @@ func ParseOptions(kv map[string]string) (Options, error) {
 			}
 			o.ForceSize = b
 		default:
-			return o, fmt.Errorf("vpc: unknown option %q (known: subformat, force_size)", k)
+			return o, fmt.Errorf("vpc: unknown option %q (known: %s)", k, createopt.Known(OptionHelp))
 		}
 	}
 	return o, nil

@@ -21,6 +21,14 @@ type Options struct {
 	BlockSize int64
 }
 
+// OptionHelp lists the -o settings ParseOptions takes.
+var OptionHelp = []createopt.Help{
+	{Name: "block_size", Value: "<size>", Text: "block size, a power of two from 1M to 256M (default: by disk size, as qemu-img)"},
+	{Name: "block_state_zero", Value: "<bool (on/off)>", Text: "accepted for qemu-img's sake; unwritten blocks read as zeros either way"},
+	{Name: "log_size", Value: "<size>", Text: "log size: only 1M is written"},
+	{Name: "subformat", Value: "<str>", Text: "dynamic (default) or fixed"},
+}
+
 // ParseOptions parses -o subformat=dynamic|fixed,block_size=N.
 func ParseOptions(kv map[string]string) (Options, error) {
 	var o Options
@@ -46,7 +54,7 @@ func ParseOptions(kv map[string]string) (Options, error) {
 			}
 		case "block_state_zero":
 		default:
-			return o, fmt.Errorf("vhdx: unknown option %q (known: subformat, block_size, log_size, block_state_zero)", k)
+			return o, fmt.Errorf("vhdx: unknown option %q (known: %s)", k, createopt.Known(OptionHelp))
 		}
 	}
 	return o, nil

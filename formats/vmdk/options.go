@@ -35,6 +35,17 @@ type Options struct {
 	CompressionLevel int
 }
 
+// OptionHelp lists the -o settings ParseOptions takes.
+var OptionHelp = []createopt.Help{
+	{Name: "adapter_type", Value: "<str>", Text: "virtual adapter type: ide (default; lsilogic for streamOptimized), lsilogic, buslogic or legacyESX"},
+	{Name: "compat6", Value: "<bool (on/off)>", Text: "VMDK version 6 image (hwversion 6)"},
+	{Name: "compression_level", Value: "<num>", Text: "zlib level of streamOptimized grains, 1 to 9 (default 6)"},
+	{Name: "hwversion", Value: "<str>", Text: "VMware virtual hardware version (default 4)"},
+	{Name: "subformat", Value: "<str>", Text: "VMDK flat extent format: monolithicSparse (default), streamOptimized, monolithicFlat, twoGbMaxExtentSparse or twoGbMaxExtentFlat"},
+	{Name: "toolsversion", Value: "<str>", Text: "VMware guest tools version (default 2147483647, provided by the host)"},
+	{Name: "zeroed_grain", Value: "<bool (on/off)>", Text: "enable the zeroed-grain flag (version 2 sparse extents)"},
+}
+
 // DefaultCompressionLevel is klauspost's level 6: on an ext4 image of /usr it
 // gives streamOptimized files about 4% larger than zlib's default level (what
 // qemu-img writes) for a third of the CPU time, spread over every core.
@@ -100,7 +111,7 @@ func ParseOptions(kv map[string]string) (Options, error) {
 		case "backing_file", "backing_fmt":
 			return o, fmt.Errorf("vmdk option %s: writing snapshot children is not supported (conversion flattens chains)", k)
 		default:
-			return o, fmt.Errorf("vmdk: unknown option %q (known: subformat, adapter_type, hwversion, compat6, toolsversion, zeroed_grain, compression_level)", k)
+			return o, fmt.Errorf("vmdk: unknown option %q (known: %s)", k, createopt.Known(OptionHelp))
 		}
 	}
 	if compat6 {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/vmconv/vmconv/disk"
+	"github.com/vmconv/vmconv/formats/createopt"
 	"github.com/vmconv/vmconv/formats/neutral"
 )
 
@@ -19,6 +20,11 @@ type Options struct {
 	// version verifies them) or ChecksumXXHash (.xxhash files, read only by
 	// Citrix Hypervisor 8.1 / XCP-ng 8.1 and later).
 	Checksum string
+}
+
+// OptionHelp lists the -o settings ParseOptions takes.
+var OptionHelp = []createopt.Help{
+	{Name: "checksum", Value: "<str>", Text: "chunk checksums: sha1 (default, verified by every xapi) or xxhash (XCP-ng / Citrix Hypervisor 8.1 and later)"},
 }
 
 // ParseOptions reads -o key=value settings: checksum=sha1|xxhash.
@@ -42,7 +48,7 @@ func ParseOptions(kv map[string]string) (Options, error) {
 				return Options{}, fmt.Errorf("xva: -o checksum=%s: want sha1 or xxhash", v)
 			}
 		default:
-			return Options{}, fmt.Errorf("xva: unknown option %q (known: checksum)", k)
+			return Options{}, fmt.Errorf("xva: unknown option %q (known: %s)", k, createopt.Known(OptionHelp))
 		}
 	}
 	return opt, nil
