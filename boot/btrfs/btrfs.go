@@ -36,8 +36,6 @@ const (
 	maxLevel       = 8         // btrfs itself stops at BTRFS_MAX_LEVEL 8
 	maxNodeVisits  = 1 << 16   // tree nodes read by one search
 	maxDirEntries  = 1 << 20
-	maxSymlinks    = 40
-	maxLookupStep  = 4096 // path components walked in one lookup, symlinks included
 	maxCompressed  = 128 << 10
 	maxSubvolumes  = 1 << 16
 	maxSubvolDepth = 256

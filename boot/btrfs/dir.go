@@ -4,9 +4,9 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
-	"io/fs"
 	"path"
-	"strings"
+
+	"github.com/vmconv/vmconv/boot/pathwalk"
 )
 
 const dirItemHeader = 30
@@ -119,78 +119,27 @@ func (v *volume) enter(cur *Inode, e *dirItem) (*Inode, error) {
 // inode, following symlinks within the subvolume (absolute targets from its
 // top) up to a fixed number of hops, the final component too.
 func (f *FS) Lookup(name string) (*Inode, error) {
-	hops := 0
-	return f.lookup(name, true, &hops)
+	return pathwalk.Resolve[*Inode](walker{f}, "btrfs", name, true)
 }
 
-func (f *FS) lookup(name string, follow bool, hops *int) (*Inode, error) {
-	root, err := f.v.readInode(f.tree, f.root, f.rootDir)
+// walker is the filesystem as pathwalk sees it; entries may cross into
+// other subvolumes, so an inode is named by both numbers.
+type walker struct{ f *FS }
+
+func (w walker) Root() (*Inode, error)              { return w.f.v.readInode(w.f.tree, w.f.root, w.f.rootDir) }
+func (w walker) Readlink(in *Inode) (string, error) { return w.f.v.readlink(in) }
+func (w walker) ID(in *Inode) string                { return fmt.Sprintf("inode %d of subvolume %d", in.Num, in.Tree) }
+
+func (w walker) Child(dir *Inode, name string) (*Inode, bool, error) {
+	e, err := w.f.v.findEntry(dir.root, dir.Num, name)
 	if err != nil {
-		return nil, err
+		return nil, false, fmt.Errorf("btrfs: subvolume %d: directory inode %d: entry %q: %w", dir.Tree, dir.Num, name, err)
 	}
-	cur := root
-	var stack []*Inode // ancestors, for ".."
-	parts := splitPath(name)
-	steps := 0
-	for i := 0; i < len(parts); i++ {
-		if steps++; steps > maxLookupStep {
-			return nil, fmt.Errorf("btrfs: %s: more than %d path components to walk", name, maxLookupStep)
-		}
-		p := parts[i]
-		if p == "." {
-			continue
-		}
-		if p == ".." {
-			if len(stack) > 0 {
-				cur, stack = stack[len(stack)-1], stack[:len(stack)-1]
-			}
-			continue
-		}
-		if !cur.IsDir() {
-			return nil, fmt.Errorf("btrfs: %s: %s is not a directory", name, strings.Join(parts[:i], "/"))
-		}
-		e, err := f.v.findEntry(cur.root, cur.Num, p)
-		if err != nil {
-			return nil, fmt.Errorf("btrfs: %s: %w", name, err)
-		}
-		if e == nil {
-			return nil, fmt.Errorf("btrfs: %s: %w", name, fs.ErrNotExist)
-		}
-		in, err := f.v.enter(cur, e)
-		if err != nil {
-			return nil, err
-		}
-		last := i == len(parts)-1
-		if in.IsSymlink() && (!last || follow) {
-			if *hops++; *hops > maxSymlinks {
-				return nil, fmt.Errorf("btrfs: %s: more than %d symlinks", name, maxSymlinks)
-			}
-			target, err := f.v.readlink(in)
-			if err != nil {
-				return nil, err
-			}
-			var base []string
-			if !strings.HasPrefix(target, "/") {
-				base = append(base, parts[:i]...)
-			}
-			parts = append(append(base, splitPath(target)...), parts[i+1:]...)
-			cur, stack, i = root, nil, -1
-			continue
-		}
-		stack = append(stack, cur)
-		cur = in
+	if e == nil {
+		return nil, false, nil
 	}
-	return cur, nil
-}
-
-func splitPath(p string) []string {
-	var out []string
-	for _, s := range strings.Split(p, "/") {
-		if s != "" {
-			out = append(out, s)
-		}
-	}
-	return out
+	in, err := w.f.v.enter(dir, e)
+	return in, err == nil, err
 }
 
 // readlink returns a symlink's target, stored as an inline extent.
@@ -204,8 +153,7 @@ func (v *volume) readlink(in *Inode) (string, error) {
 
 // Readlink returns the target of the symlink at name (not followed).
 func (f *FS) Readlink(name string) (string, error) {
-	hops := 0
-	in, err := f.lookup(name, false, &hops)
+	in, err := pathwalk.Resolve[*Inode](walker{f}, "btrfs", name, false)
 	if err != nil {
 		return "", err
 	}

@@ -13,9 +13,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"path"
 	"strings"
+
+	"github.com/vmconv/vmconv/boot/pathwalk"
 )
 
 // Limits.
@@ -23,10 +24,8 @@ const (
 	MaxFileSize   = 512 << 20 // largest file ReadFile returns
 	maxDirSize    = 64 << 20
 	maxExtentDep  = 5
-	maxSymlinks   = 40
 	maxExtents    = 1 << 20
 	maxTreeNodes  = 1 << 16 // extent tree blocks read for one file
-	maxLookupStep = 4096    // path components walked in one lookup, symlinks included
 	superblockOff = 1024
 )
 
@@ -556,87 +555,28 @@ const RootInode = 2
 // symlinks within the filesystem (absolute targets from its root) up to a
 // fixed number of hops. The final component is followed too.
 func (f *FS) Lookup(name string) (*Inode, error) {
-	hops := 0
-	return f.lookup(name, true, &hops)
+	return pathwalk.Resolve[*Inode](walker{f}, "ext4", name, true)
 }
 
-func (f *FS) lookup(name string, follow bool, hops *int) (*Inode, error) {
-	root, err := f.ReadInode(RootInode)
+// walker is the filesystem as pathwalk sees it.
+type walker struct{ f *FS }
+
+func (w walker) Root() (*Inode, error)              { return w.f.ReadInode(RootInode) }
+func (w walker) Readlink(in *Inode) (string, error) { return w.f.readlink(in) }
+func (w walker) ID(in *Inode) string                { return fmt.Sprintf("inode %d", in.Num) }
+
+func (w walker) Child(dir *Inode, name string) (*Inode, bool, error) {
+	ents, err := w.f.readDir(dir)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	cur := root
-	var stack []*Inode // ancestors, for ".."
-	parts := splitPath(name)
-	steps := 0
-	for i := 0; i < len(parts); i++ {
-		if steps++; steps > maxLookupStep {
-			return nil, fmt.Errorf("ext4: %s: more than %d path components to walk", name, maxLookupStep)
-		}
-		p := parts[i]
-		if p == "." {
-			continue
-		}
-		if p == ".." {
-			if len(stack) > 0 {
-				cur, stack = stack[len(stack)-1], stack[:len(stack)-1]
-			}
-			continue
-		}
-		if !cur.IsDir() {
-			return nil, fmt.Errorf("ext4: %s: %s is not a directory", name, strings.Join(parts[:i], "/"))
-		}
-		ents, err := f.readDir(cur)
-		if err != nil {
-			return nil, err
-		}
-		var next uint32
-		for _, e := range ents {
-			if e.Name == p {
-				next = e.Inode
-				break
-			}
-		}
-		if next == 0 {
-			return nil, fmt.Errorf("ext4: %s: %w", name, fs.ErrNotExist)
-		}
-		in, err := f.ReadInode(next)
-		if err != nil {
-			return nil, err
-		}
-		last := i == len(parts)-1
-		if in.IsSymlink() && (!last || follow) {
-			*hops++
-			if *hops > maxSymlinks {
-				return nil, fmt.Errorf("ext4: %s: more than %d symlinks", name, maxSymlinks)
-			}
-			target, err := f.readlink(in)
-			if err != nil {
-				return nil, err
-			}
-			rest := parts[i+1:]
-			var base []string
-			if !strings.HasPrefix(target, "/") {
-				base = append(base, parts[:i]...)
-			}
-			parts = append(append(append([]string(nil), base...), splitPath(target)...), rest...)
-			cur, stack, i = root, nil, -1
-			continue
-		}
-		stack = append(stack, cur)
-		cur = in
-	}
-	return cur, nil
-}
-
-func splitPath(p string) []string {
-	var out []string
-	for _, s := range strings.Split(p, "/") {
-		if s != "" {
-			out = append(out, s)
+	for _, e := range ents {
+		if e.Name == name {
+			in, err := w.f.ReadInode(e.Inode)
+			return in, err == nil, err
 		}
 	}
-	return out
+	return nil, false, nil
 }
 
 // readlink returns a symlink's target: in i_block when short ("fast"
@@ -654,8 +594,7 @@ func (f *FS) readlink(in *Inode) (string, error) {
 
 // Readlink returns the target of the symlink at name (not followed).
 func (f *FS) Readlink(name string) (string, error) {
-	hops := 0
-	in, err := f.lookup(name, false, &hops)
+	in, err := pathwalk.Resolve[*Inode](walker{f}, "ext4", name, false)
 	if err != nil {
 		return "", err
 	}

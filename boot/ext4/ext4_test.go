@@ -233,3 +233,24 @@ func TestFuzzSeedsRead(t *testing.T) {
 		assert.Equal(t, "kernel\n", string(b), name)
 	}
 }
+
+// A directory linked below itself (debugfs's link keeps no counts, as a
+// corrupt image would) is reported as a loop, not walked 4096 times.
+func TestDirectoryLoop(t *testing.T) {
+	debugfs := testutil.RequireTool(t, "debugfs")
+	dir := t.TempDir()
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, "boot", "grub"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "boot", "grub", "grub.cfg"), []byte("set timeout=1\n"), 0o644))
+	img := mkfs(t, dir, "4M", "-t", "ext4")
+	out, err := exec.Command(debugfs, "-w", "-R", "link /boot /boot/grub/again", img).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+
+	f := open(t, img)
+	boot, err := f.Lookup("/boot")
+	require.NoError(t, err)
+	_, err = f.ReadFile("/boot/grub/again/grub/grub.cfg", MaxFileSize)
+	require.ErrorContains(t, err, fmt.Sprintf("ext4: /boot/grub/again/grub/grub.cfg: directory loop: boot/grub/again is inode %d, also its own ancestor", boot.Num))
+	got, err := f.ReadFile("/boot/grub/grub.cfg", MaxFileSize)
+	require.NoError(t, err)
+	assert.Equal(t, "set timeout=1\n", string(got))
+}

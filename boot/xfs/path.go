@@ -3,78 +3,28 @@ package xfs
 import (
 	"encoding/binary"
 	"fmt"
-	"io/fs"
 	"path"
-	"slices"
-	"strings"
+
+	"github.com/vmconv/vmconv/boot/pathwalk"
 )
 
 // Lookup resolves name (absolute, or relative to "/") to an inode, following
 // symlinks within the filesystem (absolute targets from its root) up to a
 // fixed number of hops. The final component is followed too.
 func (f *FS) Lookup(name string) (*Inode, error) {
-	hops := 0
-	return f.lookup(name, true, &hops)
+	return pathwalk.Resolve[*Inode](walker{f}, "xfs", name, true)
 }
 
-func (f *FS) lookup(name string, follow bool, hops *int) (*Inode, error) {
-	root, err := f.ReadInode(f.sb.RootIno)
-	if err != nil {
-		return nil, fmt.Errorf("xfs: root directory: %w", err)
-	}
-	cur := root
-	var stack []*Inode // ancestors, for ".." and to catch directory loops
-	parts := splitPath(name)
-	steps := 0
-	for i := 0; i < len(parts); i++ {
-		if steps++; steps > maxLookupStep {
-			return nil, fmt.Errorf("xfs: %s: more than %d path components to walk", name, maxLookupStep)
-		}
-		p := parts[i]
-		if p == "." {
-			continue
-		}
-		if p == ".." {
-			if len(stack) > 0 {
-				cur, stack = stack[len(stack)-1], stack[:len(stack)-1]
-			}
-			continue
-		}
-		if !cur.IsDir() {
-			return nil, fmt.Errorf("xfs: %s: %s is not a directory", name, strings.Join(parts[:i], "/"))
-		}
-		in, err := f.child(cur, p)
-		if err != nil {
-			return nil, err
-		}
-		if in == nil {
-			return nil, fmt.Errorf("xfs: %s: %w", name, fs.ErrNotExist)
-		}
-		last := i == len(parts)-1
-		if in.IsSymlink() && (!last || follow) {
-			if *hops++; *hops > maxSymlinks {
-				return nil, fmt.Errorf("xfs: %s: more than %d symlinks", name, maxSymlinks)
-			}
-			target, err := f.readlink(in)
-			if err != nil {
-				return nil, err
-			}
-			var base []string
-			if !strings.HasPrefix(target, "/") {
-				base = append(base, parts[:i]...)
-			}
-			parts = append(append(base, splitPath(target)...), parts[i+1:]...)
-			cur, stack, i = root, nil, -1
-			continue
-		}
-		stack = append(stack, cur)
-		if in.IsDir() && slices.ContainsFunc(stack, func(a *Inode) bool { return a.Num == in.Num }) {
-			// A directory has one parent: meeting it again on the way down is corruption.
-			return nil, fmt.Errorf("xfs: %s: directory loop: %s is inode %d, also its own ancestor", name, strings.Join(parts[:i+1], "/"), in.Num)
-		}
-		cur = in
-	}
-	return cur, nil
+// walker is the filesystem as pathwalk sees it.
+type walker struct{ f *FS }
+
+func (w walker) Root() (*Inode, error)              { return w.f.ReadInode(w.f.sb.RootIno) }
+func (w walker) Readlink(in *Inode) (string, error) { return w.f.readlink(in) }
+func (w walker) ID(in *Inode) string                { return fmt.Sprintf("inode %d", in.Num) }
+
+func (w walker) Child(dir *Inode, name string) (*Inode, bool, error) {
+	in, err := w.f.child(dir, name)
+	return in, in != nil, err
 }
 
 // child returns the inode named p in directory dir, nil if there is none.
@@ -89,16 +39,6 @@ func (f *FS) child(dir *Inode, p string) (*Inode, error) {
 		}
 	}
 	return nil, nil
-}
-
-func splitPath(p string) []string {
-	var out []string
-	for _, s := range strings.Split(p, "/") {
-		if s != "" {
-			out = append(out, s)
-		}
-	}
-	return out
 }
 
 // readlink returns a symlink's target: in the inode (local format) when
@@ -157,8 +97,7 @@ func (f *FS) remoteSymlink(in *Inode) (string, error) {
 
 // Readlink returns the target of the symlink at name (not followed).
 func (f *FS) Readlink(name string) (string, error) {
-	hops := 0
-	in, err := f.lookup(name, false, &hops)
+	in, err := pathwalk.Resolve[*Inode](walker{f}, "xfs", name, false)
 	if err != nil {
 		return "", err
 	}

@@ -31,10 +31,8 @@ const (
 	maxDirSize     = 64 << 20  // directory data blocks read for one directory
 	maxExtents     = 1 << 20   // mappings of one file (also at most the fs's blocks)
 	maxBtreeLevels = 9         // bmbt depth, the root in the inode included
-	maxSymlinks    = 40
-	maxSymlinkLen  = 1024     // XFS_SYMLINK_MAXLEN
-	maxLookupStep  = 4096     // path components walked in one lookup, symlinks included
-	dirLeafOffset  = 32 << 30 // XFS_DIR2_LEAF_OFFSET: directory data space ends here
+	maxSymlinkLen  = 1024      // XFS_SYMLINK_MAXLEN
+	dirLeafOffset  = 32 << 30  // XFS_DIR2_LEAF_OFFSET: directory data space ends here
 )
 
 // Superblock feature bits the reader looks at.
