@@ -6,13 +6,16 @@ package disktest
 
 import (
 	"bytes"
+	"context"
 	"io"
+	"iter"
 	"math/rand"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/vmconv/vmconv/disk"
@@ -128,4 +131,82 @@ func RawOf(t testing.TB, path, format string) []byte {
 	b, err := os.ReadFile(out)
 	require.NoError(t, err)
 	return b
+}
+
+// Runs builds contents of size bytes, random inside the runs ({offset,
+// length}, clipped to size) and zero elsewhere. No block inside a run reads
+// as zeros, so a writer allocates exactly the blocks the runs touch.
+func Runs(size, seed int64, runs ...[2]int64) []byte {
+	b := make([]byte, size)
+	rng := rand.New(rand.NewSource(seed))
+	for _, r := range runs {
+		if r[0] < size {
+			rng.Read(b[r[0]:min(r[0]+r[1], size)])
+		}
+	}
+	return b
+}
+
+// OpenRawOf writes b to a sparse raw file in a temporary directory and
+// opens it; holes stand for its zero 64 KiB blocks.
+func OpenRawOf(t testing.TB, b []byte) disk.Image {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "src.raw")
+	WriteSparse(t, path, b)
+	img, err := disk.OpenRaw(path)
+	require.NoError(t, err)
+	t.Cleanup(func() { img.Close() })
+	return img
+}
+
+// FileSizes is the total size of the files, as a measurement counts them.
+func FileSizes(t testing.TB, paths ...string) int64 {
+	t.Helper()
+	var n int64
+	for _, p := range paths {
+		st, err := os.Stat(p)
+		require.NoError(t, err)
+		n += st.Size()
+	}
+	return n
+}
+
+// Write copies img into a new image that create makes at path, and commits
+// it.
+func Write(t testing.TB, img disk.Image, path string, create func(out *disk.Output, path string, size int64) (disk.Writer, error)) {
+	t.Helper()
+	out := disk.NewOutput(false)
+	defer out.Abort()
+	w, err := create(out, path, img.Size())
+	require.NoError(t, err)
+	require.NoError(t, disk.Copy(context.Background(), img, w, disk.CopyOptions{}))
+	require.NoError(t, out.Commit())
+}
+
+// MeasureRuns are data runs for measurement tests: blocks at the start,
+// across 1 MiB, 2 MiB and 8 MiB edges, and past 32 MiB.
+var MeasureRuns = [][2]int64{{0, 64 << 10}, {1 << 20, 64 << 10}, {3 << 20, 256 << 10}, {8<<20 - 64<<10, 128 << 10}, {40 << 20, 1 << 20}}
+
+// RequireMeasure checks a format's measurement against what its writer
+// writes for a disk of size bytes holding MeasureRuns, and for one full of
+// data: the total size of the files (files names them, given the image's
+// path) must be Required and FullyAllocated.
+func RequireMeasure(t *testing.T, size int64,
+	measure func(size int64, data iter.Seq[disk.Extent]) (disk.Measurement, error),
+	create func(out *disk.Output, path string, size int64) (disk.Writer, error),
+	files func(path string) []string) {
+	t.Helper()
+	src := OpenRawOf(t, Runs(size, 1, MeasureRuns...))
+	var extErr error
+	m, err := measure(src.Size(), disk.DataExtents(src, &extErr))
+	require.NoError(t, err)
+	require.NoError(t, extErr)
+	path := filepath.Join(t.TempDir(), "out")
+	Write(t, src, path, create)
+	assert.Equal(t, FileSizes(t, files(path)...), m.Required, "required")
+
+	full := OpenRawOf(t, Runs(size, 2, [2]int64{0, size}))
+	path = filepath.Join(t.TempDir(), "out") // the same name: descriptors hold it
+	Write(t, full, path, create)
+	assert.Equal(t, FileSizes(t, files(path)...), m.FullyAllocated, "fully allocated")
 }

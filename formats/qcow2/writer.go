@@ -58,19 +58,11 @@ func Create(out *disk.Output, path string, size int64, opt Options) (disk.Writer
 	if path == disk.Stdout {
 		return nil, fmt.Errorf("qcow2: cannot be written to standard output (its tables are written last, at the front)")
 	}
-	if size < 0 {
-		return nil, fmt.Errorf("qcow2 %s: size %d: want a size of at least 0", path, size)
+	if opt.Compress && opt.ClusterSize > disk.ChunkSize {
+		return nil, fmt.Errorf("qcow2 %s: compression needs clusters of at most %d bytes, not %d", path, disk.ChunkSize, opt.ClusterSize)
 	}
-	cs := opt.ClusterSize
-	if cs < 512 || cs > 2<<20 || cs&(cs-1) != 0 {
-		return nil, fmt.Errorf("qcow2 %s: cluster size %d: want a power of two from 512 to 2 MiB", path, cs)
-	}
-	if opt.Compress && cs > disk.ChunkSize {
-		return nil, fmt.Errorf("qcow2 %s: compression needs clusters of at most %d bytes, not %d", path, disk.ChunkSize, cs)
-	}
-	size = (size + 511) &^ 511
-	w := &writer{name: path, size: size, cs: cs, l2Entries: cs / 8, curL2: -1, openVC: -1, perBlock: cs / 2}
-	if err := w.layout(opt); err != nil {
+	w, err := newWriter(path, size, opt)
+	if err != nil {
 		return nil, err
 	}
 	if opt.Compress {
@@ -90,15 +82,38 @@ func Create(out *disk.Output, path string, size int64, opt Options) (disk.Writer
 	}
 	w.f = f
 	w.bw = bufio.NewWriterSize(f, 1<<20)
+	w.reserve()
+	return w, w.err
+}
+
+// newWriter lays out an image of size bytes (rounded up to whole sectors);
+// until it is given a file it only counts what it would write (Measure).
+func newWriter(path string, size int64, opt Options) (*writer, error) {
+	cs := opt.ClusterSize
+	if cs < 512 || cs > 2<<20 || cs&(cs-1) != 0 {
+		return nil, fmt.Errorf("qcow2 %s: cluster size %d: want a power of two from 512 to 2 MiB", path, cs)
+	}
+	if size < 0 {
+		return nil, fmt.Errorf("qcow2 %s: size %d: want a size of at least 0", path, size)
+	}
+	size = (size + 511) &^ 511
+	w := &writer{name: path, size: size, cs: cs, l2Entries: cs / 8, curL2: -1, openVC: -1, perBlock: cs / 2}
+	if err := w.layout(opt); err != nil {
+		return nil, err
+	}
 	w.l2 = make([]byte, cs)
 	w.rcb = make([]uint16, w.perBlock)
-	// Reserve the header, refcount table and L1 table clusters.
-	reserved := 1 + w.rtEntries*8/cs + (int64(len(w.l1))*8+cs-1)/cs
+	return w, nil
+}
+
+// reserve appends the header, refcount table and L1 table clusters, which
+// Close fills in.
+func (w *writer) reserve() {
+	reserved := 1 + w.rtEntries*8/w.cs + (int64(len(w.l1))*8+w.cs-1)/w.cs
 	for range reserved {
 		w.allocCluster()
-		w.emit(make([]byte, cs))
+		w.emit(zeroCluster[:w.cs])
 	}
-	return w, w.err
 }
 
 // layout sizes the L1 and refcount tables and places them after the header.
@@ -149,9 +164,13 @@ func (w *writer) fail(format string, args ...any) error {
 	return w.err
 }
 
-// emit appends p to the file.
+// emit appends p to the file (only counts it when measuring).
 func (w *writer) emit(p []byte) {
 	if w.err != nil {
+		return
+	}
+	if w.bw == nil {
+		w.hostEnd += int64(len(p))
 		return
 	}
 	if _, err := w.bw.Write(p); err != nil {
@@ -298,13 +317,7 @@ func (w *writer) Close() error {
 	if w.err != nil {
 		return w.err
 	}
-	w.closeOpen()
-	w.flushL2()
-	w.flushBlock()
-	for w.err == nil && !isZero16(w.rcb) {
-		w.flushBlock() // the last block's own cluster began a new block
-	}
-	if w.err != nil {
+	if w.finish(); w.err != nil {
 		return w.err
 	}
 	if err := w.bw.Flush(); err != nil {
@@ -328,6 +341,16 @@ func (w *writer) Close() error {
 	}
 	w.err = fmt.Errorf("qcow2 %s: writer closed", w.name)
 	return nil
+}
+
+// finish appends the last L2 table and the refcount blocks.
+func (w *writer) finish() {
+	w.closeOpen()
+	w.flushL2()
+	w.flushBlock()
+	for w.err == nil && !isZero16(w.rcb) {
+		w.flushBlock() // the last block's own cluster began a new block
+	}
 }
 
 func isZero16(v []uint16) bool {

@@ -80,6 +80,19 @@ func Create(out *disk.Output, path string, size int64, opt Options) (disk.Writer
 	if path == disk.Stdout {
 		return nil, fmt.Errorf("vpc: cannot be written to standard output")
 	}
+	w, err := newWriter(path, size, opt)
+	if err != nil {
+		return nil, err
+	}
+	if w.f, err = out.Create(path); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// newWriter lays out a VHD able to hold size bytes: its footer, and for a
+// dynamic disk its header and BAT.
+func newWriter(path string, size int64, opt Options) (*writer, error) {
 	if opt.Subformat == "" {
 		opt.Subformat = "dynamic"
 	}
@@ -123,9 +136,6 @@ func Create(out *disk.Output, path string, size int64, opt Options) (disk.Writer
 		h.HeaderVersion = 0x00010000
 		h.MaxTableEntries = uint32(n)
 		h.BlockSize = uint32(w.blockSize)
-	}
-	if w.f, err = out.Create(path); err != nil {
-		return nil, err
 	}
 	return w, nil
 }

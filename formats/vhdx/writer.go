@@ -104,6 +104,19 @@ func Create(out *disk.Output, path string, size int64, opt Options) (disk.Writer
 	if path == disk.Stdout {
 		return nil, fmt.Errorf("vhdx: cannot be written to standard output")
 	}
+	w, err := newWriter(path, size, opt)
+	if err != nil {
+		return nil, err
+	}
+	if w.f, err = out.Create(path); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// newWriter lays out a VHDX of size bytes (rounded up to whole sectors):
+// the BAT, and for a fixed disk every block.
+func newWriter(path string, size int64, opt Options) (*writer, error) {
 	size = (size + 511) &^ 511
 	if size > maxVirtualSize {
 		return nil, fmt.Errorf("vhdx %s: size %d is larger than VHDX's 64 TiB", path, size)
@@ -121,10 +134,6 @@ func Create(out *disk.Output, path string, size int64, opt Options) (disk.Writer
 			w.bat[w.geo.batIndex(b)] = payloadFull | uint64((w.next+b*bs)/mib)<<20
 		}
 		w.next += w.geo.dataBlocks * bs
-	}
-	var err error
-	if w.f, err = out.Create(path); err != nil {
-		return nil, err
 	}
 	return w, nil
 }

@@ -73,31 +73,41 @@ func extentName(path, subformat string, i int) string {
 	return fmt.Sprintf("%s-f%03d.vmdk", base, i+1)
 }
 
-func createSplit(out *disk.Output, path string, size, sectors int64, opt Options) (disk.Writer, error) {
-	per := int64(splitSectors)
+// splitExtents is the extents of a descriptor-based disk: one flat file
+// (monolithicFlat), or one file per 2 GiB; each but the last holds per
+// sectors.
+func splitExtents(path string, sectors int64, opt Options) (lines []ExtentLine, per int64) {
+	per = int64(splitSectors)
 	if opt.Subformat == MonolithicFlat {
 		per = sectors
 	}
-	dir := filepath.Dir(path)
-	var lines []ExtentLine
-	mw := &multiWriter{size: size, partSectors: per}
+	typ := "FLAT"
+	if opt.Subformat == TwoGbMaxExtentSparse {
+		typ = "SPARSE"
+	}
 	for i, s := int64(0), int64(0); s < sectors; i, s = i+1, s+per {
-		n := min(per, sectors-s)
-		name := extentName(path, opt.Subformat, int(i))
-		f, err := out.Create(filepath.Join(dir, name))
+		lines = append(lines, ExtentLine{Access: "RW", Sectors: min(per, sectors-s), Type: typ, File: extentName(path, opt.Subformat, int(i))})
+	}
+	return lines, per
+}
+
+func createSplit(out *disk.Output, path string, size, sectors int64, opt Options) (disk.Writer, error) {
+	lines, per := splitExtents(path, sectors, opt)
+	dir := filepath.Dir(path)
+	mw := &multiWriter{size: size, partSectors: per}
+	for _, l := range lines {
+		f, err := out.Create(filepath.Join(dir, l.File))
 		if err != nil {
 			return nil, err
 		}
-		if opt.Subformat == TwoGbMaxExtentSparse {
-			lines = append(lines, ExtentLine{Access: "RW", Sectors: n, Type: "SPARSE", File: name})
-			sf, err := newSparseFile(f, filepath.Join(dir, name), n, nil, opt.ZeroedGrain)
+		if l.Type == "SPARSE" {
+			sf, err := newSparseFile(f, filepath.Join(dir, l.File), l.Sectors, nil, opt.ZeroedGrain)
 			if err != nil {
 				return nil, err
 			}
 			mw.parts = append(mw.parts, sf)
 		} else {
-			lines = append(lines, ExtentLine{Access: "RW", Sectors: n, Type: "FLAT", File: name})
-			mw.parts = append(mw.parts, &flatFile{f: f, name: name, size: n * sectorSize})
+			mw.parts = append(mw.parts, &flatFile{f: f, name: l.File, size: l.Sectors * sectorSize})
 		}
 	}
 	d := newDescriptor(opt, sectors, lines)
@@ -214,30 +224,10 @@ type sparseFile struct {
 }
 
 func newSparseFile(f *os.File, name string, sectors int64, desc []byte, zeroedGrain bool) (*sparseFile, error) {
-	h := SparseHeader{
-		Magic: sparseMagic, Version: 1, Flags: flagNewlineTest | flagRedundantGD,
-		Capacity: uint64(sectors), GrainSize: writeGrainSectors, NumGTEsPerGT: gtesPerGT,
-		SingleEndLineChar: '\n', NonEndLineChar: ' ', DoubleEndLineChar1: '\r', DoubleEndLineChar2: '\n',
+	if desc != nil && len(desc) > (descriptorSectors-2)*sectorSize {
+		return nil, fmt.Errorf("vmdk %s: descriptor of %d bytes does not fit the embedded area", name, len(desc))
 	}
-	if zeroedGrain {
-		h.Version, h.Flags = 2, h.Flags|flagZeroedGrain
-	}
-	next := uint64(1)
-	if desc != nil {
-		if len(desc) > (descriptorSectors-2)*sectorSize {
-			return nil, fmt.Errorf("vmdk %s: descriptor of %d bytes does not fit the embedded area", name, len(desc))
-		}
-		h.DescriptorOffset, h.DescriptorSize = 1, descriptorSectors
-		next += descriptorSectors
-	}
-	gdEntries := h.gdEntries()
-	gdSectors := (gdEntries*4 + sectorSize - 1) / sectorSize
-	gtSectors := gdEntries * gtesPerGT * 4 / sectorSize
-	h.RGDOffset = next
-	rgt := next + gdSectors
-	h.GDOffset = rgt + gtSectors
-	gt := h.GDOffset + gdSectors
-	h.OverHead = (gt + gtSectors + writeGrainSectors - 1) / writeGrainSectors * writeGrainSectors
+	h, rgt, gt := sparseLayout(sectors, desc != nil, zeroedGrain)
 	s := &sparseFile{f: f, name: name, hdr: h, capBytes: sectors * sectorSize,
 		rgtStart: int64(rgt), gtStart: int64(gt), next: int64(h.OverHead), cur: -1}
 
@@ -252,7 +242,8 @@ func newSparseFile(f *os.File, name string, sectors int64, desc []byte, zeroedGr
 			return nil, fmt.Errorf("vmdk %s: write descriptor: %w", name, err)
 		}
 	}
-	gd := make([]byte, gdSectors*sectorSize)
+	gdEntries := h.gdEntries()
+	gd := make([]byte, (gdEntries*4+sectorSize-1)/sectorSize*sectorSize)
 	for _, d := range []struct{ gd, gt uint64 }{{h.RGDOffset, rgt}, {h.GDOffset, gt}} {
 		for i := uint64(0); i < gdEntries; i++ {
 			binary.LittleEndian.PutUint32(gd[i*4:], uint32(d.gt+i*4))
@@ -265,6 +256,35 @@ func newSparseFile(f *os.File, name string, sectors int64, desc []byte, zeroedGr
 		return nil, fmt.Errorf("vmdk %s: %w", name, err)
 	}
 	return s, nil
+}
+
+// sparseLayout is the header of a sparse extent of sectors, with the
+// embedded descriptor area or not: header, descriptor, redundant GD and GTs,
+// GD and GTs, grains from OverHead on. rgt and gt are where the two sets of
+// grain tables start (sectors).
+func sparseLayout(sectors int64, withDesc, zeroedGrain bool) (h SparseHeader, rgt, gt uint64) {
+	h = SparseHeader{
+		Magic: sparseMagic, Version: 1, Flags: flagNewlineTest | flagRedundantGD,
+		Capacity: uint64(sectors), GrainSize: writeGrainSectors, NumGTEsPerGT: gtesPerGT,
+		SingleEndLineChar: '\n', NonEndLineChar: ' ', DoubleEndLineChar1: '\r', DoubleEndLineChar2: '\n',
+	}
+	if zeroedGrain {
+		h.Version, h.Flags = 2, h.Flags|flagZeroedGrain
+	}
+	next := uint64(1)
+	if withDesc {
+		h.DescriptorOffset, h.DescriptorSize = 1, descriptorSectors
+		next += descriptorSectors
+	}
+	gdEntries := h.gdEntries()
+	gdSectors := (gdEntries*4 + sectorSize - 1) / sectorSize
+	gtSectors := gdEntries * gtesPerGT * 4 / sectorSize
+	h.RGDOffset = next
+	rgt = next + gdSectors
+	h.GDOffset = rgt + gtSectors
+	gt = h.GDOffset + gdSectors
+	h.OverHead = (gt + gtSectors + writeGrainSectors - 1) / writeGrainSectors * writeGrainSectors
+	return h, rgt, gt
 }
 
 // write stores the non-zero grains of p, which starts at extent offset off

@@ -1,0 +1,74 @@
+package disk
+
+import "iter"
+
+// Measurement is how large a writer's output is for some content, as
+// qemu-img measure reports it: Required for the content measured (every
+// block that the source's data touches allocated; blocks that hold only
+// zeros are left out when converting, so it is exact when there are none
+// and an upper bound otherwise), FullyAllocated with every block of the
+// disk allocated. Both count the bytes of every file the writer makes.
+type Measurement struct {
+	Required       int64 `json:"required"`
+	FullyAllocated int64 `json:"fully-allocated"`
+}
+
+// Blocks yields, in order and once each, the indexes of the blocks of
+// blockSize (aligned at offset 0) that the extents touch. The extents must
+// be sorted and must not overlap.
+func Blocks(data iter.Seq[Extent], blockSize int64) iter.Seq[int64] {
+	return func(yield func(int64) bool) {
+		next := int64(0) // first block not yet yielded
+		for e := range data {
+			if e.Length <= 0 {
+				continue
+			}
+			for b := max(e.Offset/blockSize, next); b <= (e.End()-1)/blockSize; b++ {
+				if !yield(b) {
+					return
+				}
+				next = b + 1
+			}
+		}
+	}
+}
+
+// CountBlocks counts the blocks of blockSize that the extents touch.
+func CountBlocks(data iter.Seq[Extent], blockSize int64) int64 {
+	n := int64(0)
+	for range Blocks(data, blockSize) {
+		n++
+	}
+	return n
+}
+
+// DataExtents yields img's Data extents in order, asking for them a window
+// at a time so that a huge fragmented disk is never listed at once; an
+// error ends the sequence and is stored in *err.
+func DataExtents(img Image, err *error) iter.Seq[Extent] {
+	const window = 1 << 30
+	return func(yield func(Extent) bool) {
+		for off := int64(0); off < img.Size(); off += window {
+			ext, e := img.Extents(off, min(window, img.Size()-off))
+			if e != nil {
+				*err = e
+				return
+			}
+			for _, x := range ext {
+				if x.Kind == Data && !yield(x) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// AllData is a disk of size bytes that holds data everywhere, to measure
+// the fully allocated size.
+func AllData(size int64) iter.Seq[Extent] {
+	return func(yield func(Extent) bool) {
+		if size > 0 {
+			yield(Extent{Offset: 0, Length: size, Kind: Data})
+		}
+	}
+}

@@ -1,0 +1,73 @@
+package qcow2
+
+import (
+	"encoding/json"
+	"path/filepath"
+	"strconv"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/vmconv/vmconv/disk"
+	"github.com/vmconv/vmconv/disk/disktest"
+)
+
+// Measure gives the size of the file the writer then writes, for the
+// content measured and for a disk full of data, and agrees with qemu-img
+// measure where the layouts are the same.
+func TestMeasure(t *testing.T) {
+	runs := [][2]int64{{0, 64 << 10}, {1 << 20, 64 << 10}, {3 << 20, 256 << 10}, {8<<20 - 64<<10, 128 << 10}, {40 << 20, 1 << 20}}
+	for _, tc := range []struct {
+		name string
+		opt  Options
+		size int64
+	}{
+		{"default", Options{}, 9<<20 + 3*512},
+		{"unaligned size", Options{}, 1<<20 + 1000},
+		{"512-byte clusters, many refcount blocks", Options{ClusterSize: 512}, 48 << 20},
+		{"2 MiB clusters", Options{ClusterSize: 2 << 20}, 9<<20 + 512},
+		{"empty", Options{}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			content := disktest.Runs(tc.size, 1, runs...)
+			src := disktest.OpenRawOf(t, content)
+			var extErr error
+			m, err := Measure(src.Size(), disk.DataExtents(src, &extErr), tc.opt)
+			require.NoError(t, err)
+			require.NoError(t, extErr)
+			q := filepath.Join(t.TempDir(), "out.qcow2")
+			convertTo(t, src, q, tc.opt)
+			assert.Equal(t, disktest.FileSizes(t, q), m.Required, "required")
+
+			full := disktest.OpenRawOf(t, disktest.Runs(tc.size, 2, [2]int64{0, tc.size}))
+			fq := filepath.Join(t.TempDir(), "full.qcow2")
+			convertTo(t, full, fq, tc.opt)
+			assert.Equal(t, disktest.FileSizes(t, fq), m.FullyAllocated, "fully allocated")
+
+			cs := tc.opt.ClusterSize
+			if cs == 0 {
+				cs = defaultClusterSize
+			}
+			raw := filepath.Join(t.TempDir(), "src.raw")
+			disktest.WriteSparse(t, raw, content)
+			var qm disk.Measurement
+			out := disktest.QemuImg(t, "measure", "--output=json", "-O", "qcow2", "-o", "cluster_size="+strconv.FormatInt(cs, 10), raw)
+			require.NoError(t, json.Unmarshal([]byte(out), &qm))
+			assert.Equal(t, qm.FullyAllocated, m.FullyAllocated, "qemu-img's fully allocated")
+			if cs >= 64<<10 {
+				// With smaller clusters qemu-img counts an L2 table for
+				// every part of the disk; the writer makes only those the
+				// data needs.
+				assert.Equal(t, qm.Required, m.Required, "qemu-img's required")
+			}
+		})
+	}
+}
+
+func TestMeasureRefusesCompression(t *testing.T) {
+	_, err := Measure(1<<20, disk.AllData(1<<20), Options{Compress: true})
+	require.ErrorContains(t, err, "compressed")
+	_, err = Measure(1<<20, disk.AllData(1<<20), Options{ClusterSize: 3000})
+	require.ErrorContains(t, err, "cluster size")
+}
