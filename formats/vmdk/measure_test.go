@@ -35,7 +35,9 @@ func TestMeasure(t *testing.T) {
 				func(size int64, data iter.Seq[disk.Extent]) (disk.Measurement, error) {
 					return Measure("out", size, data, tc.opt)
 				},
-				func(out *disk.Output, path string, size int64) (disk.Writer, error) { return Create(out, path, size, tc.opt) },
+				func(out *disk.Output, path string, size int64) (disk.Writer, error) {
+					return Create(out, path, size, tc.opt)
+				},
 				files)
 		})
 	}
@@ -53,7 +55,9 @@ func TestMeasureSplitExtents(t *testing.T) {
 	m, err := Measure(path, size, disk.DataExtents(src, &extErr), opt)
 	require.NoError(t, err)
 	require.NoError(t, extErr)
-	disktest.Write(t, src, path, func(out *disk.Output, path string, size int64) (disk.Writer, error) { return Create(out, path, size, opt) })
+	disktest.Write(t, src, path, func(out *disk.Output, path string, size int64) (disk.Writer, error) {
+		return Create(out, path, size, opt)
+	})
 	got := files(filepath.Join(filepath.Dir(path), "big"))
 	require.Len(t, got, 4, "descriptor and three extents")
 	assert.Equal(t, disktest.FileSizes(t, got...), m.Required)
