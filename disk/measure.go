@@ -1,6 +1,10 @@
 package disk
 
-import "iter"
+import (
+	"fmt"
+	"io"
+	"iter"
+)
 
 // Measurement is how large a writer's output is for some content, as
 // qemu-img measure reports it: Required for the content measured (every
@@ -69,6 +73,45 @@ func AllData(size int64) iter.Seq[Extent] {
 	return func(yield func(Extent) bool) {
 		if size > 0 {
 			yield(Extent{Offset: 0, Length: size, Kind: Data})
+		}
+	}
+}
+
+// NonZero yields the parts of the data extents that are not all zeros, at
+// the 4 KiB granularity at which a copy leaves zeros out, reading img to
+// find them (data yields img's Data extents). A read error ends the
+// sequence and is stored in *err.
+func NonZero(img Image, data iter.Seq[Extent], err *error) iter.Seq[Extent] {
+	const block = 4 << 10
+	return func(yield func(Extent) bool) {
+		buf := make([]byte, ChunkSize)
+		run := Extent{Kind: Data} // the non-zero run being gathered
+		for e := range data {
+			for off := e.Offset; off < e.End(); {
+				n := min(int64(len(buf)), e.End()-off)
+				if _, rerr := img.ReadAt(buf[:n], off); rerr != nil && !(rerr == io.EOF && off+n == img.Size()) {
+					*err = fmt.Errorf("read at %#x: %w", off, rerr)
+					return
+				}
+				for i := int64(0); i < n; i += block {
+					at, end := off+i, off+min(i+block, n)
+					if IsZero(buf[i:min(i+block, n)]) {
+						continue
+					}
+					if run.Length > 0 && run.End() == at {
+						run.Length = end - run.Offset
+						continue
+					}
+					if run.Length > 0 && !yield(run) {
+						return
+					}
+					run = Extent{Offset: at, Length: end - at, Kind: Data}
+				}
+				off += n
+			}
+		}
+		if run.Length > 0 {
+			yield(run)
 		}
 	}
 }

@@ -2,6 +2,7 @@ package formats
 
 import (
 	"fmt"
+	"iter"
 	"os"
 
 	"github.com/vmconv/vmconv/disk"
@@ -25,6 +26,14 @@ func init() {
 			return disk.NewRawWriter(f, size), nil
 		},
 		StreamsOut: true,
+		// As qemu-img measures raw: the file is the disk's size, its
+		// holes unallocated.
+		Measure: func(_ string, size int64, _ iter.Seq[disk.Extent], opts map[string]string) (disk.Measurement, error) {
+			for k := range opts {
+				return disk.Measurement{}, fmt.Errorf("raw: unknown option %q", k)
+			}
+			return disk.Measurement{Required: size, FullyAllocated: size}, nil
+		},
 		ImageInfo: func(img disk.Image) *ImageInfo {
 			return &ImageInfo{}
 		},

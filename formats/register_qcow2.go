@@ -2,6 +2,7 @@ package formats
 
 import (
 	"fmt"
+	"iter"
 
 	"github.com/vmconv/vmconv/disk"
 	"github.com/vmconv/vmconv/formats/qcow2"
@@ -48,6 +49,13 @@ func init() {
 				return nil, err
 			}
 			return res.Problems, nil
+		},
+		Measure: func(_ string, size int64, data iter.Seq[disk.Extent], opts map[string]string) (disk.Measurement, error) {
+			o, err := qcow2.ParseOptions(opts)
+			if err != nil {
+				return disk.Measurement{}, err
+			}
+			return qcow2.Measure(size, data, o)
 		},
 		ImageInfo: func(img disk.Image) *ImageInfo {
 			qi := img.(*qcow2.Image).Info()

@@ -1,6 +1,8 @@
 package formats
 
 import (
+	"iter"
+
 	"github.com/vmconv/vmconv/disk"
 	"github.com/vmconv/vmconv/formats/vhd"
 )
@@ -26,6 +28,13 @@ func init() {
 			return vhd.Create(out, path, size, o)
 		},
 		Check: vhd.Check,
+		Measure: func(_ string, size int64, data iter.Seq[disk.Extent], opts map[string]string) (disk.Measurement, error) {
+			o, err := vhd.ParseOptions(opts)
+			if err != nil {
+				return disk.Measurement{}, err
+			}
+			return vhd.Measure(size, data, o)
+		},
 		ImageInfo: func(img disk.Image) *ImageInfo {
 			vi := img.(*vhd.Image).Info()
 			return &ImageInfo{

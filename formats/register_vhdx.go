@@ -1,6 +1,8 @@
 package formats
 
 import (
+	"iter"
+
 	"github.com/vmconv/vmconv/disk"
 	"github.com/vmconv/vmconv/formats/vhdx"
 )
@@ -22,6 +24,13 @@ func init() {
 			return vhdx.Create(out, path, size, o)
 		},
 		Check: vhdx.Check,
+		Measure: func(_ string, size int64, data iter.Seq[disk.Extent], opts map[string]string) (disk.Measurement, error) {
+			o, err := vhdx.ParseOptions(opts)
+			if err != nil {
+				return disk.Measurement{}, err
+			}
+			return vhdx.Measure(size, data, o)
+		},
 		ImageInfo: func(img disk.Image) *ImageInfo {
 			vi := img.(*vhdx.Image).Info()
 			return &ImageInfo{

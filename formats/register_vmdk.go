@@ -1,6 +1,8 @@
 package formats
 
 import (
+	"iter"
+
 	"github.com/vmconv/vmconv/disk"
 	"github.com/vmconv/vmconv/formats/vmdk"
 )
@@ -29,6 +31,13 @@ func init() {
 				return nil, err
 			}
 			return res.Problems, nil
+		},
+		Measure: func(path string, size int64, data iter.Seq[disk.Extent], opts map[string]string) (disk.Measurement, error) {
+			o, err := vmdk.ParseOptions(opts)
+			if err != nil {
+				return disk.Measurement{}, err
+			}
+			return vmdk.Measure(path, size, data, o)
 		},
 		ImageInfo: func(img disk.Image) *ImageInfo {
 			vi := img.(*vmdk.Image).Info()

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"os"
 	"path/filepath"
 	"strings"
@@ -42,6 +43,9 @@ type Format struct {
 	// CreateImage returns a writer for a new image at path ("-" = stdout
 	// where StreamsOut).
 	CreateImage func(out *disk.Output, path string, size int64, opts map[string]string) (disk.Writer, error)
+	// Measure sizes what CreateImage and a copy would write at path for a
+	// disk of size bytes whose data lies in data (qemu-img measure).
+	Measure func(path string, size int64, data iter.Seq[disk.Extent], opts map[string]string) (disk.Measurement, error)
 	// StreamsOut says the writer can write to a pipe.
 	StreamsOut bool
 	// ImageInfo gives the format-specific part of `info` for an open image.

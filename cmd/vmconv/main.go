@@ -101,7 +101,7 @@ Exit codes: 0 success, 1 the operation failed, 2 usage error.`,
 		SilenceUsage:  true,
 	}
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newInfoCmd(), newConvertCmd(), newDigestCmd(), newCompareCmd(), newCheckCmd(),
+	root.AddCommand(newInfoCmd(), newConvertCmd(), newDigestCmd(), newCompareCmd(), newCheckCmd(), newMeasureCmd(),
 		newVerifyCmd(), newBootCmd(), newServeCmd(), newInspectCmd(), newBatchCmd(), newFixCmd())
 	return root
 }
