@@ -17,22 +17,35 @@ type Measurement struct {
 	FullyAllocated int64 `json:"fully-allocated"`
 }
 
-// Blocks yields, in order and once each, the indexes of the blocks of
-// blockSize (aligned at offset 0) that the extents touch. The extents must
-// be sorted and must not overlap.
-func Blocks(data iter.Seq[Extent], blockSize int64) iter.Seq[int64] {
-	return func(yield func(int64) bool) {
-		next := int64(0) // first block not yet yielded
+// BlockRun is Count blocks from block First on.
+type BlockRun struct{ First, Count int64 }
+
+// BlockRuns yields, in order, the runs of consecutive blocks of blockSize
+// (aligned at offset 0) that the extents touch, each block once. The
+// extents must be sorted and must not overlap.
+func BlockRuns(data iter.Seq[Extent], blockSize int64) iter.Seq[BlockRun] {
+	return func(yield func(BlockRun) bool) {
+		run := BlockRun{}
 		for e := range data {
 			if e.Length <= 0 {
 				continue
 			}
-			for b := max(e.Offset/blockSize, next); b <= (e.End()-1)/blockSize; b++ {
-				if !yield(b) {
-					return
-				}
-				next = b + 1
+			first, last := e.Offset/blockSize, (e.End()-1)/blockSize
+			end := run.First + run.Count // first block not yet in a run
+			switch {
+			case last < end:
+				continue // inside blocks already counted
+			case first <= end && run.Count > 0:
+				run.Count = last + 1 - run.First
+				continue
 			}
+			if run.Count > 0 && !yield(run) {
+				return
+			}
+			run = BlockRun{First: first, Count: last + 1 - first}
+		}
+		if run.Count > 0 {
+			yield(run)
 		}
 	}
 }
@@ -40,8 +53,8 @@ func Blocks(data iter.Seq[Extent], blockSize int64) iter.Seq[int64] {
 // CountBlocks counts the blocks of blockSize that the extents touch.
 func CountBlocks(data iter.Seq[Extent], blockSize int64) int64 {
 	n := int64(0)
-	for range Blocks(data, blockSize) {
-		n++
+	for r := range BlockRuns(data, blockSize) {
+		n += r.Count
 	}
 	return n
 }

@@ -33,14 +33,25 @@ func TestBlocks(t *testing.T) {
 		{"split at a window edge", []Extent{{Offset: 0, Length: 8192}, {Offset: 8192, Length: 4096}}, 4096, []int64{0, 1, 2}},
 		{"empty extents skipped", []Extent{{Offset: 4096, Length: 0}, {Offset: 3 * 4096, Length: 1}}, 4096, []int64{3}},
 		{"large blocks", []Extent{{Offset: 1 << 20, Length: 5 << 20}}, 2 << 20, []int64{0, 1, 2}},
+		{"runs apart", []Extent{{Offset: 0, Length: 1}, {Offset: 2 * 4096, Length: 4096}, {Offset: 3 * 4096, Length: 10}}, 4096, []int64{0, 2, 3}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := slices.Collect(Blocks(extents(tc.data...), tc.block))
+			var got []int64 // the runs' blocks, one by one
+			var prevEnd int64 = -1
+			for r := range BlockRuns(extents(tc.data...), tc.block) {
+				require.Positive(t, r.Count)
+				require.Greater(t, r.First, prevEnd, "runs in order, apart")
+				for b := r.First; b < r.First+r.Count; b++ {
+					got = append(got, b)
+				}
+				prevEnd = r.First + r.Count
+			}
 			assert.Equal(t, tc.want, got)
 			assert.Equal(t, int64(len(tc.want)), CountBlocks(extents(tc.data...), tc.block))
 		})
 	}
 	assert.Equal(t, int64(3), CountBlocks(AllData(2*4096+1), 4096))
+	assert.Equal(t, []BlockRun{{0, 1 << 30}}, slices.Collect(BlockRuns(AllData(64<<40), 64<<10)))
 	assert.Zero(t, CountBlocks(AllData(0), 4096))
 }
 

@@ -44,9 +44,15 @@ func Measure(path string, size int64, data iter.Seq[disk.Extent], opt Options) (
 	// Each sparse extent: its own tables, and its grains.
 	grains := make([]int64, len(lines))
 	perGrains := per * sectorSize / writeGrainBytes
-	for g := range disk.Blocks(data, writeGrainBytes) {
-		if i := g / perGrains; i < int64(len(lines)) {
-			grains[i]++
+	for r := range disk.BlockRuns(data, writeGrainBytes) {
+		for g, end := r.First, r.First+r.Count; g < end; {
+			i := g / perGrains
+			if i >= int64(len(lines)) {
+				break
+			}
+			n := min(end, (i+1)*perGrains) - g
+			grains[i] += n
+			g += n
 		}
 	}
 	for i, l := range lines {
