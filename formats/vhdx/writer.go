@@ -108,6 +108,12 @@ func Create(out *disk.Output, path string, size int64, opt Options) (disk.Writer
 	if err != nil {
 		return nil, err
 	}
+	w.bat = make([]uint64, w.geo.batEntries)
+	if w.fixed {
+		for b := int64(0); b < w.geo.dataBlocks; b++ {
+			w.bat[w.geo.batIndex(b)] = payloadFull | uint64((batOff+w.batLn+b*w.geo.blockSize)/mib)<<20
+		}
+	}
 	if w.f, err = out.Create(path); err != nil {
 		return nil, err
 	}
@@ -115,7 +121,8 @@ func Create(out *disk.Output, path string, size int64, opt Options) (disk.Writer
 }
 
 // newWriter lays out a VHDX of size bytes (rounded up to whole sectors):
-// the BAT, and for a fixed disk every block.
+// the BAT's size, and for a fixed disk every block after it (the BAT itself
+// is Create's, Measure needs none).
 func newWriter(path string, size int64, opt Options) (*writer, error) {
 	size = (size + 511) &^ 511
 	if size > maxVirtualSize {
@@ -126,13 +133,9 @@ func newWriter(path string, size int64, opt Options) (*writer, error) {
 		bs = defaultBlockSize(size)
 	}
 	w := &writer{name: path, geo: newGeometry(size, bs, 512), fixed: opt.Subformat == "fixed"}
-	w.bat = make([]uint64, w.geo.batEntries)
 	w.batLn = (w.geo.batEntries*8 + mib - 1) / mib * mib
 	w.next = batOff + w.batLn
 	if w.fixed {
-		for b := int64(0); b < w.geo.dataBlocks; b++ {
-			w.bat[w.geo.batIndex(b)] = payloadFull | uint64((w.next+b*bs)/mib)<<20
-		}
 		w.next += w.geo.dataBlocks * bs
 	}
 	return w, nil
