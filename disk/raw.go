@@ -158,12 +158,65 @@ func (m *readerAtImage) Close() error {
 // zeroes the zero chunks (discarding them where the device guarantees
 // zeros).
 type RawWriter struct {
-	w      *os.File
-	size   int64
-	stream bool  // the file cannot seek: zeros are written out
-	device bool  // a block device: zero chunks are zeroed
-	pos    int64 // stream: bytes written so far
-	err    error
+	w        *os.File
+	size     int64
+	stream   bool  // the file cannot seek: zeros are written out
+	device   bool  // a block device: zero chunks are zeroed
+	pos      int64 // stream: bytes written so far
+	prealloc Preallocation
+	err      error
+}
+
+// Preallocation says how a raw file stores its zeros, as qemu-img's
+// preallocation=off|falloc|full: as holes (the default), in blocks reserved
+// with fallocate (reading as zeros), or written out.
+type Preallocation int
+
+const (
+	PreallocOff Preallocation = iota
+	PreallocFalloc
+	PreallocFull
+)
+
+// Preallocate makes a file's zeros take space as p says; call it before the
+// first chunk. Streams and devices have no holes and are left as they are.
+func (w *RawWriter) Preallocate(p Preallocation) error {
+	if w.err != nil || w.stream || w.device {
+		return w.err
+	}
+	w.prealloc = p
+	if p == PreallocFalloc && w.size > 0 {
+		if err := unix.Fallocate(int(w.w.Fd()), 0, 0, w.size); err != nil {
+			w.err = fmt.Errorf("raw %s: preallocation=falloc: %w", w.w.Name(), err)
+		}
+	}
+	return w.err
+}
+
+// fillHoles writes zeros into every hole of the file (preallocation=full).
+func (w *RawWriter) fillHoles() error {
+	fd := int(w.w.Fd())
+	for off := int64(0); off < w.size; {
+		hole, err := unix.Seek(fd, off, unix.SEEK_HOLE)
+		if err != nil || hole >= w.size {
+			return err
+		}
+		data, err := unix.Seek(fd, hole, unix.SEEK_DATA)
+		if errors.Is(err, unix.ENXIO) {
+			data, err = w.size, nil
+		}
+		if err != nil {
+			return err
+		}
+		for at := hole; at < min(data, w.size); at += int64(len(zeros)) {
+			n := min(int64(len(zeros)), min(data, w.size)-at)
+			if _, err := w.w.WriteAt(zeros[:n], at); err != nil {
+				return err
+			}
+		}
+		off = data
+	}
+	return nil
 }
 
 // NewRawWriter writes an image of the given size to f. Close sets the final
@@ -287,6 +340,11 @@ func (w *RawWriter) Close() error {
 		w.pos = w.size
 	} else if fi, err := w.w.Stat(); err == nil && fi.Mode().IsRegular() {
 		w.err = w.w.Truncate(w.size)
+		if w.err == nil && w.prealloc == PreallocFull {
+			if err := w.fillHoles(); err != nil {
+				w.err = fmt.Errorf("raw %s: preallocation=full: %w", w.w.Name(), err)
+			}
+		}
 	}
 	if w.err == nil {
 		w.err = errClosed
