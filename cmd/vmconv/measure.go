@@ -18,16 +18,16 @@ func newMeasureCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "measure [SRC [DST]] -O FMT [--size N]",
 		Short: "Say how large a conversion's output will be (as qemu-img measure)",
-		Long: `Say how many bytes "vmconv convert SRC DST -O FMT -o ..." will write: required
-for SRC's data (every block its data touches allocated: blocks that hold only
+		Long: `Say how many bytes "vmconv convert SRC DST -O FMT -o ..." will write:
+required, for SRC's data (every block its data touches: blocks that hold only
 zeros are left out when converting, so this is exact when there are none and
 an upper bound otherwise; --exact reads the data to leave them out too), and
-fully allocated (every block of the disk, which
-the guest may fill later). All the files of a VMDK count, its descriptor too
-(DST's name is in it; without DST the output is taken to be named
-"disk.vmdk"). With --size N instead of SRC, an empty disk of N bytes.
-Formats: raw, qcow2, vmdk (not streamOptimized, which is compressed), vpc,
-vhdx; compressed qcow2 clusters are refused for the same reason.`,
+fully allocated, every block of the disk (which the guest may fill later).
+All the files of a VMDK count, its descriptor too (DST's name is in it;
+without DST the output is taken to be "disk.vmdk"). With --size N instead of
+SRC, an empty disk of N bytes. Formats: raw, qcow2, vmdk (not
+streamOptimized, which is compressed), vpc, vhdx; compressed qcow2 clusters
+are refused for the same reason.`,
 		Args: argsRange(0, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if output != "human" && output != "json" {
