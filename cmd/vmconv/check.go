@@ -30,8 +30,8 @@ overlaps, as qemu-img check does; formats without a structure of their own
 exit 1; an image that cannot be examined at all is an error (exit 1 too).`,
 		Args: argsRange(1, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if output != "human" && output != "json" {
-				return usagef("--output: want human or json, got %q", output)
+			if err := checkOutput(output); err != nil {
+				return err
 			}
 			path := args[0]
 			f, err := detectOrLookup(path, fmtName)

@@ -160,3 +160,11 @@ func actualSize(path string) int64 {
 	}
 	return total
 }
+
+// checkOutput refuses an --output other than human or json.
+func checkOutput(output string) error {
+	if output != "human" && output != "json" {
+		return usagef("--output: want human or json, got %q", output)
+	}
+	return nil
+}

@@ -105,8 +105,8 @@ type fixReport struct {
 }
 
 func runFix(cmd *cobra.Command, src, dst, inFmt, outFmt string, optList []string, force, progress bool, target string, ff fixFlags, store string) error {
-	if ff.output != "human" && ff.output != "json" {
-		return usagef("--output: want human or json, got %q", ff.output)
+	if err := checkOutput(ff.output); err != nil {
+		return err
 	}
 	if _, ok := guest.Targets[target]; !ok {
 		return usagef("--target: want %s, got %q", strings.Join(guest.TargetNames(), ", "), target)

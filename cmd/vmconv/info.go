@@ -22,8 +22,8 @@ func newInfoCmd() *cobra.Command {
 		Short: "Show a disk image's format and sizes, or a VM's description",
 		Args:  argsRange(1, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if output != "human" && output != "json" {
-				return usagef("--output: want human or json, got %q", output)
+			if err := checkOutput(output); err != nil {
+				return err
 			}
 			path := args[0]
 			f, err := detectOrLookup(path, fmtName)

@@ -37,8 +37,8 @@ Exit codes: 0 the inspection ran (findings, if any, are in the output);
 inspection ran, so a script tells the two 1s apart by it.`,
 		Args: argsRange(1, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if output != "human" && output != "json" {
-				return usagef("--output: want human or json, got %q", output)
+			if err := checkOutput(output); err != nil {
+				return err
 			}
 			if _, ok := guest.Targets[target]; !ok {
 				return usagef("--target: want %s, got %q", strings.Join(guest.TargetNames(), ", "), target)

@@ -30,8 +30,8 @@ streamOptimized, which is compressed), vpc, vhdx; compressed qcow2 clusters
 are refused for the same reason.`,
 		Args: argsRange(0, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if output != "human" && output != "json" {
-				return usagef("--output: want human or json, got %q", output)
+			if err := checkOutput(output); err != nil {
+				return err
 			}
 			if (len(args) == 0) == (sizeArg == "") {
 				return usagef("measure takes SRC or --size N, one of them")

@@ -161,8 +161,8 @@ disks served by vmconv over NBD), auto (builtin where the host has hardware
 virtualization, else qemu when installed).`,
 		Args: argsRange(1, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if output != "human" && output != "json" {
-				return usagef("--output: want human or json, got %q", output)
+			if err := checkOutput(output); err != nil {
+				return err
 			}
 			var expectRE *regexp.Regexp
 			if expect != "" {

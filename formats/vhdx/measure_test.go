@@ -16,7 +16,6 @@ func TestMeasure(t *testing.T) {
 	}{
 		{"dynamic", Options{}, 48 << 20},
 		{"dynamic, 1 MiB blocks", Options{BlockSize: 1 << 20}, 45<<20 + 512},
-
 		{"fixed", Options{Subformat: "fixed"}, 20 << 20},
 		{"dynamic, small", Options{}, 512 << 10},
 	} {
