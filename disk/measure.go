@@ -1,6 +1,7 @@
 package disk
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"iter"
@@ -91,14 +92,25 @@ func AllData(size int64) iter.Seq[Extent] {
 }
 
 // NonZero yields the parts of the data extents that are not all zeros, at
-// the 4 KiB granularity at which a copy leaves zeros out, reading img to
-// find them (data yields img's Data extents). A read error ends the
+// the granularity at which a raw copy leaves zeros out (holeBlock), reading
+// img to find them (data yields img's Data extents). A read error ends the
 // sequence and is stored in *err.
 func NonZero(img Image, data iter.Seq[Extent], err *error) iter.Seq[Extent] {
-	const block = 4 << 10
 	return func(yield func(Extent) bool) {
 		buf := make([]byte, ChunkSize)
-		run := Extent{Kind: Data} // the non-zero run being gathered
+		run := Extent{Kind: Data} // the non-zero run being gathered, across reads
+		stopped := errors.New("stopped")
+		add := func(at, end int64) error {
+			if run.Length > 0 && run.End() == at {
+				run.Length = end - run.Offset
+				return nil
+			}
+			if run.Length > 0 && !yield(run) {
+				return stopped
+			}
+			run = Extent{Offset: at, Length: end - at, Kind: Data}
+			return nil
+		}
 		for e := range data {
 			for off := e.Offset; off < e.End(); {
 				n := min(int64(len(buf)), e.End()-off)
@@ -106,19 +118,8 @@ func NonZero(img Image, data iter.Seq[Extent], err *error) iter.Seq[Extent] {
 					*err = fmt.Errorf("read at %#x: %w", off, rerr)
 					return
 				}
-				for i := int64(0); i < n; i += block {
-					at, end := off+i, off+min(i+block, n)
-					if IsZero(buf[i:min(i+block, n)]) {
-						continue
-					}
-					if run.Length > 0 && run.End() == at {
-						run.Length = end - run.Offset
-						continue
-					}
-					if run.Length > 0 && !yield(run) {
-						return
-					}
-					run = Extent{Offset: at, Length: end - at, Kind: Data}
+				if nonZeroRuns(buf[:n], func(s, e int) error { return add(off+int64(s), off+int64(e)) }) != nil {
+					return
 				}
 				off += n
 			}

@@ -294,10 +294,15 @@ const holeBlock = 4096
 // writeNonZero writes p at off, skipping its zero holeBlocks (p starts on a
 // block boundary of the file): each run of non-zero blocks is one write.
 func writeNonZero(f *os.File, p []byte, off int64) error {
-	write := func(start, end int) error {
+	return nonZeroRuns(p, func(start, end int) error {
 		_, err := f.WriteAt(p[start:end], off+int64(start))
 		return err
-	}
+	})
+}
+
+// nonZeroRuns calls fn with each run [start, end) of p's holeBlock blocks
+// (counted from p's start) that are not all zeros; an error of fn ends it.
+func nonZeroRuns(p []byte, fn func(start, end int) error) error {
 	run := -1 // start of the non-zero run being gathered
 	for i := 0; i < len(p); i += holeBlock {
 		if !IsZero(p[i:min(i+holeBlock, len(p))]) {
@@ -307,14 +312,14 @@ func writeNonZero(f *os.File, p []byte, off int64) error {
 			continue
 		}
 		if run >= 0 {
-			if err := write(run, i); err != nil {
+			if err := fn(run, i); err != nil {
 				return err
 			}
 			run = -1
 		}
 	}
 	if run >= 0 {
-		return write(run, len(p))
+		return fn(run, len(p))
 	}
 	return nil
 }
