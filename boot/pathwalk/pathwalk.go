@@ -54,9 +54,15 @@ func Resolve[N Node](fsys FS[N], prefix, name string, follow bool) (N, error) {
 	if err != nil {
 		return zero, fmt.Errorf("%s: root directory: %w", prefix, err)
 	}
-	cur, curID := root, fsys.ID(root)
-	var stack []N    // ancestors, for ".."
-	var ids []string // their IDs, to catch directory loops
+	// The walk's position: the directory or file reached, and its
+	// ancestors, for ".." and to catch directory loops.
+	type step struct {
+		node N
+		id   string
+	}
+	top := step{root, fsys.ID(root)}
+	cur := top
+	var stack []step
 	parts := split(name)
 	hops, steps := 0, 0
 	for i := 0; i < len(parts); i++ {
@@ -69,13 +75,13 @@ func Resolve[N Node](fsys FS[N], prefix, name string, follow bool) (N, error) {
 			continue
 		case p == "..":
 			if n := len(stack); n > 0 {
-				cur, curID, stack, ids = stack[n-1], ids[n-1], stack[:n-1], ids[:n-1]
+				cur, stack = stack[n-1], stack[:n-1]
 			}
 			continue
-		case !cur.IsDir():
+		case !cur.node.IsDir():
 			return fail("%s is not a directory", strings.Join(parts[:i], "/"))
 		}
-		next, found, err := fsys.Child(cur, p)
+		next, found, err := fsys.Child(cur.node, p)
 		if err != nil {
 			return zero, err // the reader's errors name the inode
 		}
@@ -95,17 +101,17 @@ func Resolve[N Node](fsys FS[N], prefix, name string, follow bool) (N, error) {
 				base = append(base, parts[:i]...)
 			}
 			parts = append(append(base, split(target)...), parts[i+1:]...)
-			cur, curID, stack, ids, i = root, fsys.ID(root), nil, nil, -1
+			cur, stack, i = top, nil, -1
 			continue
 		}
-		stack, ids = append(stack, cur), append(ids, curID)
-		cur, curID = next, fsys.ID(next)
-		if cur.IsDir() && slices.Contains(ids, curID) {
+		stack = append(stack, cur)
+		cur = step{next, fsys.ID(next)}
+		if next.IsDir() && slices.ContainsFunc(stack, func(a step) bool { return a.id == cur.id }) {
 			// A directory has one parent: meeting it again on the way down is corruption.
-			return fail("directory loop: %s is %s, also its own ancestor", strings.Join(parts[:i+1], "/"), curID)
+			return fail("directory loop: %s is %s, also its own ancestor", strings.Join(parts[:i+1], "/"), cur.id)
 		}
 	}
-	return cur, nil
+	return cur.node, nil
 }
 
 func split(p string) []string {
