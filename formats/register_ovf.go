@@ -20,6 +20,7 @@ func init() {
 	Register(&Format{
 		Name:       "ovf",
 		Options:    ovfOptions,
+		Compress:   compressedAnyway, // streamOptimized disks
 		Exts:       []string{".ovf"},
 		DiskFormat: "vmdk",
 		Magic:      ovf.DetectDescriptor,
@@ -31,6 +32,7 @@ func init() {
 	Register(&Format{
 		Name:       "ova",
 		Options:    ovfOptions,
+		Compress:   compressedAnyway, // streamOptimized disks
 		Exts:       []string{".ova"},
 		DiskFormat: "vmdk",
 		Magic:      ovf.IsOVA,

@@ -5,6 +5,7 @@ import (
 	"iter"
 
 	"github.com/vmconv/vmconv/disk"
+	"github.com/vmconv/vmconv/formats/createopt"
 	"github.com/vmconv/vmconv/formats/qcow2"
 )
 
@@ -31,8 +32,19 @@ func init() {
 	Register(&Format{
 		Name:    "qcow2",
 		Options: qcow2.OptionHelp,
-		Exts:    []string{".qcow2", ".qcow"},
-		Magic:   qcow2.Detect,
+		Compress: func(opts map[string]string) (string, error) {
+			for _, k := range []string{"compress", "c"} {
+				if v, ok := opts[k]; ok {
+					if on, err := createopt.Bool(v); err == nil && !on {
+						return "", fmt.Errorf("-c and -o %s=%s: choose one", k, v)
+					}
+					return "", nil
+				}
+			}
+			return "compress=on", nil
+		},
+		Exts:  []string{".qcow2", ".qcow"},
+		Magic: qcow2.Detect,
 		OpenImage: func(path string) (disk.Image, error) {
 			return qcow2.OpenWith(path, qcow2.OpenOptions{OpenBacking: openBacking})
 		},

@@ -51,6 +51,7 @@ func init() {
 	Register(&Format{
 		Name:       "vmx",
 		Options:    vmxOptions(),
+		Compress:   compressVMDK,
 		Exts:       []string{".vmx"},
 		DiskFormat: "vmdk",
 		Magic:      vmx.Detect,
@@ -87,10 +88,11 @@ func init() {
 		},
 	})
 	Register(&Format{
-		Name:    "vmb",
-		Options: bundleOptions,
-		Exts:    []string{".vmb", ".vmb.tar"},
-		IsDir:   neutral.Detect,
+		Name:     "vmb",
+		Options:  bundleOptions,
+		Compress: compressedAnyway, // zstd chunks
+		Exts:     []string{".vmb", ".vmb.tar"},
+		IsDir:    neutral.Detect,
 		OpenVM: func(path string) (*neutral.VM, error) {
 			return neutral.OpenBundle(path)
 		},

@@ -1,7 +1,9 @@
 package formats
 
 import (
+	"fmt"
 	"iter"
+	"strings"
 
 	"github.com/vmconv/vmconv/disk"
 	"github.com/vmconv/vmconv/formats/vmdk"
@@ -9,10 +11,11 @@ import (
 
 func init() {
 	Register(&Format{
-		Name:    "vmdk",
-		Options: vmdk.OptionHelp,
-		Exts:    []string{".vmdk"},
-		Magic:   vmdk.Detect,
+		Name:     "vmdk",
+		Options:  vmdk.OptionHelp,
+		Compress: compressVMDK,
+		Exts:     []string{".vmdk"},
+		Magic:    vmdk.Detect,
 		OpenImage: func(path string) (disk.Image, error) {
 			return vmdk.Open(path)
 		},
@@ -58,3 +61,17 @@ func init() {
 		},
 	})
 }
+
+// compressVMDK: a compressed VMDK is streamOptimized.
+func compressVMDK(opts map[string]string) (string, error) {
+	if v, ok := opts["subformat"]; ok {
+		if !strings.EqualFold(v, vmdk.StreamOptimized) {
+			return "", fmt.Errorf("-c and -o subformat=%s: a compressed VMDK is streamOptimized", v)
+		}
+		return "", nil
+	}
+	return "subformat=" + vmdk.StreamOptimized, nil
+}
+
+// compressedAnyway is Compress for formats whose output is always compressed.
+func compressedAnyway(map[string]string) (string, error) { return "", nil }

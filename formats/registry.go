@@ -52,6 +52,11 @@ type Format struct {
 	ImageInfo func(img disk.Image) *ImageInfo
 	// Options documents the -o settings the writer takes ("-o help").
 	Options []createopt.Help
+	// Compress gives the -o setting that -c (qemu-img's "compress the
+	// target") stands for, given the other settings: "" when the output is
+	// compressed anyway, an error when they ask for an uncompressed one.
+	// Nil: the format has no compressed form.
+	Compress func(opts map[string]string) (string, error)
 	// Check verifies structural consistency; problems found are returned,
 	// the error is for images that cannot be examined at all.
 	Check func(path string) ([]disk.Problem, error)

@@ -14,7 +14,6 @@ import (
 	"github.com/vmconv/vmconv/formats"
 	"github.com/vmconv/vmconv/formats/createopt"
 	"github.com/vmconv/vmconv/formats/neutral"
-	"github.com/vmconv/vmconv/formats/vmdk"
 	"github.com/vmconv/vmconv/guest"
 )
 
@@ -66,9 +65,12 @@ stderr as a warning (not when SRC is stdin). Findings never fail a conversion.`,
 				return err
 			}
 			if compress {
-				kv, err := compressOption(dstFmt, opts)
+				if dstFmt.Compress == nil {
+					return fmt.Errorf("%s: compression is not supported for this format", dstFmt.Name)
+				}
+				kv, err := dstFmt.Compress(opts)
 				if err != nil {
-					return err
+					return usageError{err}
 				}
 				if k, v, ok := strings.Cut(kv, "="); ok {
 					opts[k] = v
@@ -192,34 +194,6 @@ func printOptionHelp(cmd *cobra.Command, args []string, outFmt string) error {
 	}
 	createopt.PrintHelp(cmd.OutOrStdout(), f.Name, f.Options)
 	return nil
-}
-
-// compressOption is the -o setting that -c (qemu-img's "compress the
-// target") stands for in format f's writer: "" when f's output is
-// compressed anyway, an error when f has no compressed form or opts asks
-// for an uncompressed one.
-func compressOption(f *formats.Format, opts map[string]string) (string, error) {
-	switch f.Name {
-	case "qcow2":
-		if v, ok := opts["compress"]; ok {
-			if on, err := createopt.Bool(v); err == nil && !on {
-				return "", usagef("-c and -o compress=%s: choose one", v)
-			}
-			return "", nil
-		}
-		return "compress=on", nil
-	case "vmdk", "vmx":
-		if v, ok := opts["subformat"]; ok {
-			if !strings.EqualFold(v, vmdk.StreamOptimized) {
-				return "", usagef("-c and -o subformat=%s: a compressed VMDK is streamOptimized", v)
-			}
-			return "", nil
-		}
-		return "subformat=" + vmdk.StreamOptimized, nil
-	case "ova", "ovf", "vmb":
-		return "", nil // streamOptimized disks, zstd chunks
-	}
-	return "", fmt.Errorf("%s: compression is not supported for this format", f.Name)
 }
 
 // notSameFile refuses to write over the input.
