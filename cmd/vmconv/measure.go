@@ -40,7 +40,7 @@ are refused for the same reason.`,
 			if err != nil {
 				return err
 			}
-			dst := "disk"
+			dst := "" // no DST: -O's format, else raw, named disk.vmdk in a descriptor
 			if len(args) == 2 {
 				dst = args[1]
 			}
@@ -51,7 +51,7 @@ are refused for the same reason.`,
 			if f.Measure == nil {
 				return fmt.Errorf("%s: measuring is not supported for this format (raw, qcow2, vmdk, vpc and vhdx are)", f.Name)
 			}
-			if len(args) < 2 && f.Name == "vmdk" {
+			if dst == "" {
 				dst = "disk.vmdk"
 			}
 			m, err := measure(args, fmtName, sizeArg, exact, func(size int64, data iter.Seq[disk.Extent]) (disk.Measurement, error) {
