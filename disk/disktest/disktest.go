@@ -190,11 +190,11 @@ var MeasureRuns = [][2]int64{{0, 64 << 10}, {1 << 20, 64 << 10}, {3 << 20, 256 <
 // RequireMeasure checks a format's measurement against what its writer
 // writes for a disk of size bytes holding MeasureRuns, and for one full of
 // data: the total size of the files (files names them, given the image's
-// path) must be Required and FullyAllocated.
+// path) must be Required and FullyAllocated. It returns the measurement.
 func RequireMeasure(t *testing.T, size int64,
 	measure func(size int64, data iter.Seq[disk.Extent]) (disk.Measurement, error),
 	create func(out *disk.Output, path string, size int64) (disk.Writer, error),
-	files func(path string) []string) {
+	files func(path string) []string) disk.Measurement {
 	t.Helper()
 	src := OpenRawOf(t, Runs(size, 1, MeasureRuns...))
 	var extErr error
@@ -209,4 +209,5 @@ func RequireMeasure(t *testing.T, size int64,
 	path = filepath.Join(t.TempDir(), "out") // the same name: descriptors hold it
 	Write(t, full, path, create)
 	assert.Equal(t, FileSizes(t, files(path)...), m.FullyAllocated, "fully allocated")
+	return m
 }

@@ -2,6 +2,7 @@ package qcow2
 
 import (
 	"encoding/json"
+	"iter"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -17,7 +18,6 @@ import (
 // content measured and for a disk full of data, and agrees with qemu-img
 // measure where the layouts are the same.
 func TestMeasure(t *testing.T) {
-	runs := [][2]int64{{0, 64 << 10}, {1 << 20, 64 << 10}, {3 << 20, 256 << 10}, {8<<20 - 64<<10, 128 << 10}, {40 << 20, 1 << 20}}
 	for _, tc := range []struct {
 		name string
 		opt  Options
@@ -30,27 +30,21 @@ func TestMeasure(t *testing.T) {
 		{"empty", Options{}, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			content := disktest.Runs(tc.size, 1, runs...)
-			src := disktest.OpenRawOf(t, content)
-			var extErr error
-			m, err := Measure(src.Size(), disk.DataExtents(src, &extErr), tc.opt)
-			require.NoError(t, err)
-			require.NoError(t, extErr)
-			q := filepath.Join(t.TempDir(), "out.qcow2")
-			convertTo(t, src, q, tc.opt)
-			assert.Equal(t, disktest.FileSizes(t, q), m.Required, "required")
-
-			full := disktest.OpenRawOf(t, disktest.Runs(tc.size, 2, [2]int64{0, tc.size}))
-			fq := filepath.Join(t.TempDir(), "full.qcow2")
-			convertTo(t, full, fq, tc.opt)
-			assert.Equal(t, disktest.FileSizes(t, fq), m.FullyAllocated, "fully allocated")
+			m := disktest.RequireMeasure(t, tc.size,
+				func(size int64, data iter.Seq[disk.Extent]) (disk.Measurement, error) {
+					return Measure(size, data, tc.opt)
+				},
+				func(out *disk.Output, path string, size int64) (disk.Writer, error) {
+					return Create(out, path, size, tc.opt)
+				},
+				func(path string) []string { return []string{path} })
 
 			cs := tc.opt.ClusterSize
 			if cs == 0 {
 				cs = defaultClusterSize
 			}
 			raw := filepath.Join(t.TempDir(), "src.raw")
-			disktest.WriteSparse(t, raw, content)
+			disktest.WriteSparse(t, raw, disktest.Runs(tc.size, 1, disktest.MeasureRuns...))
 			var qm disk.Measurement
 			out := disktest.QemuImg(t, "measure", "--output=json", "-O", "qcow2", "-o", "cluster_size="+strconv.FormatInt(cs, 10), raw)
 			require.NoError(t, json.Unmarshal([]byte(out), &qm))

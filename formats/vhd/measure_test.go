@@ -18,7 +18,7 @@ func TestMeasure(t *testing.T) {
 		{"dynamic", Options{}, 48 << 20},
 		{"dynamic, exact size", Options{ForceSize: true}, 45<<20 + 512},
 		{"fixed", Options{Subformat: "fixed"}, 20 << 20},
-		{"dynamic, no data reaching the runs", Options{ForceSize: true}, 512 << 10},
+		{"dynamic, smaller than most runs", Options{ForceSize: true}, 512 << 10},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			// A disk full of data fills the size rounded up to a CHS
