@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/vmconv/vmconv/disk"
+	"github.com/vmconv/vmconv/disk/disktest"
 )
 
 func fuzzSeeds(f *testing.F, names ...string) {
@@ -131,4 +132,44 @@ func FuzzStream(f *testing.F) {
 func smallStream() []byte {
 	return streamFile(2048, []streamGrain{{0, zlibOf([]byte("vmconv"))}, {256, zlibOf(make([]byte, 64<<10))}},
 		metaSector(1, markerFooter), make([]byte, sectorSize), metaSector(0, markerEOS))
+}
+
+// FuzzESX opens arbitrary bytes as an ESXi delta extent (vmfsSparse when
+// seSparse is false) and walks and reads whatever it accepts: no panic, no
+// allocation beyond the file's size, extents that tile the disk.
+func FuzzESX(f *testing.F) {
+	const size = 256 << 10
+	f.Add(false, buildCOWD(delta{kindsOf(size/512, "uddu"), disktest.Pattern(size, 1)}, 1))
+	f.Add(false, buildCOWD(delta{kindsOf(size/4096, "dud"), disktest.Pattern(size, 1)}, 8))
+	f.Add(true, buildSESparse(delta{kindsOf(size/4096, "udzmdd"), disktest.Pattern(size, 1)}))
+	f.Fuzz(func(t *testing.T, seSparse bool, data []byte) {
+		typ := "VMFSSPARSE"
+		if seSparse {
+			typ = "SESPARSE"
+		}
+		e, err := openESX(typ, "fuzz.vmdk", bytes.NewReader(data), int64(len(data)))
+		if err != nil {
+			return
+		}
+		img := &Image{path: "fuzz.vmdk", size: e.capBytes,
+			exts: []*vext{{start: 0, end: e.capBytes, kind: extESX, esx: e, path: "fuzz.vmdk"}}}
+		ext, err := img.Extents(0, img.Size())
+		if err == nil {
+			var pos int64
+			for _, x := range ext {
+				if x.Offset != pos || x.Length <= 0 {
+					t.Fatalf("extents not contiguous at %#x: %+v", pos, x)
+				}
+				pos = x.End()
+			}
+			if pos != img.Size() {
+				t.Fatalf("extents end at %#x, size %#x", pos, img.Size())
+			}
+		}
+		buf := make([]byte, 64<<10)
+		img.ReadAt(buf, 0)
+		img.ReadAt(buf, max(0, img.Size()-int64(len(buf))/2))
+		c := &checker{res: &CheckResult{}}
+		c.esx(1, ExtentLine{Type: typ, Sectors: 1}, "fuzz.vmdk", bytes.NewReader(data), int64(len(data)))
+	})
 }

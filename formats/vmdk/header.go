@@ -1,6 +1,7 @@
 // Package vmdk reads and writes VMware virtual disks: every hosted createType
 // (monolithicSparse, streamOptimized, monolithicFlat, twoGbMaxExtentSparse,
-// twoGbMaxExtentFlat), descriptor files with mixed extents, and snapshot chains.
+// twoGbMaxExtentFlat), descriptor files with mixed extents, and snapshot
+// chains, whose links may be ESXi's own deltas (vmfsSparse, seSparse: read).
 package vmdk
 
 import (

@@ -2,6 +2,7 @@ package vmdk
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"os"
@@ -60,6 +61,7 @@ const (
 	extFlat extKind = iota
 	extSparse
 	extZero
+	extESX // an ESXi delta: vmfsSparse or seSparse
 )
 
 // vext is one extent placed in the virtual disk.
@@ -71,6 +73,7 @@ type vext struct {
 	f          *os.File
 	fileOff    int64 // flat: byte offset in the file
 	sp         *sparseExtent
+	esx        *esxExtent
 }
 
 // Image is an opened VMDK disk, possibly a snapshot chain. It implements
@@ -88,9 +91,13 @@ type Image struct {
 var _ disk.Image = (*Image)(nil)
 
 // Detect reports whether head (the first bytes of a file) looks like a VMDK: a
-// hosted sparse extent or a text descriptor.
+// hosted sparse extent, a text descriptor, or an ESXi delta (which Open
+// refuses by itself, naming what to open instead).
 func Detect(head []byte) bool {
-	if len(head) >= 4 && string(head[:4]) == "KDMV" {
+	if len(head) >= 4 && (string(head[:4]) == "KDMV" || string(head[:4]) == cowdMagic) {
+		return true
+	}
+	if len(head) >= 8 && binary.LittleEndian.Uint64(head) == seSparseConstMagic {
 		return true
 	}
 	h := head[:min(len(head), 1024)]
@@ -206,8 +213,10 @@ func openOne(path string) (_ *Image, err error) {
 		if err := img.fromSparse(sp, f); err != nil {
 			return nil, err
 		}
-	case n == 4 && string(head[:]) == "COWD":
-		return nil, fmt.Errorf("vmdk %s: ESX vmfsSparse (COWD) extents are not supported", path)
+	case n == 4 && string(head[:]) == cowdMagic:
+		return nil, fmt.Errorf("vmdk %s: an ESXi vmfsSparse snapshot delta: open the descriptor that names it (NAME-00000N.vmdk), which names its parent", path)
+	case n == 4 && binary.LittleEndian.Uint32(head[:]) == seSparseConstMagic:
+		return nil, fmt.Errorf("vmdk %s: an ESXi seSparse snapshot delta: open the descriptor that names it (NAME-00000N.vmdk), which names its parent", path)
 	default:
 		if size > maxDescriptorFile {
 			return nil, fmt.Errorf("vmdk %s: not a sparse extent (no KDMV magic) and too large (%d bytes) for a descriptor file", path, size)
@@ -271,7 +280,6 @@ func (img *Image) fromSparse(sp *sparseExtent, f io.ReaderAt) error {
 }
 
 func (img *Image) openExtents() error {
-	dir := filepath.Dir(img.path)
 	var pos int64
 	opened := map[string]*os.File{}
 	for i, e := range img.desc.Extents {
@@ -289,42 +297,9 @@ func (img *Image) openExtents() error {
 		switch e.Type {
 		case "ZERO":
 			v.kind = extZero
-		case "FLAT", "VMFS", "SPARSE":
-			p, err := resolvePath(dir, e.File)
-			if err != nil {
-				return fmt.Errorf("%s: %w", where, err)
-			}
-			v.path = p
-			f := opened[p]
-			if f == nil {
-				if f, err = os.Open(p); err != nil {
-					return fmt.Errorf("%s: %w", where, err)
-				}
-				opened[p] = f
-				img.files = append(img.files, f)
-			}
-			v.f = f
-			fi, err := f.Stat()
-			if err != nil {
-				return fmt.Errorf("%s: %w", where, err)
-			}
-			if e.Type == "SPARSE" {
-				sp, err := openSparse(p, f, fi.Size())
-				if err != nil {
-					return fmt.Errorf("vmdk %s: extent %d: %w", img.path, i+1, err)
-				}
-				if sp.capBytes < length {
-					return fmt.Errorf("%s: sparse capacity %d sectors is smaller than the %d sectors of the extent line", where, sp.hdr.Capacity, e.Sectors)
-				}
-				v.kind, v.sp = extSparse, sp
-			} else {
-				v.kind = extFlat
-				if e.Type == "FLAT" {
-					v.fileOff = e.Offset * sectorSize
-				}
-				if need := v.fileOff + length; fi.Size() < need {
-					return fmt.Errorf("%s: file is %d bytes, the extent needs %d", where, fi.Size(), need)
-				}
+		case "FLAT", "VMFS", "SPARSE", "VMFSSPARSE", "SESPARSE":
+			if err := img.openFileExtent(v, i, e, where, opened); err != nil {
+				return err
 			}
 		default:
 			return fmt.Errorf("%s: extent type %s is not supported", where, e.Type)
@@ -333,6 +308,59 @@ func (img *Image) openExtents() error {
 		pos += length
 	}
 	img.size = pos
+	return nil
+}
+
+// openFileExtent opens the file of extent line i (once per file: opened
+// holds those already open) and sets v up for its type: flat, hosted sparse,
+// or an ESXi delta.
+func (img *Image) openFileExtent(v *vext, i int, e ExtentLine, where string, opened map[string]*os.File) error {
+	p, err := resolvePath(filepath.Dir(img.path), e.File)
+	if err != nil {
+		return fmt.Errorf("%s: %w", where, err)
+	}
+	v.path = p
+	f := opened[p]
+	if f == nil {
+		if f, err = os.Open(p); err != nil {
+			return fmt.Errorf("%s: %w", where, err)
+		}
+		opened[p] = f
+		img.files = append(img.files, f)
+	}
+	v.f = f
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("%s: %w", where, err)
+	}
+	length := v.end - v.start
+	switch {
+	case e.Type == "SESPARSE" || e.Type == "VMFSSPARSE" && isCOWD(f):
+		if v.esx, err = openESX(e.Type, p, f, fi.Size()); err != nil {
+			return fmt.Errorf("vmdk %s: extent %d: %w", img.path, i+1, err)
+		}
+		if v.esx.capBytes < length {
+			return fmt.Errorf("%s: capacity %d bytes is smaller than the %d sectors of the extent line", where, v.esx.capBytes, e.Sectors)
+		}
+		v.kind = extESX
+	case e.Type == "SPARSE" || e.Type == "VMFSSPARSE": // qemu takes a hosted sparse file under either name
+		sp, err := openSparse(p, f, fi.Size())
+		if err != nil {
+			return fmt.Errorf("vmdk %s: extent %d: %w", img.path, i+1, err)
+		}
+		if sp.capBytes < length {
+			return fmt.Errorf("%s: sparse capacity %d sectors is smaller than the %d sectors of the extent line", where, sp.hdr.Capacity, e.Sectors)
+		}
+		v.kind, v.sp = extSparse, sp
+	default:
+		v.kind = extFlat
+		if e.Type == "FLAT" {
+			v.fileOff = e.Offset * sectorSize
+		}
+		if need := v.fileOff + length; fi.Size() < need {
+			return fmt.Errorf("%s: file is %d bytes, the extent needs %d", where, fi.Size(), need)
+		}
+	}
 	return nil
 }
 
@@ -368,6 +396,11 @@ func (img *Image) fillInfo() {
 			ei.Type = "ZERO"
 		case extFlat:
 			ei.Type, ei.Offset = "FLAT", v.fileOff/sectorSize
+		case extESX:
+			ei.Type, ei.GrainSize = v.esx.typ, v.esx.grainBytes
+			if v.esx.unclean {
+				in.Warnings = append(in.Warnings, fmt.Sprintf("%s: uncleanShutdown is set (the writer did not close it)", v.path))
+			}
 		case extSparse:
 			ei.Type = "SPARSE"
 			ei.Compressed = v.sp.hdr.compressed()
@@ -453,11 +486,15 @@ func (img *Image) read(p []byte, off int64) error {
 			if err != nil && !(err == io.EOF && m == len(q)) {
 				return fmt.Errorf("vmdk %s: read %s at %#x: %w", img.path, v.path, v.fileOff+off-v.start, err)
 			}
-		case extSparse:
+		case extSparse, extESX:
 			if v.access == "NOACCESS" {
 				return fmt.Errorf("vmdk %s: read at %#x: extent %s is NOACCESS", img.path, off, v.path)
 			}
-			if err := img.readSparse(v, q, off); err != nil {
+			read := img.readSparse
+			if v.kind == extESX {
+				read = img.readESX
+			}
+			if err := read(v, q, off); err != nil {
 				return err
 			}
 		}
@@ -499,6 +536,75 @@ func (img *Image) readSparse(v *vext, p []byte, off int64) error {
 			}
 		}
 		p, rel = p[n:], rel+int64(n)
+	}
+	return nil
+}
+
+// readESX reads an ESXi delta extent a run of grains at a time; unallocated
+// runs come from the parent.
+func (img *Image) readESX(v *vext, p []byte, off int64) error {
+	e := v.esx
+	rel := off - v.start
+	for len(p) > 0 {
+		g, in := rel/e.grainBytes, rel%e.grainBytes
+		st, at, k, err := e.run(g, (in+int64(len(p))+e.grainBytes-1)/e.grainBytes)
+		if err != nil {
+			return err
+		}
+		n := int(min(int64(len(p)), k*e.grainBytes-in))
+		q := p[:n]
+		switch st {
+		case grainZero:
+			clear(q)
+		case grainUnallocated:
+			if err := img.readParent(q, v.start+rel); err != nil {
+				return err
+			}
+		case grainData:
+			m, err := e.r.ReadAt(q, at+in)
+			if err != nil && !(err == io.EOF && m == len(q)) {
+				return fmt.Errorf("vmdk %s: read grain %d at %#x: %w", e.name, g, at, err)
+			}
+		}
+		p, rel = p[n:], rel+int64(n)
+	}
+	return nil
+}
+
+// esxExtents adds the allocation of [off, stop) of an ESXi delta extent, one
+// parent query per run of unallocated grains however many tables it spans.
+func (img *Image) esxExtents(v *vext, off, stop int64, add func(o, l int64, k disk.Kind), addParent func(o, l int64) error) error {
+	e := v.esx
+	var parentFrom int64 = -1 // start of the pending unallocated run
+	for o := off; o < stop; {
+		g := (o - v.start) / e.grainBytes
+		st, _, k, err := e.run(g, (stop-v.start+e.grainBytes-1)/e.grainBytes-g)
+		if err != nil {
+			return err
+		}
+		end := min(stop, v.start+(g+k)*e.grainBytes)
+		if st == grainUnallocated {
+			if parentFrom < 0 {
+				parentFrom = o
+			}
+			o = end
+			continue
+		}
+		if parentFrom >= 0 {
+			if err := addParent(parentFrom, o-parentFrom); err != nil {
+				return err
+			}
+			parentFrom = -1
+		}
+		kind := disk.Data
+		if st == grainZero {
+			kind = disk.Zero
+		}
+		add(o, end-o, kind)
+		o = end
+	}
+	if parentFrom >= 0 {
+		return addParent(parentFrom, stop-parentFrom)
 	}
 	return nil
 }
@@ -568,6 +674,10 @@ func (img *Image) Extents(off, length int64) ([]disk.Extent, error) {
 			add(off, stop-off, disk.Zero)
 		case extFlat:
 			add(off, stop-off, disk.Data)
+		case extESX:
+			if err := img.esxExtents(v, off, stop, add, addParent); err != nil {
+				return nil, err
+			}
 		case extSparse:
 			sp := v.sp
 			for o := off; o < stop; {
