@@ -184,7 +184,7 @@ func openSESparse(name string, r io.ReaderAt, size int64) (*esxExtent, error) {
 			name, h.GrainDirSize, have, h.Capacity, need)
 	}
 	tablesBase, tablesCount := int64(h.GrainTablesOffset)*sectorSize, h.GrainTablesSize/seSparseGTSectors
-	return e, e.readDirectory(int64(h.GrainDirOffset)*sectorSize, need, func(v uint64, at int64) (int64, error) {
+	err := e.readDirectory(int64(h.GrainDirOffset)*sectorSize, need, func(v uint64, at int64) (int64, error) {
 		// The top 32 bits mark an allocated table; the low 32 index the
 		// grain tables region.
 		if v>>32 != 0x10000000 {
@@ -196,6 +196,10 @@ func openSESparse(name string, r io.ReaderAt, size int64) (*esxExtent, error) {
 		}
 		return tablesBase + int64(idx)*seSparseGTSectors*sectorSize, nil
 	})
+	if err != nil {
+		return nil, err
+	}
+	return e, nil
 }
 
 func (h *SESparseConstHeader) validate() error {
