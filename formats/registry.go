@@ -203,6 +203,9 @@ func detectFile(path string, size int64) (*Format, error) {
 			return f, nil
 		}
 	}
+	if err := refuseForeign(path, head[:n], tail); err != nil {
+		return nil, err
+	}
 	return byName(path)
 }
 
@@ -219,6 +222,9 @@ func readTail(r io.ReaderAt, size int64) ([]byte, error) {
 func DetectHead(path string, head []byte) (*Format, error) {
 	if f := byMagic(head); f != nil {
 		return f, nil
+	}
+	if err := refuseForeign(path, head, nil); err != nil {
+		return nil, err
 	}
 	return byName(path)
 }
