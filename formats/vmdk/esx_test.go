@@ -491,3 +491,16 @@ open(sys.argv[2], 'wb').write(h.read_buffer(h.get_media_size()))`, path, out, pa
 	require.NoError(t, err)
 	return b
 }
+
+// A raw device mapping names a LUN, not a file: refused with what to do.
+func TestRawDeviceMapping(t *testing.T) {
+	for _, typ := range []string{"VMFSRDM", "VMFSRAW"} {
+		dir := t.TempDir()
+		p := filepath.Join(dir, "web.vmdk")
+		require.NoError(t, os.WriteFile(p, []byte(esxDescriptor("vmfsPassthroughRawDeviceMap", 0x10, noParentCID, "", 8192, typ, "web-rdmp.vmdk")), 0o644))
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "web-rdmp.vmdk"), make([]byte, 4<<20), 0o644))
+		_, err := Open(p)
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), p+": extent 1 (RW "+typ+` "web-rdmp.vmdk"): a raw device mapping`)
+	}
+}

@@ -301,6 +301,8 @@ func (img *Image) openExtents() error {
 			if err := img.openFileExtent(v, i, e, where, opened); err != nil {
 				return err
 			}
+		case "VMFSRDM", "VMFSRAW":
+			return fmt.Errorf("%s: a raw device mapping: the disk's data is on a LUN of the ESXi host's storage, not in a file; copy the LUN into an image (dd of the device) and convert that", where)
 		default:
 			return fmt.Errorf("%s: extent type %s is not supported", where, e.Type)
 		}
