@@ -23,8 +23,18 @@ func init() {
 	Register(&Format{
 		Name:    "xva",
 		Options: xva.OptionHelp,
-		Exts:    []string{".xva"},
-		Magic:   xva.Detect,
+		// -c is xe vm-export's compress=true: gzip, which every xapi imports.
+		Compress: func(opts map[string]string) (string, error) {
+			if v, ok := opts["compress"]; ok {
+				if o, err := xva.ParseOptions(map[string]string{"compress": v}); err == nil && o.Compress == "" {
+					return "", fmt.Errorf("-c and -o compress=%s: choose one", v)
+				}
+				return "", nil
+			}
+			return "compress=" + xva.CompressGzip, nil
+		},
+		Exts:  []string{".xva"},
+		Magic: xva.Detect,
 		OpenVM: func(path string) (*neutral.VM, error) {
 			vm, err := xva.Open(path)
 			if errors.Is(err, xva.ErrCompressed) {

@@ -131,15 +131,21 @@ func TestDetect(t *testing.T) {
 
 func TestParseOptions(t *testing.T) {
 	for _, tc := range []struct {
-		in   map[string]string
-		want string
-		err  string
+		in           map[string]string
+		want, packed string
+		err          string
 	}{
 		{in: nil, want: ChecksumSHA1},
 		{in: map[string]string{"checksum": "sha1"}, want: ChecksumSHA1},
 		{in: map[string]string{"checksum": "xxhash"}, want: ChecksumXXHash},
 		{in: map[string]string{"checksum": "md5"}, err: "want sha1 or xxhash"},
 		{in: map[string]string{"subformat": "x"}, err: "unknown option"},
+		{in: map[string]string{"compress": "on"}, want: ChecksumSHA1, packed: CompressGzip},
+		{in: map[string]string{"compress": "GZIP"}, want: ChecksumSHA1, packed: CompressGzip},
+		{in: map[string]string{"compress": "zstd", "checksum": "xxhash"}, want: ChecksumXXHash, packed: CompressZstd},
+		{in: map[string]string{"compress": "off"}, want: ChecksumSHA1},
+		{in: map[string]string{"compress": "none"}, want: ChecksumSHA1},
+		{in: map[string]string{"compress": "xz"}, err: "compress=xz: want off, gzip (or on) or zstd"},
 	} {
 		o, err := ParseOptions(tc.in)
 		if tc.err != "" {
@@ -148,6 +154,7 @@ func TestParseOptions(t *testing.T) {
 		}
 		require.NoError(t, err)
 		assert.Equal(t, tc.want, o.Checksum)
+		assert.Equal(t, tc.packed, o.Compress)
 	}
 }
 

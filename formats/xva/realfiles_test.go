@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -419,10 +420,10 @@ func TestWriteCheckedByPython(t *testing.T) {
 	for _, s := range specs {
 		paths = append(paths, makeRaw(t, dir, s))
 	}
-	for _, kind := range []string{"sha1", "xxhash"} {
-		t.Run(kind, func(t *testing.T) {
+	for _, tc := range []struct{ checksum, compress string }{{"sha1", "off"}, {"xxhash", "off"}, {"sha1", "gzip"}, {"xxhash", "zstd"}} {
+		t.Run(tc.checksum+"/"+tc.compress, func(t *testing.T) {
 			vm := newRawVM(t, paths)
-			opt, err := ParseOptions(map[string]string{"checksum": kind})
+			opt, err := ParseOptions(map[string]string{"checksum": tc.checksum, "compress": tc.compress})
 			require.NoError(t, err)
 			out := filepath.Join(t.TempDir(), "out.xva")
 			f, err := os.Create(out)
@@ -432,6 +433,9 @@ func TestWriteCheckedByPython(t *testing.T) {
 			require.NoError(t, f.Close())
 
 			res := checkWithPython(t, out)
+			if tc.compress != "off" {
+				out = decompressed(t, out, tc.compress)
+			}
 			back, err := Open(out)
 			require.NoError(t, err)
 			defer back.Close()
@@ -480,7 +484,7 @@ func TestWriteCheckedByPython(t *testing.T) {
 			assert.Equal(t, []string{"Disk:0", "Disk:1", "Disk:2", "Disk:4", "Disk:5", "CD:3"}, slots)
 
 			ents := tarNames(t, out)
-			ext := "." + map[string]string{"sha1": ChecksumSHA1, "xxhash": ChecksumXXHash}[kind]
+			ext := "." + map[string]string{"sha1": ChecksumSHA1, "xxhash": ChecksumXXHash}[tc.checksum]
 			for _, n := range ents[1:] {
 				if filepath.Ext(n) != "" {
 					assert.Equal(t, ext, filepath.Ext(n))
@@ -505,4 +509,35 @@ func tarNames(t *testing.T, path string) []string {
 		require.NoError(t, err)
 		names = append(names, h.Name)
 	}
+}
+
+// decompressed writes the plain tar of a compressed export beside it, after
+// checking that the file starts with the compression's magic.
+func decompressed(t *testing.T, path, kind string) string {
+	t.Helper()
+	f, err := os.Open(path)
+	require.NoError(t, err)
+	defer f.Close()
+	head := make([]byte, 4)
+	_, err = io.ReadFull(f, head)
+	require.NoError(t, err)
+	_, err = f.Seek(0, io.SeekStart)
+	require.NoError(t, err)
+	var r io.Reader
+	switch kind {
+	case "gzip":
+		require.Equal(t, gzipMagic, head[:2])
+		r, err = gzip.NewReader(f)
+	case "zstd":
+		require.Equal(t, zstdMagic, head)
+		r, err = zstd.NewReader(f)
+	}
+	require.NoError(t, err)
+	out := path + ".tar"
+	o, err := os.Create(out)
+	require.NoError(t, err)
+	_, err = io.Copy(o, r)
+	require.NoError(t, err)
+	require.NoError(t, o.Close())
+	return out
 }

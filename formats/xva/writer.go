@@ -3,11 +3,15 @@ package xva
 import (
 	"archive/tar"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/vmconv/vmconv/disk"
 	"github.com/vmconv/vmconv/formats/createopt"
@@ -20,11 +24,22 @@ type Options struct {
 	// version verifies them) or ChecksumXXHash (.xxhash files, read only by
 	// Citrix Hypervisor 8.1 / XCP-ng 8.1 and later).
 	Checksum string
+	// Compress is "" (a plain tar), CompressGzip (what "xe vm-export
+	// compress=true" writes; every xapi imports it) or CompressZstd (XCP-ng
+	// and Citrix Hypervisor 8 and later; many times faster).
+	Compress string
 }
+
+// The compressions an export may have.
+const (
+	CompressGzip = "gzip"
+	CompressZstd = "zstd"
+)
 
 // OptionHelp lists the -o settings ParseOptions takes.
 var OptionHelp = []createopt.Help{
 	{Name: "checksum", Value: "<str>", Text: "chunk checksums: sha1 (default, verified by every xapi) or xxhash (XCP-ng / Citrix Hypervisor 8.1 and later)"},
+	{Name: "compress", Value: "<str>", Text: "compress the whole export: off (default), gzip or on (what xe vm-export compress=true writes, imported by every xapi), zstd (XCP-ng, Citrix Hypervisor 8 and later)"},
 }
 
 // ParseOptions reads -o key=value settings: checksum=sha1|xxhash.
@@ -47,6 +62,12 @@ func ParseOptions(kv map[string]string) (Options, error) {
 			default:
 				return Options{}, fmt.Errorf("xva: -o checksum=%s: want sha1 or xxhash", v)
 			}
+		case "compress":
+			c, err := parseCompress(v)
+			if err != nil {
+				return Options{}, fmt.Errorf("xva: -o compress=%s: %w", v, err)
+			}
+			opt.Compress = c
 		default:
 			return Options{}, fmt.Errorf("xva: unknown option %q (known: %s)", k, createopt.Known(OptionHelp))
 		}
@@ -54,10 +75,61 @@ func ParseOptions(kv map[string]string) (Options, error) {
 	return opt, nil
 }
 
+func parseCompress(v string) (string, error) {
+	switch strings.ToLower(v) {
+	case CompressGzip, CompressZstd:
+		return strings.ToLower(v), nil
+	case "none":
+		return "", nil
+	}
+	on, err := createopt.Bool(v)
+	if err != nil {
+		return "", errors.New("want off, gzip (or on) or zstd")
+	}
+	if on {
+		return CompressGzip, nil // as xapi's compress=true
+	}
+	return "", nil
+}
+
 // Write writes vm as an XVA to w, in one pass (w may be a pipe): ova.xml,
 // then the chunks of every disk in VDI id string order, each followed by its
-// checksum file. Disks must have Image set; CD drives come out empty.
+// checksum file, the whole compressed when opt says so. Disks must have
+// Image set; CD drives come out empty.
 func Write(ctx context.Context, w io.Writer, vm *neutral.VM, opt Options, copyOpt disk.CopyOptions) error {
+	if opt.Compress == "" {
+		return writeTar(ctx, w, vm, opt, copyOpt)
+	}
+	cw, err := compressor(w, opt.Compress)
+	if err != nil {
+		return err
+	}
+	if err := writeTar(ctx, cw, vm, opt, copyOpt); err != nil {
+		cw.Close()
+		return err
+	}
+	if err := cw.Close(); err != nil {
+		return fmt.Errorf("xva: %s: %w", opt.Compress, err)
+	}
+	return nil
+}
+
+// compressor wraps w in the export's compression, both at their fastest
+// levels: the point is a smaller transfer, not the smallest file. gzip runs
+// on one core; zstd on every core, and is smaller too (on the bench's 1 GiB
+// ext4 image, 471 MB plain: gzip 207 MB for 4.8 core-seconds, zstd 183 MB
+// for 4.1, 161 MB at zstd's default level for 7.5).
+func compressor(w io.Writer, kind string) (io.WriteCloser, error) {
+	switch kind {
+	case CompressGzip:
+		return gzip.NewWriterLevel(w, gzip.BestSpeed)
+	case CompressZstd:
+		return zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(disk.Cores()))
+	}
+	return nil, fmt.Errorf("xva: compression %q", kind)
+}
+
+func writeTar(ctx context.Context, w io.Writer, vm *neutral.VM, opt Options, copyOpt disk.CopyOptions) error {
 	if opt.Checksum == "" {
 		opt.Checksum = ChecksumSHA1
 	}
