@@ -282,7 +282,7 @@ func (p *Plan) resolve(k int, e Entry) (*Job, error) {
 // directory. Others (a .vmx, an xl.cfg, an .ovf, a VMDK with extents) write
 // files beside their target, so their VM gets a directory of its own: then
 // every file of one VM, and every temporary file it leaves, is known.
-var singleArtifact = map[string]bool{"xva": true, "vmb": true, "ova": true, "raw": true, "qcow2": true, "vpc": true, "vhdx": true}
+var singleArtifact = map[string]bool{"xva": true, "vmb": true, "ova": true, "raw": true, "qcow2": true, "vpc": true, "vhdx": true, "vdi": true}
 
 // outputPath returns the output's path and the artifact holding all of it:
 // the output itself, or the VM's own directory.

@@ -20,9 +20,6 @@ var foreignFormats = []struct {
 		return len(h) >= 8 && string(h[:4]) == "QFI\xfb" && binary.BigEndian.Uint32(h[4:]) == 1
 	}},
 	{"qed", "a QED image", func(h, _ []byte) bool { return bytes.HasPrefix(h, []byte("QED\x00")) }},
-	{"vdi", "a VirtualBox VDI image", func(h, _ []byte) bool {
-		return len(h) >= 0x44 && binary.LittleEndian.Uint32(h[0x40:]) == 0xBEDA107F
-	}},
 	{"parallels", "a Parallels image", func(h, _ []byte) bool {
 		return bytes.HasPrefix(h, []byte("WithoutFreeSpace")) || bytes.HasPrefix(h, []byte("WithouFreSpacExt"))
 	}},

@@ -26,8 +26,8 @@ fully allocated, every block of the disk (which the guest may fill later).
 All the files of a VMDK count, its descriptor too (DST's name is in it;
 without DST the output is taken to be "disk.vmdk"). With --size N instead of
 SRC, an empty disk of N bytes. Formats: raw, qcow2, vmdk (not
-streamOptimized, which is compressed), vpc, vhdx; compressed qcow2 clusters
-are refused for the same reason.`,
+streamOptimized, which is compressed), vpc, vhdx, vdi; compressed qcow2
+clusters are refused for the same reason.`,
 		Args: argsRange(0, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkOutput(output); err != nil {
@@ -49,7 +49,7 @@ are refused for the same reason.`,
 				return err
 			}
 			if f.Measure == nil {
-				return fmt.Errorf("%s: measuring is not supported for this format (raw, qcow2, vmdk, vpc and vhdx are)", f.Name)
+				return fmt.Errorf("%s: measuring is not supported for this format (raw, qcow2, vmdk, vpc, vhdx and vdi are)", f.Name)
 			}
 			if dst == "" {
 				dst = "disk.vmdk"
