@@ -181,6 +181,10 @@ func (m *mapper) drive(it *Item, ctrls map[string]*controller) (neutral.Disk, Co
 		c.Href, c.DiskFormat, c.Compression = f.Href, "raw", f.Compression
 		c.Size = fileSize(f)
 		d.CapacityBytes = max(c.Size, 0)
+		var err error
+		if c.ChunkSize, err = chunkSize(f); err != nil {
+			return d, c, m.errf("%s: file %q: %w", where, clip(f.Href), err)
+		}
 		return d, c, nil
 	case d.Device == "cdrom":
 		return d, c, nil // an empty drive (host device, no media)
@@ -218,6 +222,9 @@ func (m *mapper) diskContent(where string, d neutral.Disk, c Content, id string)
 		return d, c, m.errf("%s: disk %q: fileRef %q is not in References", where, clip(id), clip(e.FileRef))
 	}
 	c.Href, c.Compression, c.Size = f.Href, f.Compression, fileSize(f)
+	if c.ChunkSize, err = chunkSize(f); err != nil {
+		return d, c, m.errf("%s: disk %q: file %q: %w", where, clip(id), clip(f.Href), err)
+	}
 	return d, c, nil
 }
 

@@ -273,6 +273,9 @@ func (a *archive) openDrive(mp *Mapped, i int, opt ReadOptions) error {
 	if err != nil {
 		return fmt.Errorf("%s: file %q: %w", where, clip(c.Href), err)
 	}
+	if c.ChunkSize > 0 {
+		return a.openChunked(d, c, opt, gz, where)
+	}
 	m := a.find(memberName(c.Href))
 	if m == nil {
 		if opt.MarkMissing {
@@ -293,6 +296,41 @@ func (a *archive) openDrive(mp *Mapped, i int, opt ReadOptions) error {
 	} else {
 		img, err = a.openMember(m, c.DiskFormat, opt)
 	}
+	if err != nil {
+		return fmt.Errorf("%s: file %q: %w", where, clip(c.Href), err)
+	}
+	d.Image = img
+	d.CapacityBytes = img.Size()
+	return nil
+}
+
+// openChunked gives a drive the content of a file split into chunk
+// members (the manifest's digests of them were checked with the others).
+func (a *archive) openChunked(d *neutral.Disk, c Content, opt ReadOptions, gz bool, where string) error {
+	n, err := chunkSet(c, func(name string) (int64, bool) {
+		if m := a.find(memberName(name)); m != nil {
+			return m.size, true
+		}
+		return 0, false
+	})
+	if err != nil {
+		return fmt.Errorf("%s: file %q: %w", where, clip(c.Href), err)
+	}
+	if n == 0 {
+		if opt.MarkMissing {
+			d.Missing, d.File = true, chunkName(c.Href, 0)
+			return nil
+		}
+		return fmt.Errorf("%s: file %q (ovf:chunkSize=%d): its first chunk, %q, is not in the archive", where, clip(c.Href), c.ChunkSize, clip(chunkName(c.Href, 0)))
+	}
+	if opt.Disks.Open == nil {
+		return errors.New("no disk opener")
+	}
+	readers := make([]io.Reader, n)
+	for i := range n {
+		readers[i] = a.section(a.find(memberName(chunkName(c.Href, i))))
+	}
+	img, err := joinAndOpen(io.MultiReader(readers...), c, d, gz, opt.Disks.Open)
 	if err != nil {
 		return fmt.Errorf("%s: file %q: %w", where, clip(c.Href), err)
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 
@@ -153,6 +154,9 @@ func openDirDrive(mp *Mapped, i int, dir string, mf *Manifest, opt ReadOptions) 
 	if err != nil {
 		return fmt.Errorf("%s: file %q: %w", where, clip(c.Href), err)
 	}
+	if c.ChunkSize > 0 {
+		return openDirChunked(d, c, dir, mf, opt, gz, where)
+	}
 	p, err := hrefPath(dir, c.Href)
 	if err != nil {
 		return fmt.Errorf("%s: %w", where, err)
@@ -184,6 +188,50 @@ func openDirDrive(mp *Mapped, i int, dir string, mf *Manifest, opt ReadOptions) 
 	d.Image = img
 	d.CapacityBytes = img.Size()
 	return nil
+}
+
+// openDirChunked gives a drive the content of a file split into chunks
+// beside the descriptor: joined (and decompressed) into an unlinked
+// temporary file, which is opened.
+func openDirChunked(d *neutral.Disk, c Content, dir string, mf *Manifest, opt ReadOptions, gz bool, where string) error {
+	if opt.MarkMissing {
+		mf = nil // describing the VM: the chunks are not read
+	}
+	r, n, closeChunks, err := dirChunks(c, dir, mf)
+	if err != nil {
+		return fmt.Errorf("%s: file %q: %w", where, clip(c.Href), err)
+	}
+	if n == 0 {
+		p, _ := hrefPath(dir, chunkName(c.Href, 0))
+		if opt.MarkMissing {
+			d.Missing, d.File = true, p
+			return nil
+		}
+		return fmt.Errorf("%s: file %q (ovf:chunkSize=%d): its first chunk, %s, is not found", where, clip(c.Href), c.ChunkSize, p)
+	}
+	defer closeChunks()
+	if opt.Disks.Open == nil {
+		return fmt.Errorf("%s: no disk opener", where)
+	}
+	img, err := joinAndOpen(r, c, d, gz, opt.Disks.Open)
+	if err != nil {
+		return fmt.Errorf("%s: file %q: %w", where, clip(c.Href), err)
+	}
+	d.Image = img
+	d.CapacityBytes = img.Size()
+	return nil
+}
+
+// joinAndOpen spools the joined chunks of a file (gunzipped when gz) and
+// opens the result.
+func joinAndOpen(r io.Reader, c Content, d *neutral.Disk, gz bool, open func(string, string) (disk.Image, error)) (disk.Image, error) {
+	if gz {
+		var err error
+		if r, err = gunzip(r, inflateLimit(d.CapacityBytes, d.Device)); err != nil {
+			return nil, err
+		}
+	}
+	return spoolAndOpen(r, path.Base(c.Href), c.DiskFormat, open)
 }
 
 // openGzipFile decompresses a file to an unlinked temporary file and opens

@@ -179,6 +179,9 @@ func (s *StreamReader) readDescriptor(hdr *tar.Header, n string) error {
 		if c.Blank {
 			s.blanks = append(s.blanks, i)
 		}
+		if c.ChunkSize > 0 {
+			return fmt.Errorf("ova %s: file %q is split into chunks (ovf:chunkSize), which only an OVA read from a file can join", s.name, clip(c.Href))
+		}
 	}
 	return nil
 }

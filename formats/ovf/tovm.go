@@ -34,6 +34,9 @@ type Content struct {
 	DiskFormat string
 	// Compression is the file's ovf:compression ("gzip") or "".
 	Compression string
+	// ChunkSize is the file's ovf:chunkSize: stored as HREF.000000000,
+	// HREF.000000001, … of this size (the last shorter); 0 when it is not.
+	ChunkSize int64
 	// Blank marks a disk without a file: zeros of its capacity.
 	Blank bool
 }
