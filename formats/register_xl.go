@@ -14,6 +14,7 @@ func init() {
 	Register(&Format{
 		Name:       "xl",
 		Options:    xlOptions,
+		Compress:   compressXL,
 		Exts:       []string{".cfg", ".xl"},
 		DiskFormat: "raw",
 		Magic:      xl.Detect,
@@ -72,6 +73,19 @@ func writeXL(ctx context.Context, out *disk.Output, path string, vm *neutral.VM,
 		}
 	}
 	return xl.Write(ctx, out, path, vm, wo, copyOpt)
+}
+
+// compressXL is -c for an xl.cfg: its disks compressed, which of its disk
+// formats only qcow2 can be (as qemu-img, raw and vhd refuse it).
+func compressXL(opts map[string]string) (string, error) {
+	if opts["disk_format"] != "qcow2" {
+		return "", fmt.Errorf("-c: the disks of an xl.cfg compress only as qcow2: add -o disk_format=qcow2")
+	}
+	q, err := Lookup("qcow2")
+	if err != nil {
+		return "", err
+	}
+	return q.Compress(opts)
 }
 
 // xlOptions are the settings of the xl.cfg writer; with a disk_format other

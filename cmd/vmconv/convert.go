@@ -42,12 +42,7 @@ The guest is inspected first, as "vmconv inspect" does, for the target
 hypervisor (--target; by default from DST's format: vmx/vmdk/ovf/ova are
 vmware, xva/xl/vpc xen, the rest kvm), and each finding is printed on
 stderr as a warning (not when SRC is stdin). Findings never fail a conversion.`,
-		Args: func(cmd *cobra.Command, args []string) error {
-			if opts, err := parseOpts(optList); err == nil && createopt.IsHelp(opts) {
-				return argsRange(0, 2)(cmd, args) // "-O qcow2 -o help" needs no files
-			}
-			return argsRange(2, 2)(cmd, args)
-		},
+		Args: filesOrOptionHelp(&optList),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts, err := parseOpts(optList)
 			if err != nil {
@@ -173,6 +168,23 @@ func targetFormat(dst, name string) (*formats.Format, error) {
 		return f, nil
 	}
 	return formats.Lookup("raw")
+}
+
+// filesOrOptionHelp checks the arguments of a command taking SRC DST, which
+// "-O FMT -o help" does without.
+func filesOrOptionHelp(optList *[]string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if wantsOptionHelp(*optList) {
+			return argsRange(0, 2)(cmd, args)
+		}
+		return argsRange(2, 2)(cmd, args)
+	}
+}
+
+// wantsOptionHelp reports whether -o asks for the settings (help or ?).
+func wantsOptionHelp(optList []string) bool {
+	opts, err := parseOpts(optList)
+	return err == nil && createopt.IsHelp(opts)
 }
 
 // printOptionHelp answers "-o help": the settings of the format that -O

@@ -66,8 +66,11 @@ func newFixCmd() *cobra.Command {
 		Use:   "fix SRC DST",
 		Short: "Fix a guest for its new hypervisor into a copy (DST in SRC's format unless -O or its name says)",
 		Long:  fixLong,
-		Args:  argsRange(2, 2),
+		Args:  filesOrOptionHelp(&optList),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if wantsOptionHelp(optList) {
+				return printOptionHelp(cmd, args, outFmt)
+			}
 			if outFmt == "" && formats.ByExtension(args[1]) == nil {
 				// DST's name does not say: SRC's format.
 				f, err := detectOrLookup(args[0], inFmt)
