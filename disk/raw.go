@@ -283,7 +283,7 @@ func (w *RawWriter) WriteChunk(c *Chunk) error {
 		_, w.err = w.w.WriteAt(c.Data, c.Offset)
 		return w.err
 	}
-	w.err = writeNonZero(w.w, c.Data, c.Offset)
+	w.err = WriteNonZero(w.w, c.Data, c.Offset)
 	return w.err
 }
 
@@ -291,9 +291,11 @@ func (w *RawWriter) WriteChunk(c *Chunk) error {
 // chunk are left unwritten, as qemu-img's default (-S 4k) leaves them.
 const holeBlock = 4096
 
-// writeNonZero writes p at off, skipping its zero holeBlocks (p starts on a
-// block boundary of the file): each run of non-zero blocks is one write.
-func writeNonZero(f *os.File, p []byte, off int64) error {
+// WriteNonZero writes p at off, skipping its zero holeBlocks (p starts on a
+// block boundary of the file): each run of non-zero blocks is one write. In
+// a new file, or over its holes, the blocks skipped read as the zeros they
+// stand for.
+func WriteNonZero(f *os.File, p []byte, off int64) error {
 	return nonZeroRuns(p, func(start, end int) error {
 		_, err := f.WriteAt(p[start:end], off+int64(start))
 		return err

@@ -1,5 +1,7 @@
 package disk
 
+import "fmt"
+
 // Chunk is one piece of an image handed from the copy engine to a Writer.
 // Chunks are ChunkSize long and aligned to ChunkSize, except the last chunk of
 // an image whose size is not a multiple of ChunkSize.
@@ -25,6 +27,24 @@ type Chunk struct {
 type Writer interface {
 	WriteChunk(c *Chunk) error
 	Close() error
+}
+
+// ChunkOrder checks what a Writer asks of its chunks: increasing offsets,
+// none past the disk's size. The zero value expects the first chunk.
+type ChunkOrder struct {
+	next int64 // chunks start at or after this offset
+}
+
+// Take checks c against the disk's size and moves past it.
+func (o *ChunkOrder) Take(c *Chunk, size int64) error {
+	if c.Offset < o.next {
+		return fmt.Errorf("chunk at %#x out of order (next expected at or after %#x)", c.Offset, o.next)
+	}
+	if c.Offset+int64(c.Length) > size {
+		return fmt.Errorf("chunk at %#x runs past the disk size %d", c.Offset, size)
+	}
+	o.next = c.Offset + int64(c.Length)
+	return nil
 }
 
 // Preparer is implemented by writers that have CPU work to do per chunk, such

@@ -82,13 +82,9 @@ func (w *writer) WriteChunk(c *disk.Chunk) error {
 	if w.err != nil {
 		return w.err
 	}
-	if c.Offset < w.next {
-		return w.fail("chunk at %#x out of order (next expected at or after %#x)", c.Offset, w.next)
+	if err := w.order.Take(c, w.size); err != nil {
+		return w.fail("%v", err)
 	}
-	if c.Offset+int64(c.Length) > w.size {
-		return w.fail("chunk at %#x runs past the disk size %d", c.Offset, w.size)
-	}
-	w.next = c.Offset + int64(c.Length)
 	if c.Zero || c.Data == nil {
 		return nil
 	}

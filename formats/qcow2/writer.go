@@ -45,7 +45,7 @@ type writer struct {
 	openFill int64 // bytes of it written
 
 	comp     *compressor
-	next     int64 // chunks must start at or after this offset
+	order    disk.ChunkOrder
 	err      error
 	prepPool sync.Pool // *prepared
 }

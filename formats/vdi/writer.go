@@ -54,7 +54,7 @@ type writer struct {
 	hdr    Header
 	bmap   []uint32
 	next   uint32 // data block index of the next new block (dynamic)
-	pos    int64  // chunks must start at or after this offset
+	order  disk.ChunkOrder
 	err    error
 }
 
@@ -116,13 +116,9 @@ func (w *writer) WriteChunk(c *disk.Chunk) error {
 	if w.err != nil {
 		return w.err
 	}
-	if c.Offset < w.pos {
-		return w.fail("chunk at %#x out of order (next expected at or after %#x)", c.Offset, w.pos)
+	if err := w.order.Take(c, w.l.size); err != nil {
+		return w.fail("%v", err)
 	}
-	if c.Offset+int64(c.Length) > w.l.size {
-		return w.fail("chunk at %#x runs past the disk size %d", c.Offset, w.l.size)
-	}
-	w.pos = c.Offset + int64(c.Length)
 	if c.Zero || c.Data == nil {
 		return nil
 	}
@@ -134,34 +130,10 @@ func (w *writer) WriteChunk(c *disk.Chunk) error {
 			w.next++
 		}
 		at := w.l.dataOff + int64(w.bmap[b])*defaultBlockSize + in
-		if err := w.writeData(p[:n], at); err != nil {
+		if err := disk.WriteNonZero(w.f, p[:n], at); err != nil { // zero 4 KiB blocks stay holes of the new file
 			return w.fail("write block %d at %#x: %v", b, at, err)
 		}
 		p, off = p[n:], off+n
-	}
-	return nil
-}
-
-// writeData writes p at file offset at but for its all-zero 4 KiB pieces,
-// which stay holes: the file is new and each range is written once, so a
-// hole reads as the zeros it stands for.
-func (w *writer) writeData(p []byte, at int64) error {
-	const piece = 4 << 10
-	zero := func(i int) bool { return disk.IsZero(p[i:min(i+piece, len(p))]) }
-	for i := 0; i < len(p); {
-		if zero(i) {
-			i += piece
-			continue
-		}
-		j := i + piece
-		for j < len(p) && !zero(j) {
-			j += piece
-		}
-		j = min(j, len(p))
-		if _, err := w.f.WriteAt(p[i:j], at+int64(i)); err != nil {
-			return err
-		}
-		i = j
 	}
 	return nil
 }

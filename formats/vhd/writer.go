@@ -70,7 +70,7 @@ type writer struct {
 	next       int64 // file offset of the next block (dynamic)
 	bitmapSize int64
 	blockSize  int64
-	pos        int64 // chunks must start at or after this offset
+	order      disk.ChunkOrder
 	err        error
 }
 
@@ -151,13 +151,9 @@ func (w *writer) WriteChunk(c *disk.Chunk) error {
 	if w.err != nil {
 		return w.err
 	}
-	if c.Offset < w.pos {
-		return w.fail("chunk at %#x out of order (next expected at or after %#x)", c.Offset, w.pos)
+	if err := w.order.Take(c, w.size); err != nil {
+		return w.fail("%v", err)
 	}
-	if c.Offset+int64(c.Length) > w.size {
-		return w.fail("chunk at %#x runs past the disk size %d", c.Offset, w.size)
-	}
-	w.pos = c.Offset + int64(c.Length)
 	if c.Zero || c.Data == nil {
 		return nil
 	}

@@ -94,7 +94,7 @@ type writer struct {
 	bat   []uint64
 	next  int64 // file offset of the next payload block
 	batLn int64
-	pos   int64
+	order disk.ChunkOrder
 	err   error
 }
 
@@ -152,13 +152,9 @@ func (w *writer) WriteChunk(c *disk.Chunk) error {
 	if w.err != nil {
 		return w.err
 	}
-	if c.Offset < w.pos {
-		return w.fail("chunk at %#x out of order (next expected at or after %#x)", c.Offset, w.pos)
+	if err := w.order.Take(c, w.geo.virtualSize); err != nil {
+		return w.fail("%v", err)
 	}
-	if c.Offset+int64(c.Length) > w.geo.virtualSize {
-		return w.fail("chunk at %#x runs past the disk size %d", c.Offset, w.geo.virtualSize)
-	}
-	w.pos = c.Offset + int64(c.Length)
 	if c.Zero || c.Data == nil {
 		return nil
 	}

@@ -29,7 +29,7 @@ type streamWriter struct {
 	gd       []uint32
 	cur      int64 // GT being filled, -1 for none
 	gt       [gtesPerGT]uint32
-	next     int64 // chunks must start at or after this offset
+	order    disk.ChunkOrder
 	err      error
 	prepPool sync.Pool // *preparedChunk
 	zPool    sync.Pool // *zlib.Writer
@@ -151,15 +151,10 @@ func (s *streamWriter) WriteChunk(c *disk.Chunk) error {
 	if s.err != nil {
 		return s.err
 	}
-	if c.Offset < s.next {
-		s.err = fmt.Errorf("vmdk %s: chunk at %#x out of order (next expected at or after %#x)", s.name, c.Offset, s.next)
+	if err := s.order.Take(c, s.size); err != nil {
+		s.err = fmt.Errorf("vmdk %s: %w", s.name, err)
 		return s.err
 	}
-	if c.Offset+int64(c.Length) > s.size {
-		s.err = fmt.Errorf("vmdk %s: chunk at %#x runs past the disk size %d", s.name, c.Offset, s.size)
-		return s.err
-	}
-	s.next = c.Offset + int64(c.Length)
 	if c.Zero || c.Data == nil {
 		return nil
 	}

@@ -133,7 +133,7 @@ type multiWriter struct {
 	size        int64
 	parts       []extentWriter
 	partSectors int64
-	next        int64
+	order       disk.ChunkOrder
 	err         error
 }
 
@@ -141,17 +141,12 @@ func (w *multiWriter) WriteChunk(c *disk.Chunk) error {
 	if w.err != nil {
 		return w.err
 	}
-	if c.Offset < w.next {
-		w.err = fmt.Errorf("vmdk: chunk at %#x out of order (next expected at or after %#x)", c.Offset, w.next)
+	if err := w.order.Take(c, w.size); err != nil {
+		w.err = fmt.Errorf("vmdk: %w", err)
 		return w.err
 	}
-	w.next = c.Offset + int64(c.Length)
 	if c.Zero || c.Data == nil {
 		return nil
-	}
-	if c.Offset+int64(len(c.Data)) > w.size {
-		w.err = fmt.Errorf("vmdk: chunk at %#x runs past the disk size %d", c.Offset, w.size)
-		return w.err
 	}
 	partBytes := w.partSectors * sectorSize
 	p, off := c.Data, c.Offset
