@@ -3,6 +3,7 @@ package formats
 import (
 	"fmt"
 	"iter"
+	"strconv"
 
 	"github.com/vmconv/vmconv/disk"
 	"github.com/vmconv/vmconv/formats/createopt"
@@ -77,6 +78,14 @@ func init() {
 				BackingFilename: qi.BackingFile,
 				BackingChain:    qi.Chain,
 				FormatSpecific:  map[string]any{"type": "qcow2", "data": qi},
+				Specific: [][2]string{
+					{"compat", qi.Compat},
+					{"compression type", qi.CompressionType},
+					{"lazy refcounts", strconv.FormatBool(qi.LazyRefcounts)},
+					{"refcount bits", strconv.Itoa(qi.RefcountBits)},
+					{"corrupt", strconv.FormatBool(qi.Corrupt)},
+					{"extended l2", strconv.FormatBool(qi.ExtendedL2)},
+				},
 			}
 		},
 	})

@@ -107,6 +107,9 @@ type ImageInfo struct {
 	BackingChain    []string `json:"backing-chain,omitempty"`
 	Extents         []any    `json:"extents,omitempty"`
 	FormatSpecific  any      `json:"format-specific,omitempty"`
+	// Specific is the human output's "Format specific information", as
+	// qemu-img prints it: name and value, in order.
+	Specific [][2]string `json:"-"`
 }
 
 var registry []*Format

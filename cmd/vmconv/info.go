@@ -153,6 +153,12 @@ func printImageInfo(w io.Writer, info *formats.ImageInfo) {
 		b, _ := json.Marshal(e)
 		fmt.Fprintf(w, "extent[%d]: %s\n", i, b)
 	}
+	if len(info.Specific) > 0 {
+		fmt.Fprintln(w, "Format specific information:")
+		for _, kv := range info.Specific {
+			fmt.Fprintf(w, "    %s: %s\n", kv[0], kv[1])
+		}
+	}
 }
 
 func printVM(w io.Writer, vm *neutral.VM) {

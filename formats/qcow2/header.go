@@ -22,6 +22,9 @@ const (
 	incExtendedL2  = 1 << 4
 	incKnown       = incDirty | incCorrupt | incDataFile | incCompression | incExtendedL2
 
+	// Compatible feature bits (header byte 80).
+	compatLazyRefcounts = 1 << 0
+
 	compressionZlib = 0
 	compressionZstd = 1
 
@@ -99,9 +102,14 @@ func decodeHeader(b []byte) Header {
 	return h
 }
 
+// encode encodes the header; a version 2 header ends at 72 bytes, and the
+// zeros after it read as the end of its (absent) extensions.
 func (h *Header) encode() []byte {
 	b := make([]byte, headerSize)
 	binary.Encode(b, binary.BigEndian, h)
+	if h.Version == 2 {
+		clear(b[v2HeaderLength:])
+	}
 	return b
 }
 

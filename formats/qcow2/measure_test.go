@@ -28,6 +28,9 @@ func TestMeasure(t *testing.T) {
 		{"512-byte clusters, many refcount blocks", Options{ClusterSize: 512}, 48 << 20},
 		{"2 MiB clusters", Options{ClusterSize: 2 << 20}, 9<<20 + 512},
 		{"empty", Options{}, 0},
+		{"compat 0.10", Options{Compat: "0.10"}, 9 << 20},
+		{"1-bit refcounts", Options{RefcountBits: 1}, 9 << 20},
+		{"64-bit refcounts, 512-byte clusters", Options{RefcountBits: 64, ClusterSize: 512}, 16 << 20},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := disktest.RequireMeasure(t, tc.size,
@@ -46,7 +49,14 @@ func TestMeasure(t *testing.T) {
 			raw := filepath.Join(t.TempDir(), "src.raw")
 			disktest.WriteSparse(t, raw, disktest.Runs(tc.size, 1, disktest.MeasureRuns...))
 			var qm disk.Measurement
-			out := disktest.QemuImg(t, "measure", "--output=json", "-O", "qcow2", "-o", "cluster_size="+strconv.FormatInt(cs, 10), raw)
+			qopt := "cluster_size=" + strconv.FormatInt(cs, 10)
+			if tc.opt.Compat != "" {
+				qopt += ",compat=" + tc.opt.Compat
+			}
+			if tc.opt.RefcountBits != 0 {
+				qopt += ",refcount_bits=" + strconv.Itoa(tc.opt.RefcountBits)
+			}
+			out := disktest.QemuImg(t, "measure", "--output=json", "-O", "qcow2", "-o", qopt, raw)
 			require.NoError(t, json.Unmarshal([]byte(out), &qm))
 			assert.Equal(t, qm.FullyAllocated, m.FullyAllocated, "qemu-img's fully allocated")
 			if cs >= 64<<10 {

@@ -21,6 +21,16 @@ type Options struct {
 	// CompressionLevel: zstd level (1 fastest, the default); ignored for zlib,
 	// whose 4 KiB window qemu imposes allows one fast encoder.
 	CompressionLevel int
+	// Compat is "1.1" (version 3, the default) or "0.10" (version 2, for
+	// QEMU before 1.1 and tools that read only version 2).
+	Compat string
+	// RefcountBits is the width of a refcount, a power of two from 1 to 64;
+	// default 16 (the only width of version 2).
+	RefcountBits int
+	// LazyRefcounts sets the lazy refcounts feature bit, as qemu-img's
+	// lazy_refcounts=on: QEMU then defers refcount updates while the guest
+	// runs. The refcounts written here are always exact.
+	LazyRefcounts bool
 }
 
 const defaultClusterSize = 64 << 10
@@ -28,14 +38,14 @@ const defaultClusterSize = 64 << 10
 // OptionHelp lists the -o settings ParseOptions takes.
 var OptionHelp = []createopt.Help{
 	{Name: "cluster_size", Value: "<size>", Text: "qcow2 cluster size, a power of two from 512 to 2M (default 64k)"},
-	{Name: "compat", Value: "<str>", Text: "compatibility level: only 1.1 (v3) is written"},
+	{Name: "compat", Value: "<str>", Text: "compatibility level: 1.1 (v3, default) or 0.10 (v2, for QEMU before 1.1)"},
 	{Name: "compress", Value: "<bool (on/off)>", Text: "compress every cluster that shrinks, as qemu-img convert -c (alias c)"},
 	{Name: "compression_level", Value: "<num>", Text: "zstd level, 1 (fastest, default) to 22; zlib has one level"},
 	{Name: "compression_type", Value: "<str>", Text: "compression method: zlib (default, read by every qemu) or zstd"},
 	{Name: "extended_l2", Value: "<bool (on/off)>", Text: "only off is written"},
-	{Name: "lazy_refcounts", Value: "<bool (on/off)>", Text: "only off is written"},
+	{Name: "lazy_refcounts", Value: "<bool (on/off)>", Text: "postpone refcount updates in QEMU (compat 1.1 only)"},
 	{Name: "preallocation", Value: "<str>", Text: "only off is written (images are sparse)"},
-	{Name: "refcount_bits", Value: "<num>", Text: "only 16 is written"},
+	{Name: "refcount_bits", Value: "<num>", Text: "width of a refcount, a power of two from 1 to 64 (default 16; other widths need compat 1.1)"},
 }
 
 // ParseOptions parses -o key=value options: compat, cluster_size,
@@ -47,8 +57,13 @@ func ParseOptions(kv map[string]string) (Options, error) {
 		v := kv[k]
 		switch k {
 		case "compat":
-			if v != "1.1" && v != "v3" {
-				return o, fmt.Errorf("qcow2 option compat=%q: only 1.1 (version 3) is written", v)
+			switch v {
+			case "1.1", "v3":
+				o.Compat = "1.1"
+			case "0.10", "v2":
+				o.Compat = "0.10"
+			default:
+				return o, fmt.Errorf("qcow2 option compat=%q: want 1.1 (v3) or 0.10 (v2)", v)
 			}
 		case "cluster_size":
 			n, err := createopt.Size(v)
@@ -76,10 +91,18 @@ func ParseOptions(kv map[string]string) (Options, error) {
 			}
 			o.CompressionLevel = n
 		case "refcount_bits":
-			if v != "16" {
-				return o, fmt.Errorf("qcow2 option refcount_bits=%q: only 16 is written", v)
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 64 || n&(n-1) != 0 {
+				return o, fmt.Errorf("qcow2 option refcount_bits=%q: want a power of two from 1 to 64", v)
 			}
-		case "lazy_refcounts", "extended_l2":
+			o.RefcountBits = n
+		case "lazy_refcounts":
+			b, err := createopt.Bool(v)
+			if err != nil {
+				return o, fmt.Errorf("qcow2 option %s=%q: %w", k, v, err)
+			}
+			o.LazyRefcounts = b
+		case "extended_l2":
 			if b, err := createopt.Bool(v); err != nil || b {
 				return o, fmt.Errorf("qcow2 option %s=%q: only off is written", k, v)
 			}
@@ -93,7 +116,23 @@ func ParseOptions(kv map[string]string) (Options, error) {
 			return o, fmt.Errorf("qcow2: unknown option %q (known: %s)", k, createopt.Known(OptionHelp))
 		}
 	}
-	return o, nil
+	return o, o.checkCompat()
+}
+
+// checkCompat refuses what version 2 cannot hold, as qemu-img does.
+func (o Options) checkCompat() error {
+	if o.Compat != "0.10" {
+		return nil
+	}
+	switch {
+	case o.CompressionType == "zstd":
+		return fmt.Errorf("qcow2 option compression_type=zstd: needs compat=1.1")
+	case o.RefcountBits != 0 && o.RefcountBits != 16:
+		return fmt.Errorf("qcow2 option refcount_bits=%d: widths other than 16 need compat=1.1", o.RefcountBits)
+	case o.LazyRefcounts:
+		return fmt.Errorf("qcow2 option lazy_refcounts=on: needs compat=1.1")
+	}
+	return nil
 }
 
 func (o *Options) fill() {
@@ -102,5 +141,11 @@ func (o *Options) fill() {
 	}
 	if o.CompressionType == "" {
 		o.CompressionType = "zlib"
+	}
+	if o.Compat == "" {
+		o.Compat = "1.1"
+	}
+	if o.RefcountBits == 0 {
+		o.RefcountBits = 16
 	}
 }

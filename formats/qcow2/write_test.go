@@ -32,6 +32,14 @@ func TestWriteQemuReads(t *testing.T) {
 		{"zstd compressed", Options{Compress: true, CompressionType: "zstd"}, 9<<20 + 3*512},
 		{"zstd compressed level 9", Options{Compress: true, CompressionType: "zstd", CompressionLevel: 9}, 9 << 20},
 		{"empty", Options{}, 5 << 20},
+		{"compat 0.10", Options{Compat: "0.10"}, 9<<20 + 3*512},
+		{"compat 0.10 compressed", Options{Compat: "0.10", Compress: true, ClusterSize: 4096}, 9 << 20},
+		{"lazy refcounts", Options{LazyRefcounts: true}, 9 << 20},
+		{"1-bit refcounts", Options{RefcountBits: 1}, 9 << 20},
+		{"1-bit refcounts compressed", Options{RefcountBits: 1, Compress: true, ClusterSize: 4096}, 9 << 20},
+		{"2-bit refcounts compressed, 512-byte clusters", Options{RefcountBits: 2, Compress: true, ClusterSize: 512}, 3 << 20},
+		{"8-bit refcounts, 512-byte clusters", Options{RefcountBits: 8, ClusterSize: 512}, 3 << 20},
+		{"64-bit refcounts compressed", Options{RefcountBits: 64, Compress: true, ClusterSize: 4096}, 9 << 20},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -58,12 +66,23 @@ func TestWriteQemuReads(t *testing.T) {
 					Data struct {
 						Compat          string `json:"compat"`
 						CompressionType string `json:"compression-type"`
+						RefcountBits    int    `json:"refcount-bits"`
+						LazyRefcounts   bool   `json:"lazy-refcounts"`
 					} `json:"data"`
 				} `json:"format-specific"`
 			}
 			require.NoError(t, json.Unmarshal([]byte(disktest.QemuImg(t, "info", "--output", "json", q)), &info))
 			assert.Equal(t, (tc.size+511)&^511, info.VirtualSize)
-			assert.Equal(t, "1.1", info.Specific.Data.Compat)
+			wantCompat, wantBits := "1.1", 16
+			if tc.opt.Compat != "" {
+				wantCompat = tc.opt.Compat
+			}
+			if tc.opt.RefcountBits != 0 {
+				wantBits = tc.opt.RefcountBits
+			}
+			assert.Equal(t, wantCompat, info.Specific.Data.Compat)
+			assert.Equal(t, wantBits, info.Specific.Data.RefcountBits)
+			assert.Equal(t, tc.opt.LazyRefcounts, info.Specific.Data.LazyRefcounts)
 			if tc.opt.CompressionType != "" {
 				assert.Equal(t, tc.opt.CompressionType, info.Specific.Data.CompressionType)
 			}
@@ -152,9 +171,11 @@ func TestCreateRefuses(t *testing.T) {
 func TestParseOptions(t *testing.T) {
 	o, err := ParseOptions(map[string]string{"compress": "on", "compression_type": "ZSTD", "cluster_size": "128k", "compat": "1.1", "refcount_bits": "16"})
 	require.NoError(t, err)
-	assert.Equal(t, Options{Compress: true, CompressionType: "zstd", ClusterSize: 128 << 10}, o)
+	assert.Equal(t, Options{Compress: true, CompressionType: "zstd", ClusterSize: 128 << 10, Compat: "1.1", RefcountBits: 16}, o)
 	for _, tc := range []struct{ k, v, want string }{
-		{"compat", "0.10", "compat"},
+		{"compat", "0.9", "compat"},
+		{"refcount_bits", "12", "refcount_bits"},
+		{"refcount_bits", "128", "refcount_bits"},
 		{"cluster_size", "1000", "cluster_size"},
 		{"cluster_size", "4M", "cluster_size"},
 		{"compression_type", "lz4", "compression_type"},
@@ -169,10 +190,25 @@ func TestParseOptions(t *testing.T) {
 	}
 	// Of several bad settings the first by name is reported, every time.
 	for i := 0; i < 20; i++ {
-		_, err := ParseOptions(map[string]string{"zz": "1", "compat": "0.10", "cluster_size": "3k"})
+		_, err := ParseOptions(map[string]string{"zz": "1", "compat": "0.9", "cluster_size": "3k"})
 		require.ErrorContains(t, err, "cluster_size")
 	}
 	o, err = ParseOptions(map[string]string{"cluster_size": "0.5M", "compress": "yes", "lazy_refcounts": "n"})
 	require.NoError(t, err)
 	assert.Equal(t, Options{Compress: true, ClusterSize: 512 << 10}, o)
+	o, err = ParseOptions(map[string]string{"compat": "v2", "refcount_bits": "16"})
+	require.NoError(t, err)
+	assert.Equal(t, Options{Compat: "0.10", RefcountBits: 16}, o)
+	o, err = ParseOptions(map[string]string{"compat": "v3", "refcount_bits": "1", "lazy_refcounts": "on"})
+	require.NoError(t, err)
+	assert.Equal(t, Options{Compat: "1.1", RefcountBits: 1, LazyRefcounts: true}, o)
+	// What version 2 cannot hold is refused, as qemu-img refuses it.
+	for _, kv := range []map[string]string{
+		{"compat": "0.10", "compression_type": "zstd"},
+		{"compat": "0.10", "refcount_bits": "8"},
+		{"compat": "0.10", "lazy_refcounts": "on"},
+	} {
+		_, err := ParseOptions(kv)
+		require.ErrorContains(t, err, "compat=1.1", kv)
+	}
 }

@@ -11,7 +11,7 @@ import (
 	"github.com/vmconv/vmconv/disk"
 )
 
-// writer writes a version 3 image front to back: the header cluster, the
+// writer writes a version 3 (or 2) image front to back: the header cluster, the
 // refcount table and the L1 table are reserved first (their size is known
 // from the virtual size) and filled in by Close; then data clusters, each L2
 // table as soon as the chunks have moved past it, and each refcount block as
@@ -36,9 +36,9 @@ type writer struct {
 	l2    []byte
 
 	hostEnd  int64 // bytes appended to the file so far
-	perBlock int64 // refcounts per refcount block (16-bit refcounts)
+	perBlock int64 // refcounts per refcount block
 	curBlock int64
-	rcb      []uint16
+	rcb      refcountBlock // the block being counted, as it is written
 	rt       []uint64
 
 	openVC   int64 // guest cluster being written uncompressed, -1 for none
@@ -55,6 +55,9 @@ type writer struct {
 // appears only when out is committed.
 func Create(out *disk.Output, path string, size int64, opt Options) (disk.Writer, error) {
 	opt.fill()
+	if err := opt.checkCompat(); err != nil {
+		return nil, err
+	}
 	if path == disk.Stdout {
 		return nil, fmt.Errorf("qcow2: cannot be written to standard output (its tables are written last, at the front)")
 	}
@@ -96,13 +99,17 @@ func newWriter(path string, size int64, opt Options) (*writer, error) {
 	if size < 0 {
 		return nil, fmt.Errorf("qcow2 %s: size %d: want a size of at least 0", path, size)
 	}
+	rb := opt.RefcountBits
+	if rb < 1 || rb > 64 || rb&(rb-1) != 0 {
+		return nil, fmt.Errorf("qcow2 %s: refcount width %d: want a power of two from 1 to 64", path, rb)
+	}
 	size = (size + 511) &^ 511
-	w := &writer{name: path, size: size, cs: cs, l2Entries: cs / 8, curL2: -1, openVC: -1, perBlock: cs / 2}
+	w := &writer{name: path, size: size, cs: cs, l2Entries: cs / 8, curL2: -1, openVC: -1, perBlock: cs * 8 / int64(rb)}
 	if err := w.layout(opt); err != nil {
 		return nil, err
 	}
 	w.l2 = make([]byte, cs)
-	w.rcb = make([]uint16, w.perBlock)
+	w.rcb = refcountBlock{b: make([]byte, cs), bits: rb}
 	return w, nil
 }
 
@@ -148,11 +155,17 @@ func (w *writer) layout(opt Options) error {
 		Magic: magic, Version: 3, ClusterBits: uint32(log2(uint64(cs))), Size: uint64(w.size),
 		L1Size: uint32(l1Size), L1TableOffset: uint64(w.l1Off),
 		RefcountTableOffset: uint64(w.rtOff), RefcountTableClusters: uint32(rtClusters),
-		RefcountOrder: 4, HeaderLength: ourHeaderLength,
+		RefcountOrder: uint32(log2(uint64(opt.RefcountBits))), HeaderLength: ourHeaderLength,
+	}
+	if opt.Compat == "0.10" {
+		w.hdr.Version = 2 // encode leaves out the version 3 fields
 	}
 	if opt.Compress && opt.CompressionType == "zstd" {
 		w.hdr.IncompatibleFeatures |= incCompression
 		w.hdr.CompressionType = compressionZstd
+	}
+	if opt.LazyRefcounts {
+		w.hdr.CompatibleFeatures |= compatLazyRefcounts
 	}
 	return nil
 }
@@ -196,13 +209,14 @@ func (w *writer) allocCluster() int64 {
 	for w.hostEnd/w.cs/w.perBlock > w.curBlock && w.err == nil {
 		w.flushBlock()
 	}
-	w.rcb[w.hostEnd/w.cs%w.perBlock]++
+	w.rcb.inc(w.hostEnd / w.cs % w.perBlock)
 	return w.hostEnd
 }
 
 // allocBytes counts n bytes of compressed data appended at the end of the
 // file, byte-packed as qemu packs them; every cluster the data's sectors
-// touch gains one reference.
+// touch gains one reference. Data that would take the cluster it shares
+// with the data before past the largest refcount starts a new cluster.
 func (w *writer) allocBytes(n int64) int64 {
 	for w.err == nil {
 		pos := w.hostEnd
@@ -212,8 +226,12 @@ func (w *writer) allocBytes(n int64) int64 {
 			w.flushBlock()
 			continue
 		}
+		if w.rcb.full(first % w.perBlock) {
+			w.alignPad()
+			continue
+		}
 		for c := first; c <= last; c++ {
-			w.rcb[c%w.perBlock]++
+			w.rcb.inc(c % w.perBlock)
 		}
 		return pos
 	}
@@ -228,22 +246,18 @@ func (w *writer) flushBlock() {
 	pos := w.hostEnd
 	self := pos / w.cs
 	if self/w.perBlock == w.curBlock {
-		w.rcb[self%w.perBlock]++
+		w.rcb.inc(self % w.perBlock)
 	}
-	b := make([]byte, w.cs)
-	for i, v := range w.rcb {
-		binary.BigEndian.PutUint16(b[i*2:], v)
-	}
-	w.emit(b)
+	w.emit(w.rcb.b)
 	if int64(len(w.rt)) >= w.rtEntries {
 		w.fail("refcount table overflow (%d blocks)", len(w.rt))
 		return
 	}
 	w.rt = append(w.rt, uint64(pos))
 	w.curBlock++
-	clear(w.rcb)
+	clear(w.rcb.b)
 	if self/w.perBlock == w.curBlock {
-		w.rcb[self%w.perBlock]++
+		w.rcb.inc(self % w.perBlock)
 	}
 }
 
@@ -348,18 +362,47 @@ func (w *writer) finish() {
 	w.closeOpen()
 	w.flushL2()
 	w.flushBlock()
-	for w.err == nil && !isZero16(w.rcb) {
+	for w.err == nil && !isZero(w.rcb.b) {
 		w.flushBlock() // the last block's own cluster began a new block
 	}
 }
 
-func isZero16(v []uint16) bool {
-	for _, x := range v {
+func isZero(b []byte) bool {
+	for _, x := range b {
 		if x != 0 {
 			return false
 		}
 	}
 	return true
+}
+
+// refcountBlock is a refcount block in its on-disk encoding: refcounts of
+// bits (a power of two up to 64) each, big-endian from 8 bits up, packed
+// from the low bit of each byte below 8 (refcountAt reads them).
+type refcountBlock struct {
+	b    []byte
+	bits int
+}
+
+func (r refcountBlock) max() uint64 { return 1<<r.bits - 1 } // 1<<64 - 1 wraps to all ones
+
+func (r refcountBlock) full(i int64) bool {
+	return refcountAt(r.b, i, uint32(log2(uint64(r.bits)))) == r.max()
+}
+
+// inc adds one reference to refcount i; callers never take it past max.
+func (r refcountBlock) inc(i int64) {
+	v := refcountAt(r.b, i, uint32(log2(uint64(r.bits)))) + 1
+	if r.bits < 8 {
+		at, shift := i*int64(r.bits)/8, uint(i*int64(r.bits)%8)
+		r.b[at] = r.b[at]&^byte(r.max()<<shift) | byte(v<<shift)
+		return
+	}
+	n := int64(r.bits / 8)
+	for k := n - 1; k >= 0; k-- {
+		r.b[i*n+k] = byte(v)
+		v >>= 8
+	}
 }
 
 var _ io.Closer = (*writer)(nil)
