@@ -12,6 +12,9 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -532,5 +535,42 @@ func TestRawWriterBlockHoles(t *testing.T) {
 			}
 			assert.Equal(t, tc.want, data)
 		})
+	}
+}
+
+// OpenFile takes regular files and refuses, without blocking, what is no
+// disk: a named pipe with no writer would otherwise hang the open.
+func TestOpenFileRefusesNonFiles(t *testing.T) {
+	dir := t.TempDir()
+	reg := filepath.Join(dir, "disk.img")
+	require.NoError(t, os.WriteFile(reg, []byte("data"), 0o644))
+	f, err := OpenFile(reg)
+	require.NoError(t, err)
+	b := make([]byte, 4)
+	_, err = f.ReadAt(b, 0)
+	require.NoError(t, err)
+	assert.Equal(t, "data", string(b))
+	require.NoError(t, f.Close())
+
+	fifo := filepath.Join(dir, "pipe")
+	require.NoError(t, unix.Mkfifo(fifo, 0o644))
+	for _, tc := range []struct{ path, want string }{
+		{fifo, "a named pipe, not a regular file or block device"},
+		{dir, "a directory"},
+		{"/dev/null", "a character device"},
+		{filepath.Join(dir, "absent"), "no such file"},
+	} {
+		done := make(chan error, 1)
+		go func() {
+			_, err := OpenFile(tc.path)
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			require.ErrorContains(t, err, tc.want)
+			require.ErrorContains(t, err, tc.path)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("OpenFile(%s) blocked", tc.path)
+		}
 	}
 }

@@ -19,7 +19,7 @@ type Raw struct {
 
 // OpenRaw opens a raw image read-only.
 func OpenRaw(path string) (*Raw, error) {
-	f, err := os.Open(path)
+	f, err := OpenFile(path)
 	if err != nil {
 		return nil, err
 	}

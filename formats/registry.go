@@ -184,7 +184,7 @@ func Detect(path string) (*Format, error) {
 // detectFile detects the format of a file of size bytes by its content,
 // then its name.
 func detectFile(path string, size int64) (*Format, error) {
-	fh, err := os.Open(path)
+	fh, err := disk.OpenFile(path)
 	if err != nil {
 		return nil, err
 	}

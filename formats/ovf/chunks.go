@@ -6,6 +6,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+
+	"github.com/vmconv/vmconv/disk"
 )
 
 // A File with ovf:chunkSize is stored split (ovftool --chunkSize, vSphere's
@@ -108,7 +110,7 @@ func dirChunks(c Content, dir string, mf *Manifest) (r io.Reader, n int64, close
 			close()
 			return nil, 0, nil, err
 		}
-		f, err := os.Open(p)
+		f, err := disk.OpenFile(p)
 		if err != nil {
 			close()
 			return nil, 0, nil, err

@@ -50,7 +50,7 @@ type Result struct {
 
 // Read reads an .ovf (with its files beside it) or an .ova (any tar).
 func Read(path string, opt ReadOptions) (*Result, error) {
-	f, err := os.Open(path)
+	f, err := disk.OpenFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("ovf: %w", err)
 	}
@@ -65,7 +65,7 @@ func Read(path string, opt ReadOptions) (*Result, error) {
 
 // readFileLimited reads a whole small file, refusing one above limit.
 func readFileLimited(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
+	f, err := disk.OpenFile(path)
 	if err != nil {
 		return nil, err
 	}
@@ -237,7 +237,7 @@ func joinAndOpen(r io.Reader, c Content, d *neutral.Disk, gz bool, open func(str
 // openGzipFile decompresses a file to an unlinked temporary file and opens
 // that.
 func openGzipFile(p, format string, limit int64, open func(string, string) (disk.Image, error)) (disk.Image, error) {
-	f, err := os.Open(p)
+	f, err := disk.OpenFile(p)
 	if err != nil {
 		return nil, err
 	}
@@ -250,7 +250,7 @@ func openGzipFile(p, format string, limit int64, open func(string, string) (disk
 }
 
 func verifyFile(mf *Manifest, name, path string) error {
-	f, err := os.Open(path)
+	f, err := disk.OpenFile(path)
 	if err != nil {
 		return fmt.Errorf("ovf: %w", err)
 	}

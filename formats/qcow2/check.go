@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/vmconv/vmconv/disk"
 )
@@ -51,7 +50,7 @@ func (c *checker) add(off int64, format string, args ...any) {
 // copied flag set exactly where the refcount is 1. The backing file is not
 // examined. The error is for files that cannot be parsed at all.
 func Check(path string) (*CheckResult, error) {
-	f, err := os.Open(path)
+	f, err := disk.OpenFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("qcow2: %w", err)
 	}
@@ -68,6 +67,10 @@ func check(path string, r io.ReaderAt, size int64) (*CheckResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := img.openDataFile(); err != nil {
+		return nil, err
+	}
+	defer img.Close() // the data file; r is the caller's
 	c := &checker{img: img, res: &CheckResult{}}
 	if img.hdr.IncompatibleFeatures&incCorrupt != 0 {
 		c.add(72, "the corrupt bit is set")
@@ -80,7 +83,7 @@ func check(path string, r io.ReaderAt, size int64) (*CheckResult, error) {
 	switch {
 	case img.hdr.NbSnapshots > 0:
 		c.res.Notes = append(c.res.Notes, fmt.Sprintf("%d internal snapshots: refcounts not compared", img.hdr.NbSnapshots))
-	case img.hdr.AutoclearFeatures&1 != 0:
+	case img.hdr.AutoclearFeatures&autoclearBitmaps != 0:
 		c.res.Notes = append(c.res.Notes, "persistent bitmaps: refcounts not compared")
 	default:
 		hostClusters := (size + img.clusterSize - 1) / img.clusterSize
@@ -147,7 +150,7 @@ func (c *checker) refs(rt []uint64, fn func(off, n int64, copied *bool)) {
 			case e&oflagCompressed != 0:
 				coff, csize := img.compressedRange(e)
 				fn(coff&^511, (csize+coff&511+511)&^511, nil)
-			case e&offsetMask != 0:
+			case e&offsetMask != 0 && img.dataFile == nil: // data file clusters are not refcounted
 				cp := e&oflagCopied != 0
 				fn(int64(e&offsetMask), cs, &cp)
 			}

@@ -25,6 +25,10 @@ const (
 	// Compatible feature bits (header byte 80).
 	compatLazyRefcounts = 1 << 0
 
+	// Autoclear feature bits (header byte 88).
+	autoclearBitmaps     = 1 << 0
+	autoclearDataFileRaw = 1 << 1
+
 	compressionZlib = 0
 	compressionZstd = 1
 
@@ -136,9 +140,6 @@ func (h *Header) validate(fileSize int64) error {
 		if h.RefcountOrder > 6 {
 			return fmt.Errorf("header: refcount_order %d, want 0 to 6", h.RefcountOrder)
 		}
-	}
-	if h.IncompatibleFeatures&incDataFile != 0 {
-		return fmt.Errorf("header: the image keeps its data in an external data file, which is not supported")
 	}
 	if h.CryptMethod != 0 {
 		return fmt.Errorf("header: crypt_method %d: encrypted images are not supported", h.CryptMethod)

@@ -2,8 +2,10 @@ package qcow2
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -46,6 +48,9 @@ type Info struct {
 	BackingFormat   string   `json:"backing-filename-format,omitempty"`
 	FullBackingFile string   `json:"full-backing-filename,omitempty"`
 	Chain           []string `json:"backing-chain,omitempty"`
+	DataFile        string   `json:"data-file,omitempty"`
+	// DataFileRaw: the data file alone reads as the disk (data_file_raw).
+	DataFileRaw bool `json:"data-file-raw,omitempty"`
 }
 
 // Image is an open qcow2 image and its backing chain. It implements
@@ -70,6 +75,12 @@ type Image struct {
 	dec     *decompressor
 	backing disk.Image
 	info    Info
+
+	// data holds the data clusters: the image file itself, or the
+	// external data file the header names (opened by openDataFile).
+	data     io.ReaderAt
+	dataFile *os.File
+	dataSize int64
 }
 
 var _ disk.Image = (*Image)(nil)
@@ -101,7 +112,7 @@ func openChain(path string, o OpenOptions, seen []string) (*Image, error) {
 			return nil, fmt.Errorf("qcow2 %s: backing chain loop: %s is already in the chain %s", path, path, strings.Join(seen, " -> "))
 		}
 	}
-	f, err := os.Open(path)
+	f, err := disk.OpenFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("qcow2: %w", err)
 	}
@@ -112,6 +123,10 @@ func openChain(path string, o OpenOptions, seen []string) (*Image, error) {
 	}
 	img.f = f
 	img.fillActualSize()
+	if err := img.openDataFile(); err != nil {
+		img.Close()
+		return nil, err
+	}
 	if img.info.BackingFile == "" {
 		return img, nil
 	}
@@ -137,7 +152,7 @@ func newImage(path string, r io.ReaderAt, fileSize int64) (*Image, error) {
 	if err := h.validate(fileSize); err != nil {
 		return nil, fmt.Errorf("qcow2 %s: %w", path, err)
 	}
-	img := &Image{path: path, r: r, fileSize: fileSize, hdr: h, size: int64(h.Size),
+	img := &Image{path: path, r: r, fileSize: fileSize, data: r, dataSize: fileSize, hdr: h, size: int64(h.Size),
 		clusterBits: h.ClusterBits, clusterSize: 1 << h.ClusterBits, l2Bits: h.l2Bits(),
 		extL2: h.IncompatibleFeatures&incExtendedL2 != 0}
 	img.entryBytes, img.subSize = 8, img.clusterSize
@@ -178,11 +193,14 @@ func (img *Image) readHeaderArea() error {
 			case extBackingFormat:
 				img.info.BackingFormat = string(e.data)
 			case extDataFile:
-				return fmt.Errorf("qcow2 %s: header extension at %#x names an external data file, which is not supported", img.path, e.off)
+				img.info.DataFile = string(e.data)
 			case extCrypto:
 				return fmt.Errorf("qcow2 %s: header extension at %#x: encrypted images are not supported", img.path, e.off)
 			}
 		}
+	}
+	if h.IncompatibleFeatures&incDataFile != 0 && img.info.DataFile == "" {
+		return fmt.Errorf("qcow2 %s: header: the image keeps its data in an external data file but names none (qemu-img needs -o data_file= then)", img.path)
 	}
 	if h.BackingFileOffset != 0 {
 		end := h.BackingFileOffset + uint64(h.BackingFileSize)
@@ -231,6 +249,7 @@ func (img *Image) fillInfo() {
 	in.Corrupt = h.IncompatibleFeatures&incCorrupt != 0
 	in.Dirty = h.IncompatibleFeatures&incDirty != 0
 	in.Snapshots = h.NbSnapshots
+	in.DataFileRaw = h.IncompatibleFeatures&incDataFile != 0 && h.AutoclearFeatures&autoclearDataFileRaw != 0
 }
 
 func (img *Image) fillActualSize() {
@@ -277,17 +296,21 @@ func (img *Image) openBacking(o OpenOptions, seen []string) error {
 		img.backing, err = o.OpenBacking(p, format)
 		img.info.Chain = []string{p}
 	default:
-		img.backing, err = disk.OpenRaw(p)
+		var raw *disk.Raw // not straight into img.backing: a nil *Raw there is a non-nil Image
+		if raw, err = disk.OpenRaw(p); err == nil {
+			img.backing = raw
+		}
 		img.info.Chain = []string{p}
 	}
 	if err != nil {
+		img.backing = nil
 		return fmt.Errorf("qcow2 %s: backing file %q: %w", img.path, name, err)
 	}
 	return nil
 }
 
 func readHead(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	f, err := disk.OpenFile(path)
 	if err != nil {
 		return nil, err
 	}
@@ -295,6 +318,40 @@ func readHead(path string) ([]byte, error) {
 	b := make([]byte, 8)
 	n, err := io.ReadFull(f, b)
 	return b[:n], err
+}
+
+// openDataFile opens the external data file the header names; data
+// clusters are read from it. A relative name is looked up next to the image,
+// where qemu-img create puts it, then in the working directory, where QEMU
+// 7 looks.
+func (img *Image) openDataFile() error {
+	name := img.info.DataFile
+	if img.hdr.IncompatibleFeatures&incDataFile == 0 || name == "" {
+		return nil
+	}
+	if strings.HasPrefix(name, "json:") || strings.Contains(name, "://") {
+		return fmt.Errorf("qcow2 %s: data file %q is a protocol or JSON specification, not a file", img.path, name)
+	}
+	p := name
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(filepath.Dir(img.path), p)
+	}
+	f, err := disk.OpenFile(p)
+	if errors.Is(err, fs.ErrNotExist) && p != name {
+		if g, err2 := disk.OpenFile(name); err2 == nil {
+			f, err = g, nil
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("qcow2 %s: data file %q: %w", img.path, name, err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("qcow2 %s: data file %q: %w", img.path, name, err)
+	}
+	img.dataFile, img.data, img.dataSize = f, f, fi.Size()
+	return nil
 }
 
 // Info describes the image.
@@ -309,6 +366,12 @@ func (img *Image) Close() error {
 	if img.f != nil {
 		first = img.f.Close()
 		img.f = nil
+	}
+	if img.dataFile != nil {
+		if err := img.dataFile.Close(); err != nil && first == nil {
+			first = err
+		}
+		img.dataFile = nil
 	}
 	if img.backing != nil {
 		if err := img.backing.Close(); err != nil && first == nil {

@@ -106,6 +106,9 @@ func (img *Image) mapAt(off int64) (run, error) {
 		if err := img.checkCompressed(e); err != nil {
 			return run{}, fmt.Errorf("qcow2 %s: L2 table %d entry %d at %#x: %w", img.path, l1i, idx, entAt, err)
 		}
+		if img.dataFile != nil {
+			return run{}, fmt.Errorf("qcow2 %s: L2 table %d entry %d at %#x: a compressed cluster in an image with an external data file", img.path, l1i, idx, entAt)
+		}
 		return run{kind: kCompressed, entry: e, n: cs - in}, nil
 	}
 	host := e & offsetMask
@@ -113,15 +116,18 @@ func (img *Image) mapAt(off int64) (run, error) {
 		// Reserved bits set: qemu reports the image corrupt.
 		return run{}, fmt.Errorf("qcow2 %s: L2 table %d entry %d at %#x: reserved bits set in %#x", img.path, l1i, idx, entAt, e)
 	}
-	if host != 0 && (host%uint64(cs) != 0 || host >= uint64(img.fileSize)) {
-		return run{}, fmt.Errorf("qcow2 %s: L2 table %d entry %d at %#x: data cluster at %#x is unaligned or past the end of the file (%#x)",
-			img.path, l1i, idx, entAt, host, img.fileSize)
+	if host != 0 && (host%uint64(cs) != 0 || host >= uint64(img.dataSize)) {
+		return run{}, fmt.Errorf("qcow2 %s: L2 table %d entry %d at %#x: data cluster at %#x is unaligned or past the end of the %s (%#x)",
+			img.path, l1i, idx, entAt, host, img.dataName(), img.dataSize)
 	}
+	// Offset 0 is a cluster only in a data file, where the copied flag
+	// marks it allocated.
+	allocated := host != 0 || img.dataFile != nil && e&oflagCopied != 0
 	if !img.extL2 {
 		switch {
 		case e&oflagZero != 0 && img.hdr.Version >= 3:
 			return run{kind: kZero, n: cs - in}, nil
-		case host == 0:
+		case !allocated:
 			return run{kind: kUnalloc, n: cs - in}, nil
 		}
 		return run{kind: kData, host: int64(host) + in, n: cs - in}, nil
@@ -131,7 +137,7 @@ func (img *Image) mapAt(off int64) (run, error) {
 	if alloc&zero != 0 {
 		return run{}, fmt.Errorf("qcow2 %s: L2 table %d entry %d at %#x: subclusters %#x are both allocated and zero", img.path, l1i, idx, entAt, alloc&zero)
 	}
-	if host == 0 && alloc != 0 {
+	if !allocated && alloc != 0 {
 		return run{}, fmt.Errorf("qcow2 %s: L2 table %d entry %d at %#x: subclusters %#x allocated in a cluster without an offset", img.path, l1i, idx, entAt, alloc)
 	}
 	sub := func(i int64) kind {
@@ -248,12 +254,20 @@ func (img *Image) read(p []byte, off int64) error {
 // readFile reads host bytes; a cluster cut short by the end of the file
 // reads as zeros past it, as qemu reads it.
 func (img *Image) readFile(p []byte, host int64) error {
-	n, err := img.r.ReadAt(p, host)
+	n, err := img.data.ReadAt(p, host)
 	if err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("qcow2 %s: read data at %#x: %w", img.path, host, err)
+		return fmt.Errorf("qcow2 %s: read data at %#x of the %s: %w", img.path, host, img.dataName(), err)
 	}
 	clear(p[n:])
 	return nil
+}
+
+// dataName names where data clusters live, for errors.
+func (img *Image) dataName() string {
+	if img.dataFile != nil {
+		return fmt.Sprintf("data file %s", img.info.DataFile)
+	}
+	return "file"
 }
 
 func (img *Image) readBacking(p []byte, off int64) error {

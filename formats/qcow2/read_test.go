@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
 	"github.com/vmconv/vmconv/disk"
 	"github.com/vmconv/vmconv/disk/disktest"
@@ -168,6 +169,18 @@ func TestBackingLoopsAndDepth(t *testing.T) {
 	disktest.QemuImg(t, "create", "-f", "qcow2", "-u", "-b", "gone.qcow2", "-F", "qcow2", missing, "1M")
 	_, err = Open(missing)
 	require.ErrorContains(t, err, "gone.qcow2")
+
+	// A raw backing file that is absent, or a named pipe (which must not
+	// block the open).
+	rawGone := filepath.Join(dir, "raw-orphan.qcow2")
+	disktest.QemuImg(t, "create", "-f", "qcow2", "-u", "-b", "gone.raw", "-F", "raw", rawGone, "1M")
+	_, err = Open(rawGone)
+	require.ErrorContains(t, err, "gone.raw")
+	require.NoError(t, unix.Mkfifo(filepath.Join(dir, "pipe.raw"), 0o644))
+	overPipe := filepath.Join(dir, "over-pipe.qcow2")
+	disktest.QemuImg(t, "create", "-f", "qcow2", "-u", "-b", "pipe.raw", "-F", "raw", overPipe, "1M")
+	_, err = Open(overPipe)
+	require.ErrorContains(t, err, "a named pipe")
 }
 
 // A 1 TiB virtual image opens with memory that follows its file, not its

@@ -3,7 +3,6 @@ package vdi
 import (
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/vmconv/vmconv/disk"
 )
@@ -15,7 +14,7 @@ import (
 // although vmconv reads it. The error is for files that cannot be parsed
 // at all.
 func Check(path string) ([]disk.Problem, error) {
-	f, err := os.Open(path)
+	f, err := disk.OpenFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("vdi: %w", err)
 	}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"os"
 	"sort"
 
 	"github.com/vmconv/vmconv/disk"
@@ -15,7 +14,7 @@ import (
 // block inside the file, after the BAT, and overlapping no other block.
 // The error is for files that cannot be parsed at all.
 func Check(path string) ([]disk.Problem, error) {
-	f, err := os.Open(path)
+	f, err := disk.OpenFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("vhd: %w", err)
 	}

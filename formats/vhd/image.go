@@ -103,7 +103,7 @@ func openChain(path string, seen []string) (*Image, error) {
 			return nil, fmt.Errorf("vhd %s: parent loop: %s is already in the chain %s", path, path, strings.Join(seen, " -> "))
 		}
 	}
-	f, err := os.Open(path)
+	f, err := disk.OpenFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("vhd: %w", err)
 	}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"os"
 	"sort"
 
 	"github.com/vmconv/vmconv/disk"
@@ -14,7 +13,7 @@ import (
 // needs only one of each), the two region tables equal, and every payload
 // block inside the file, after the BAT and overlapping no other block.
 func Check(path string) ([]disk.Problem, error) {
-	f, err := os.Open(path)
+	f, err := disk.OpenFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("vhdx: %w", err)
 	}

@@ -52,7 +52,7 @@ func Detect(head []byte) bool { return len(head) >= 8 && string(head[:8]) == "vh
 
 // Open opens a VHDX for reading.
 func Open(path string) (*Image, error) {
-	f, err := os.Open(path)
+	f, err := disk.OpenFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("vhdx: %w", err)
 	}

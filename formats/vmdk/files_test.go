@@ -11,10 +11,12 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/klauspost/compress/zlib"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
 	"github.com/vmconv/vmconv/disk"
 	"github.com/vmconv/vmconv/disk/disktest"
@@ -515,4 +517,28 @@ func TestDetect(t *testing.T) {
 	assert.False(t, Detect(make([]byte, 512)))
 	assert.False(t, Detect([]byte("conectix")))
 	assert.False(t, Detect([]byte(".encoding = \"UTF-8\"\nconfig.version = \"8\"\n")))
+}
+
+// A descriptor naming a named pipe as its extent is refused at once: the
+// open must not wait for a writer that never comes.
+func TestExtentNamedPipe(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, unix.Mkfifo(filepath.Join(dir, "pipe-flat.vmdk"), 0o644))
+	path := filepath.Join(dir, "pipe.vmdk")
+	require.NoError(t, os.WriteFile(path, []byte("# Disk DescriptorFile\ncreateType=\"monolithicFlat\"\nRW 8 FLAT \"pipe-flat.vmdk\" 0\n"), 0o644))
+	done := make(chan error, 1)
+	go func() {
+		img, err := Open(path)
+		if err == nil {
+			img.Close()
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		require.ErrorContains(t, err, "pipe-flat.vmdk")
+		require.ErrorContains(t, err, "a named pipe")
+	case <-time.After(10 * time.Second):
+		t.Fatal("Open blocked on the named pipe")
+	}
 }

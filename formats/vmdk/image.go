@@ -192,7 +192,7 @@ func openOne(path string) (_ *Image, err error) {
 			img.Close()
 		}
 	}()
-	f, err := os.Open(path)
+	f, err := disk.OpenFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("vmdk: %w", err)
 	}
@@ -324,7 +324,7 @@ func (img *Image) openFileExtent(v *vext, i int, e ExtentLine, where string, ope
 	v.path = p
 	f := opened[p]
 	if f == nil {
-		if f, err = os.Open(p); err != nil {
+		if f, err = disk.OpenFile(p); err != nil {
 			return fmt.Errorf("%s: %w", where, err)
 		}
 		opened[p] = f

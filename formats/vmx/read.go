@@ -510,7 +510,7 @@ func ReadWith(path string, openDisk func(path string) (disk.Image, error), opt R
 
 // parsePath parses the .vmx at path, refusing files too large to be one.
 func parsePath(path string) (*File, error) {
-	fh, err := os.Open(path)
+	fh, err := disk.OpenFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("vmx %s: %w", path, err)
 	}

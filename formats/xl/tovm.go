@@ -405,7 +405,7 @@ type ReadOptions struct {
 // Read reads the xl.cfg at path and opens its disks; relative targets are
 // taken relative to the file's directory.
 func Read(path string, opt ReadOptions) (*neutral.VM, error) {
-	fh, err := os.Open(path)
+	fh, err := disk.OpenFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("xl: %w", err)
 	}

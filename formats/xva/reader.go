@@ -24,7 +24,7 @@ var ErrCompressed = errors.New("compressed XVA: random access needs an uncompres
 // whose chunks are checksum-verified the first time they are read. Close the
 // VM to close the file.
 func Open(path string) (*neutral.VM, error) {
-	f, err := os.Open(path)
+	f, err := disk.OpenFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("xva %s: %w", path, err)
 	}
@@ -282,7 +282,7 @@ var chunkPool = sync.Pool{New: func() any { b := make([]byte, ChunkSize); return
 // structure and every chunk's checksum. It returns the problem found (the
 // reader stops at the first), or an error when the file cannot be read.
 func Check(path string) ([]disk.Problem, error) {
-	f, err := os.Open(path)
+	f, err := disk.OpenFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("xva %s: %w", path, err)
 	}
