@@ -72,7 +72,7 @@ func init() {
 		},
 		ImageInfo: func(img disk.Image) *ImageInfo {
 			qi := img.(*qcow2.Image).Info()
-			return &ImageInfo{
+			info := &ImageInfo{
 				ActualSize:      qi.ActualSize,
 				ClusterSize:     qi.ClusterSize,
 				BackingFilename: qi.BackingFile,
@@ -87,6 +87,11 @@ func init() {
 					{"extended l2", strconv.FormatBool(qi.ExtendedL2)},
 				},
 			}
+			if qi.DataFile != "" { // where qemu-img prints them: after the refcount bits
+				data := [][2]string{{"data file", qi.DataFile}, {"data file raw", strconv.FormatBool(qi.DataFileRaw)}}
+				info.Specific = append(info.Specific[:4], append(data, info.Specific[4:]...)...)
+			}
+			return info
 		},
 	})
 }
