@@ -49,6 +49,9 @@ func init() {
 		OpenImage: func(path string) (disk.Image, error) {
 			return qcow2.OpenWith(path, qcow2.OpenOptions{OpenBacking: openBacking})
 		},
+		OpenSnapshot: func(path, snapshot string) (disk.Image, error) {
+			return qcow2.OpenWith(path, qcow2.OpenOptions{OpenBacking: openBacking, Snapshot: snapshot})
+		},
 		CreateImage: func(out *disk.Output, path string, size int64, opts map[string]string) (disk.Writer, error) {
 			o, err := qcow2.ParseOptions(opts)
 			if err != nil {
@@ -71,13 +74,15 @@ func init() {
 			return qcow2.Measure(size, data, o)
 		},
 		ImageInfo: func(img disk.Image) *ImageInfo {
-			qi := img.(*qcow2.Image).Info()
+			qimg := img.(*qcow2.Image)
+			qi := qimg.Info()
 			info := &ImageInfo{
 				ActualSize:      qi.ActualSize,
 				ClusterSize:     qi.ClusterSize,
 				BackingFilename: qi.BackingFile,
 				BackingChain:    qi.Chain,
 				FormatSpecific:  map[string]any{"type": "qcow2", "data": qi},
+				Snapshots:       qimg.Snapshots(),
 				Specific: [][2]string{
 					{"compat", qi.Compat},
 					{"compression type", qi.CompressionType},

@@ -16,6 +16,7 @@ import (
 	"github.com/vmconv/vmconv/disk"
 	"github.com/vmconv/vmconv/formats/createopt"
 	"github.com/vmconv/vmconv/formats/neutral"
+	"github.com/vmconv/vmconv/formats/qcow2"
 )
 
 // Format is one entry of the registry. Disk formats set the image functions,
@@ -38,6 +39,9 @@ type Format struct {
 
 	// OpenImage opens a disk image for random access.
 	OpenImage func(path string) (disk.Image, error)
+	// OpenSnapshot opens a disk image as one of its internal snapshots
+	// (qemu-img convert -l); nil for formats without them.
+	OpenSnapshot func(path, snapshot string) (disk.Image, error)
 	// OpenStream reads a disk image once from a pipe.
 	OpenStream func(r io.Reader) (disk.Stream, error)
 	// CreateImage returns a writer for a new image at path ("-" = stdout
@@ -107,6 +111,8 @@ type ImageInfo struct {
 	BackingChain    []string `json:"backing-chain,omitempty"`
 	Extents         []any    `json:"extents,omitempty"`
 	FormatSpecific  any      `json:"format-specific,omitempty"`
+	// Snapshots are a qcow2's internal snapshots, as qemu-img info lists them.
+	Snapshots []qcow2.Snapshot `json:"snapshots,omitempty"`
 	// Specific is the human output's "Format specific information", as
 	// qemu-img prints it: name and value, in order.
 	Specific [][2]string `json:"-"`

@@ -20,6 +20,7 @@ import (
 func newConvertCmd() *cobra.Command {
 	var (
 		inFmt, outFmt string
+		snapshot      string
 		optList       []string
 		progress      bool
 		force         bool
@@ -79,18 +80,24 @@ stderr as a warning (not when SRC is stdin). Findings never fail a conversion.`,
 				return usagef("--target: want %s, got %q", strings.Join(guest.TargetNames(), ", "), target)
 			}
 			if fixOn {
+				if snapshot != "" {
+					return usagef("--snapshot and --fix: convert the snapshot first, then fix the copy")
+				}
 				ff.output = output
 				return runFix(cmd, src, dst, inFmt, dstFmt.Name, optList, force, progress, target, ff, store)
 			}
 			prog, endProg := progressBar(cmd, progress, "convert")
 			defer endProg()
 			req := convertRequest{src: src, inFmt: inFmt, dst: dst, outFmt: outFmt, opts: opts, force: force,
-				copy: disk.CopyOptions{Progress: prog}}
+				snapshot: snapshot, copy: disk.CopyOptions{Progress: prog}}
 			if !noInspect {
 				// The guest is inspected first; findings are warnings only.
 				req.warn = func(vm *neutral.VM, isVM bool) { warnInspect(cmd.ErrOrStderr(), src, vm, target, isVM) }
 			}
 			if src == "-" {
+				if snapshot != "" {
+					return usagef("--snapshot: standard input has no snapshots")
+				}
 				return convertStdin(cmd, req)
 			}
 			return convertPath(cmd.Context(), req)
@@ -100,6 +107,7 @@ stderr as a warning (not when SRC is stdin). Findings never fail a conversion.`,
 	cmd.Flags().StringVarP(&outFmt, "output-format", "O", "", "format of DST (from its extension when not given, else raw)")
 	cmd.Flags().StringArrayVarP(&optList, "options", "o", nil, "format options key=value[,key=value…] (e.g. subformat=streamOptimized)")
 	cmd.Flags().BoolVarP(&progress, "progress", "p", false, "show a progress bar on stderr")
+	cmd.Flags().StringVarP(&snapshot, "snapshot", "l", "", "convert SRC's internal snapshot (qcow2): snapshot.id=ID, snapshot.name=NAME or an ID or name, as qemu-img convert -l")
 	cmd.Flags().BoolVarP(&compress, "compress", "c", false, "compress DST's data (qcow2: compress=on; vmdk, vmx: subformat=streamOptimized)")
 	cmd.Flags().BoolVar(&force, "force", false, "replace DST if it exists")
 	cmd.Flags().StringVar(&target, "target", "", "hypervisor the guest is inspected for: kvm, xen or vmware (from DST's format when not given)")
@@ -114,6 +122,7 @@ stderr as a warning (not when SRC is stdin). Findings never fail a conversion.`,
 // convertRequest is one conversion, as convert and batch run it.
 type convertRequest struct {
 	src, inFmt, dst, outFmt string
+	snapshot                string // internal snapshot of SRC to convert (-l)
 	opts                    map[string]string
 	force                   bool
 	copy                    disk.CopyOptions
@@ -227,7 +236,13 @@ func convertFile(ctx context.Context, req convertRequest, dstFmt *formats.Format
 	if err != nil {
 		return err
 	}
+	if req.snapshot != "" && srcFmt.OpenSnapshot == nil {
+		return usagef("--snapshot: %s is %s, which has no internal snapshots (qcow2 has)", src, srcFmt.Name)
+	}
 	if dstFmt.WriteVM != nil && dstFmt.CreateImage == nil || srcFmt.IsVM() && dstFmt.WriteVM != nil {
+		if req.snapshot != "" {
+			return usagef("--snapshot: converts to a disk image format, not %s", dstFmt.Name)
+		}
 		vm, err := formats.OpenVM(src, srcFmt)
 		if err != nil {
 			return err
@@ -251,7 +266,12 @@ func convertFile(ctx context.Context, req convertRequest, dstFmt *formats.Format
 	if dstFmt.CreateImage == nil {
 		return fmt.Errorf("format %s cannot be written", dstFmt.Name)
 	}
-	img, _, err := openImage(src, req.inFmt)
+	var img disk.Image
+	if req.snapshot != "" {
+		img, err = srcFmt.OpenSnapshot(src, req.snapshot)
+	} else {
+		img, _, err = openImage(src, req.inFmt)
+	}
 	if err != nil {
 		return err
 	}

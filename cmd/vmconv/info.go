@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -13,6 +15,7 @@ import (
 	"github.com/vmconv/vmconv/disk"
 	"github.com/vmconv/vmconv/formats"
 	"github.com/vmconv/vmconv/formats/neutral"
+	"github.com/vmconv/vmconv/formats/qcow2"
 )
 
 func newInfoCmd() *cobra.Command {
@@ -153,11 +156,29 @@ func printImageInfo(w io.Writer, info *formats.ImageInfo) {
 		b, _ := json.Marshal(e)
 		fmt.Fprintf(w, "extent[%d]: %s\n", i, b)
 	}
+	if len(info.Snapshots) > 0 {
+		printSnapshots(w, info.Snapshots)
+	}
 	if len(info.Specific) > 0 {
 		fmt.Fprintln(w, "Format specific information:")
 		for _, kv := range info.Specific {
 			fmt.Fprintf(w, "    %s: %s\n", kv[0], kv[1])
 		}
+	}
+}
+
+// printSnapshots lists internal snapshots in qemu-img info's columns.
+func printSnapshots(w io.Writer, list []qcow2.Snapshot) {
+	fmt.Fprintln(w, "Snapshot list:")
+	fmt.Fprintf(w, "%-9s %-17s %7s %20s %12s %10s\n", "ID", "TAG", "VM SIZE", "DATE", "VM CLOCK", "ICOUNT")
+	for _, s := range list {
+		date := time.Unix(int64(s.DateSec), 0).Format("2006-01-02 15:04:05")
+		clock := fmt.Sprintf("%02d:%02d:%02d.%03d", s.VMClockSec/3600, s.VMClockSec/60%60, s.VMClockSec%60, s.VMClockNsec/1e6)
+		icount := ""
+		if s.ICount >= 0 {
+			icount = strconv.FormatInt(s.ICount, 10)
+		}
+		fmt.Fprintf(w, "%-9s %-17s %7s %20s %12s %10s\n", s.ID, s.Name, humanSize(int64(s.VMStateSize)), date, clock, icount)
 	}
 }
 

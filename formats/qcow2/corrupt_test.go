@@ -47,6 +47,29 @@ func TestCorruptInput(t *testing.T) {
 		{"L2 table unaligned", func(b []byte) []byte { be.PutUint64(b[l1:], uint64(l2+512)|oflagCopied); return b }, "unaligned", false},
 		{"data cluster past end of file", func(b []byte) []byte { be.PutUint64(b[l2:], 1<<40|oflagCopied); return b }, "L2 table 0 entry 0", true},
 		{"reserved L2 bits", func(b []byte) []byte { b[l2+7] |= 0x2; return b }, "reserved bits", true},
+		{"snapshot count past qemu's limit", func(b []byte) []byte { be.PutUint32(b[60:], 1<<20); be.PutUint64(b[64:], uint64(l2)); return b }, "1048576 snapshots", false},
+		{"snapshot table unaligned", func(b []byte) []byte { be.PutUint32(b[60:], 1); be.PutUint64(b[64:], 100); return b }, "snapshot table at 0x64", false},
+		{"snapshot table past end of file", func(b []byte) []byte { be.PutUint32(b[60:], 1); be.PutUint64(b[64:], 1<<40); return b }, "snapshot table at 0x10000000000", false},
+		{"snapshot extra data huge", func(b []byte) []byte {
+			be.PutUint32(b[60:], 1)
+			be.PutUint64(b[64:], uint64(l2))
+			be.PutUint32(b[l2+36:], 5000)
+			return b
+		}, "snapshot 0 at", false},
+		{"snapshot L1 past end of file", func(b []byte) []byte {
+			be.PutUint32(b[60:], 1)
+			be.PutUint64(b[64:], uint64(l2))
+			be.PutUint64(b[l2:], 1<<40)
+			be.PutUint32(b[l2+8:], 1)
+			clear(b[l2+12 : l2+40])
+			return b
+		}, "L1 table at 0x10000000000 (1 entries)", false},
+		{"snapshots run past the end of the file", func(b []byte) []byte {
+			be.PutUint32(b[60:], 60000)
+			be.PutUint64(b[64:], uint64(len(b)/4096-1)*4096)
+			clear(b[len(b)/4096*4096-4096:])
+			return b
+		}, "runs past the end of the file", false},
 		{"compressed cluster of garbage", func(b []byte) []byte {
 			be.PutUint64(b[l2:], oflagCompressed|uint64(3)<<(62-(12-8))|uint64(l2))
 			return b

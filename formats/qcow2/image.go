@@ -26,6 +26,10 @@ type OpenOptions struct {
 	// files are opened as raw images. qcow2 backing files are always opened
 	// by this package, so that loops and depth are checked along the chain.
 	OpenBacking func(path, format string) (disk.Image, error)
+	// Snapshot reads the image as one of its internal snapshots, named as
+	// qemu-img convert -l names it: "snapshot.id=ID", "snapshot.name=NAME"
+	// or a bare ID or name. Backing files are read as they are.
+	Snapshot string
 }
 
 // Info describes an open image. JSON names follow qemu-img info's qcow2
@@ -70,11 +74,12 @@ type Image struct {
 	entryBytes  int64
 	subSize     int64 // subcluster size (the cluster size without extended L2)
 
-	l1      []uint64
-	cache   *l2Cache
-	dec     *decompressor
-	backing disk.Image
-	info    Info
+	l1        []uint64
+	snapshots []Snapshot
+	cache     *l2Cache
+	dec       *decompressor
+	backing   disk.Image
+	info      Info
 
 	// data holds the data clusters: the image file itself, or the
 	// external data file the header names (opened by openDataFile).
@@ -123,6 +128,12 @@ func openChain(path string, o OpenOptions, seen []string) (*Image, error) {
 	}
 	img.f = f
 	img.fillActualSize()
+	if o.Snapshot != "" && len(seen) == 0 {
+		if err := img.useSnapshot(o.Snapshot); err != nil {
+			img.Close()
+			return nil, err
+		}
+	}
 	if err := img.openDataFile(); err != nil {
 		img.Close()
 		return nil, err
@@ -163,6 +174,9 @@ func newImage(path string, r io.ReaderAt, fileSize int64) (*Image, error) {
 		return nil, err
 	}
 	if err := img.readL1(); err != nil {
+		return nil, err
+	}
+	if err := img.readSnapshots(); err != nil {
 		return nil, err
 	}
 	img.cache = newL2Cache(img.clusterSize)
@@ -213,21 +227,29 @@ func (img *Image) readHeaderArea() error {
 }
 
 func (img *Image) readL1() error {
-	h := &img.hdr
-	b := make([]byte, int64(h.L1Size)*8)
-	if _, err := img.r.ReadAt(b, int64(h.L1TableOffset)); err != nil && !(err == io.EOF && len(b) == 0) {
-		return fmt.Errorf("qcow2 %s: read L1 table at %#x: %w", img.path, h.L1TableOffset, err)
+	l1, err := img.readL1At(img.hdr.L1TableOffset, img.hdr.L1Size)
+	img.l1 = l1
+	return err
+}
+
+// readL1At reads an L1 table of n entries at off (the active one, or a
+// snapshot's), each pointing at an L2 table inside the file. The caller
+// has checked that the table lies inside the file.
+func (img *Image) readL1At(off uint64, n uint32) ([]uint64, error) {
+	b := make([]byte, int64(n)*8)
+	if _, err := img.r.ReadAt(b, int64(off)); err != nil && !(err == io.EOF && len(b) == 0) {
+		return nil, fmt.Errorf("qcow2 %s: read L1 table at %#x: %w", img.path, off, err)
 	}
-	img.l1 = make([]uint64, h.L1Size)
-	for i := range img.l1 {
+	l1 := make([]uint64, n)
+	for i := range l1 {
 		e := binary.BigEndian.Uint64(b[i*8:])
-		img.l1[i] = e
-		if off := e & offsetMask; off != 0 && (off%uint64(img.clusterSize) != 0 || off > uint64(img.fileSize)-uint64(min(img.clusterSize, img.fileSize))) {
-			return fmt.Errorf("qcow2 %s: L1 entry %d at %#x: L2 table at %#x is unaligned or past the end of the file (%#x)",
-				img.path, i, h.L1TableOffset+uint64(i)*8, off, img.fileSize)
+		l1[i] = e
+		if t := e & offsetMask; t != 0 && (t%uint64(img.clusterSize) != 0 || t > uint64(img.fileSize)-uint64(min(img.clusterSize, img.fileSize))) {
+			return nil, fmt.Errorf("qcow2 %s: L1 entry %d at %#x: L2 table at %#x is unaligned or past the end of the file (%#x)",
+				img.path, i, off+uint64(i)*8, t, img.fileSize)
 		}
 	}
-	return nil
+	return l1, nil
 }
 
 func (img *Image) fillInfo() {
