@@ -31,6 +31,10 @@ type Options struct {
 	// lazy_refcounts=on: QEMU then defers refcount updates while the guest
 	// runs. The refcounts written here are always exact.
 	LazyRefcounts bool
+	// ExtendedL2 writes extended L2 entries (qemu-img's extended_l2=on):
+	// each cluster's 32 subclusters are allocated on their own, so only
+	// those holding data are marked. Needs clusters of at least 16 KiB.
+	ExtendedL2 bool
 }
 
 const defaultClusterSize = 64 << 10
@@ -42,7 +46,7 @@ var OptionHelp = []createopt.Help{
 	{Name: "compress", Value: "<bool (on/off)>", Text: "compress every cluster that shrinks, as qemu-img convert -c (alias c)"},
 	{Name: "compression_level", Value: "<num>", Text: "zstd level, 1 (fastest, default) to 22; zlib has one level"},
 	{Name: "compression_type", Value: "<str>", Text: "compression method: zlib (default, read by every qemu) or zstd"},
-	{Name: "extended_l2", Value: "<bool (on/off)>", Text: "only off is written"},
+	{Name: "extended_l2", Value: "<bool (on/off)>", Text: "extended L2 entries: subclusters of 1/32 cluster (clusters of 16k or more, compat 1.1)"},
 	{Name: "lazy_refcounts", Value: "<bool (on/off)>", Text: "postpone refcount updates in QEMU (compat 1.1 only)"},
 	{Name: "preallocation", Value: "<str>", Text: "only off is written (images are sparse)"},
 	{Name: "refcount_bits", Value: "<num>", Text: "width of a refcount, a power of two from 1 to 64 (default 16; other widths need compat 1.1)"},
@@ -103,9 +107,11 @@ func ParseOptions(kv map[string]string) (Options, error) {
 			}
 			o.LazyRefcounts = b
 		case "extended_l2":
-			if b, err := createopt.Bool(v); err != nil || b {
-				return o, fmt.Errorf("qcow2 option %s=%q: only off is written", k, v)
+			b, err := createopt.Bool(v)
+			if err != nil {
+				return o, fmt.Errorf("qcow2 option %s=%q: %w", k, v, err)
 			}
+			o.ExtendedL2 = b
 		case "preallocation":
 			if v != "off" {
 				return o, fmt.Errorf("qcow2 option preallocation=%q: only off is written (images are sparse)", v)
@@ -131,6 +137,8 @@ func (o Options) checkCompat() error {
 		return fmt.Errorf("qcow2 option refcount_bits=%d: widths other than 16 need compat=1.1", o.RefcountBits)
 	case o.LazyRefcounts:
 		return fmt.Errorf("qcow2 option lazy_refcounts=on: needs compat=1.1")
+	case o.ExtendedL2:
+		return fmt.Errorf("qcow2 option extended_l2=on: needs compat=1.1")
 	}
 	return nil
 }

@@ -40,6 +40,9 @@ func TestWriteQemuReads(t *testing.T) {
 		{"2-bit refcounts compressed, 512-byte clusters", Options{RefcountBits: 2, Compress: true, ClusterSize: 512}, 3 << 20},
 		{"8-bit refcounts, 512-byte clusters", Options{RefcountBits: 8, ClusterSize: 512}, 3 << 20},
 		{"64-bit refcounts compressed", Options{RefcountBits: 64, Compress: true, ClusterSize: 4096}, 9 << 20},
+		{"extended L2", Options{ExtendedL2: true}, 9<<20 + 3*512},
+		{"extended L2, 16 KiB clusters, compressed", Options{ExtendedL2: true, ClusterSize: 16 << 10, Compress: true}, 9 << 20},
+		{"extended L2, 2 MiB clusters", Options{ExtendedL2: true, ClusterSize: 2 << 20}, 9<<20 + 512},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -68,6 +71,7 @@ func TestWriteQemuReads(t *testing.T) {
 						CompressionType string `json:"compression-type"`
 						RefcountBits    int    `json:"refcount-bits"`
 						LazyRefcounts   bool   `json:"lazy-refcounts"`
+						ExtendedL2      bool   `json:"extended-l2"`
 					} `json:"data"`
 				} `json:"format-specific"`
 			}
@@ -83,6 +87,7 @@ func TestWriteQemuReads(t *testing.T) {
 			assert.Equal(t, wantCompat, info.Specific.Data.Compat)
 			assert.Equal(t, wantBits, info.Specific.Data.RefcountBits)
 			assert.Equal(t, tc.opt.LazyRefcounts, info.Specific.Data.LazyRefcounts)
+			assert.Equal(t, tc.opt.ExtendedL2, info.Specific.Data.ExtendedL2)
 			if tc.opt.CompressionType != "" {
 				assert.Equal(t, tc.opt.CompressionType, info.Specific.Data.CompressionType)
 			}
@@ -155,6 +160,7 @@ func TestCreateRefuses(t *testing.T) {
 		{"bad cluster size", "x.qcow2", 1 << 20, Options{ClusterSize: 3000}, "cluster size"},
 		{"compressed 2 MiB clusters", "x.qcow2", 1 << 20, Options{ClusterSize: 2 << 20, Compress: true}, "compression needs"},
 		{"L1 too large", "x.qcow2", 1 << 50, Options{ClusterSize: 512}, "L1 table"},
+		{"extended L2, 4 KiB clusters", "x.qcow2", 1 << 20, Options{ClusterSize: 4096, ExtendedL2: true}, "at least 16 KiB"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out := disk.NewOutput(false)
@@ -180,7 +186,7 @@ func TestParseOptions(t *testing.T) {
 		{"cluster_size", "4M", "cluster_size"},
 		{"compression_type", "lz4", "compression_type"},
 		{"compress", "maybe", "compress"},
-		{"extended_l2", "on", "extended_l2"},
+		{"extended_l2", "maybe", "extended_l2"},
 		{"backing_file", "x", "backing_file"},
 		{"frobnicate", "1", `"frobnicate"`},
 	} {
@@ -207,8 +213,40 @@ func TestParseOptions(t *testing.T) {
 		{"compat": "0.10", "compression_type": "zstd"},
 		{"compat": "0.10", "refcount_bits": "8"},
 		{"compat": "0.10", "lazy_refcounts": "on"},
+		{"compat": "0.10", "extended_l2": "on"},
 	} {
 		_, err := ParseOptions(kv)
 		require.ErrorContains(t, err, "compat=1.1", kv)
 	}
+}
+
+// With extended L2 entries only the subclusters holding data are
+// allocated, as qemu-img map then reports them: 4 KiB and 1 KiB written
+// into two 64 KiB clusters map as 4 KiB and one 2 KiB subcluster of data.
+func TestWriteExtendedL2Subclusters(t *testing.T) {
+	dir := t.TempDir()
+	const size = 4 << 20
+	want := make([]byte, size)
+	for i := 100 << 10; i < 104<<10; i++ {
+		want[i] = 1
+	}
+	for i := 1 << 20; i < 1<<20+1024; i++ {
+		want[i] = 2
+	}
+	q := filepath.Join(dir, "sub.qcow2")
+	convertTo(t, disk.FromReaderAt(bytesReaderAt(want), size), q, Options{ExtendedL2: true})
+	assert.Contains(t, disktest.QemuImg(t, "check", q), "No errors were found")
+	var m []struct {
+		Start, Length int64
+		Data          bool
+	}
+	require.NoError(t, json.Unmarshal([]byte(disktest.QemuImg(t, "map", "--output=json", q)), &m))
+	var data []int64
+	for _, e := range m {
+		if e.Data {
+			data = append(data, e.Start, e.Length)
+		}
+	}
+	assert.Equal(t, []int64{100 << 10, 4 << 10, 1 << 20, 2 << 10}, data)
+	require.True(t, string(disktest.RawOf(t, q, "")) == string(want))
 }

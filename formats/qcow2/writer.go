@@ -25,8 +25,9 @@ type writer struct {
 	size int64
 	hdr  Header
 
-	cs        int64
-	l2Entries int64
+	cs         int64
+	l2Entries  int64
+	entryBytes int64 // 8, or 16 with extended L2 entries
 	l1        []uint64
 	l1Off     int64
 	rtOff     int64
@@ -103,8 +104,15 @@ func newWriter(path string, size int64, opt Options) (*writer, error) {
 	if rb < 1 || rb > 64 || rb&(rb-1) != 0 {
 		return nil, fmt.Errorf("qcow2 %s: refcount width %d: want a power of two from 1 to 64", path, rb)
 	}
+	entry := int64(8)
+	if opt.ExtendedL2 {
+		if cs < 16<<10 {
+			return nil, fmt.Errorf("qcow2 %s: extended L2 entries need clusters of at least 16 KiB, not %d", path, cs)
+		}
+		entry = 16
+	}
 	size = (size + 511) &^ 511
-	w := &writer{name: path, size: size, cs: cs, l2Entries: cs / 8, curL2: -1, openVC: -1, perBlock: cs * 8 / int64(rb)}
+	w := &writer{name: path, size: size, cs: cs, l2Entries: cs / entry, entryBytes: entry, curL2: -1, openVC: -1, perBlock: cs * 8 / int64(rb)}
 	if err := w.layout(opt); err != nil {
 		return nil, err
 	}
@@ -166,6 +174,9 @@ func (w *writer) layout(opt Options) error {
 	}
 	if opt.LazyRefcounts {
 		w.hdr.CompatibleFeatures |= compatLazyRefcounts
+	}
+	if opt.ExtendedL2 {
+		w.hdr.IncompatibleFeatures |= incExtendedL2
 	}
 	return nil
 }
@@ -284,7 +295,28 @@ func (w *writer) flushL2() {
 }
 
 func (w *writer) setL2(vc int64, e uint64) {
-	binary.BigEndian.PutUint64(w.l2[(vc%w.l2Entries)*8:], e)
+	binary.BigEndian.PutUint64(w.l2[(vc%w.l2Entries)*w.entryBytes:], e)
+}
+
+// markAllocated marks allocated, with extended L2 entries, the subclusters
+// of guest cluster vc in which p (at byte in of it) holds data; the others
+// read as unallocated, zeros on a disk without a backing file, as qemu-img
+// leaves them.
+func (w *writer) markAllocated(vc, in int64, p []byte) {
+	if w.entryBytes != 16 {
+		return
+	}
+	sub := w.cs / subclusters
+	at := (vc%w.l2Entries)*16 + 8
+	bm := binary.BigEndian.Uint64(w.l2[at:])
+	for len(p) > 0 {
+		n := min(int64(len(p)), sub-in%sub)
+		if !disk.IsZero(p[:n]) {
+			bm |= 1 << (in / sub)
+		}
+		p, in = p[n:], in+n
+	}
+	binary.BigEndian.PutUint64(w.l2[at:], bm)
 }
 
 // writeData writes p at byte in of guest cluster vc, uncompressed. A
@@ -302,6 +334,7 @@ func (w *writer) writeData(vc, in int64, p []byte) {
 		w.emit(zeroCluster[:in-w.openFill])
 	}
 	w.emit(p)
+	w.markAllocated(vc, in, p)
 	w.openFill = in + int64(len(p))
 }
 
