@@ -28,10 +28,10 @@ type writer struct {
 	cs         int64
 	l2Entries  int64
 	entryBytes int64 // 8, or 16 with extended L2 entries
-	l1        []uint64
-	l1Off     int64
-	rtOff     int64
-	rtEntries int64 // capacity of the reserved refcount table
+	l1         []uint64
+	l1Off      int64
+	rtOff      int64
+	rtEntries  int64 // capacity of the reserved refcount table
 
 	curL2 int64 // L1 index of the L2 table being filled, -1 for none
 	l2    []byte
