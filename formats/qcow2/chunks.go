@@ -86,7 +86,12 @@ func (w *writer) WriteChunk(c *disk.Chunk) error {
 		return w.fail("%v", err)
 	}
 	if c.Zero || c.Data == nil {
-		return nil
+		if w.prealloc != "off" {
+			for off := c.Offset; off < c.Offset+int64(c.Length) && w.err == nil; off = (off/w.cs + 1) * w.cs {
+				w.allocZero(off / w.cs)
+			}
+		}
+		return w.err
 	}
 	if c.Prepared == nil {
 		if err := w.Prepare(c); err != nil {
@@ -101,6 +106,9 @@ func (w *writer) WriteChunk(c *disk.Chunk) error {
 	k := 0
 	w.pieces(c, func(i int, vc, in int64, p []byte) {
 		if !pc.nonZero[i] {
+			if w.prealloc != "off" {
+				w.allocZero(vc)
+			}
 			return
 		}
 		if w.comp != nil {

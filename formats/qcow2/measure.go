@@ -17,6 +17,9 @@ func Measure(size int64, data iter.Seq[disk.Extent], opt Options) (disk.Measurem
 	if opt.Compress {
 		return disk.Measurement{}, errors.New("qcow2: the size of compressed clusters is known only once they are written")
 	}
+	if opt.Preallocation == "falloc" || opt.Preallocation == "full" {
+		data = disk.AllData(size) // every cluster takes space (metadata leaves holes, as qemu-img measure counts it)
+	}
 	req, err := measureData(size, data, opt)
 	if err != nil {
 		return disk.Measurement{}, err

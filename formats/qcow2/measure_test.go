@@ -32,6 +32,7 @@ func TestMeasure(t *testing.T) {
 		{"1-bit refcounts", Options{RefcountBits: 1}, 9 << 20},
 		{"64-bit refcounts, 512-byte clusters", Options{RefcountBits: 64, ClusterSize: 512}, 16 << 20},
 		{"extended L2", Options{ExtendedL2: true}, 9 << 20},
+		{"preallocation=full", Options{Preallocation: "full"}, 9 << 20},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := disktest.RequireMeasure(t, tc.size,
@@ -53,6 +54,9 @@ func TestMeasure(t *testing.T) {
 			qopt := "cluster_size=" + strconv.FormatInt(cs, 10)
 			if tc.opt.Compat != "" {
 				qopt += ",compat=" + tc.opt.Compat
+			}
+			if tc.opt.Preallocation != "" {
+				qopt += ",preallocation=" + tc.opt.Preallocation
 			}
 			if tc.opt.ExtendedL2 {
 				qopt += ",extended_l2=on"

@@ -35,6 +35,11 @@ type Options struct {
 	// each cluster's 32 subclusters are allocated on their own, so only
 	// those holding data are marked. Needs clusters of at least 16 KiB.
 	ExtendedL2 bool
+	// Preallocation is qemu-img's: "off" (default; only clusters holding
+	// data are allocated), "metadata" (every cluster allocated, the zero
+	// ones as holes of the file), "falloc" (and their blocks reserved) or
+	// "full" (and their zeros written).
+	Preallocation string
 }
 
 const defaultClusterSize = 64 << 10
@@ -48,7 +53,7 @@ var OptionHelp = []createopt.Help{
 	{Name: "compression_type", Value: "<str>", Text: "compression method: zlib (default, read by every qemu) or zstd"},
 	{Name: "extended_l2", Value: "<bool (on/off)>", Text: "extended L2 entries: subclusters of 1/32 cluster (clusters of 16k or more, compat 1.1)"},
 	{Name: "lazy_refcounts", Value: "<bool (on/off)>", Text: "postpone refcount updates in QEMU (compat 1.1 only)"},
-	{Name: "preallocation", Value: "<str>", Text: "only off is written (images are sparse)"},
+	{Name: "preallocation", Value: "<str>", Text: "off (default: clusters holding data), metadata (every cluster, zeros as holes), falloc (blocks reserved) or full (zeros written)"},
 	{Name: "refcount_bits", Value: "<num>", Text: "width of a refcount, a power of two from 1 to 64 (default 16; other widths need compat 1.1)"},
 }
 
@@ -113,8 +118,11 @@ func ParseOptions(kv map[string]string) (Options, error) {
 			}
 			o.ExtendedL2 = b
 		case "preallocation":
-			if v != "off" {
-				return o, fmt.Errorf("qcow2 option preallocation=%q: only off is written (images are sparse)", v)
+			switch v {
+			case "off", "metadata", "falloc", "full":
+				o.Preallocation = v
+			default:
+				return o, fmt.Errorf("qcow2 option preallocation=%q: want off, metadata, falloc or full", v)
 			}
 		case "backing_file", "backing_fmt", "data_file", "encrypt.format", "encryption":
 			return o, fmt.Errorf("qcow2 option %s: not supported (conversion flattens chains; images are not encrypted)", k)
@@ -155,5 +163,8 @@ func (o *Options) fill() {
 	}
 	if o.RefcountBits == 0 {
 		o.RefcountBits = 16
+	}
+	if o.Preallocation == "" {
+		o.Preallocation = "off"
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strconv"
+	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -249,4 +251,85 @@ func TestWriteExtendedL2Subclusters(t *testing.T) {
 	}
 	assert.Equal(t, []int64{100 << 10, 4 << 10, 1 << 20, 2 << 10}, data)
 	require.True(t, string(disktest.RawOf(t, q, "")) == string(want))
+}
+
+// preallocation=metadata|falloc|full allocate every cluster, as qemu-img
+// does: qemu-img map then reports all of the disk as data, the file is as
+// large as a full image, and only falloc and full take its blocks.
+func TestWritePreallocation(t *testing.T) {
+	const size = 8 << 20
+	want := disktest.Runs(size, 1, [2]int64{100 << 10, 4 << 10}, [2]int64{5 << 20, 300 << 10})
+	for _, tc := range []struct {
+		mode     string
+		cs       int64
+		extended bool
+	}{
+		{"metadata", 0, false}, {"falloc", 0, false}, {"full", 0, false},
+		{"metadata", 2 << 20, false}, {"full", 16 << 10, true},
+	} {
+		t.Run(tc.mode, func(t *testing.T) {
+			dir := t.TempDir()
+			raw := filepath.Join(dir, "src.raw")
+			disktest.WriteSparse(t, raw, want)
+			src, err := disk.OpenRaw(raw)
+			require.NoError(t, err)
+			defer src.Close()
+			q := filepath.Join(dir, "pre.qcow2")
+			convertTo(t, src, q, Options{Preallocation: tc.mode, ClusterSize: tc.cs, ExtendedL2: tc.extended})
+			assert.Contains(t, disktest.QemuImg(t, "check", q), "No errors were found")
+			require.True(t, string(disktest.RawOf(t, q, "")) == string(want), "contents differ")
+			var m []struct {
+				Start, Length int64
+				Data          bool
+			}
+			require.NoError(t, json.Unmarshal([]byte(disktest.QemuImg(t, "map", "--output=json", q)), &m))
+			var data int64
+			for _, e := range m {
+				if e.Data {
+					data += e.Length
+				}
+			}
+			assert.Equal(t, int64(size), data, "every cluster allocated")
+			opt := Options{Preallocation: tc.mode, ClusterSize: tc.cs, ExtendedL2: tc.extended}
+			meas, err := Measure(size, disk.AllData(size), opt)
+			require.NoError(t, err)
+			fi, err := os.Stat(q)
+			require.NoError(t, err)
+			assert.Equal(t, meas.FullyAllocated, fi.Size(), "the size Measure says")
+			if tc.mode != "metadata" {
+				assert.Equal(t, meas.Required, fi.Size(), "the space Measure says")
+			}
+			// Required counts space, which metadata's holes do not take,
+			// as qemu-img measure counts it.
+			var qm disk.Measurement
+			qopt := "preallocation=" + tc.mode + ",cluster_size=" + strconv.FormatInt(max(tc.cs, defaultClusterSize), 10)
+			if tc.extended {
+				qopt += ",extended_l2=on"
+			}
+			require.NoError(t, json.Unmarshal([]byte(disktest.QemuImg(t, "measure", "--output=json", "-O", "qcow2", "-o", qopt, raw)), &qm))
+			var extErr error
+			dm, err := Measure(size, disk.DataExtents(src, &extErr), opt)
+			require.NoError(t, err)
+			require.NoError(t, extErr)
+			if tc.cs == 0 { // qemu-img's estimate differs for other cluster sizes (see TestMeasure)
+				assert.Equal(t, qm.FullyAllocated, dm.FullyAllocated, "qemu-img's fully allocated")
+				assert.Equal(t, qm.Required, dm.Required, "qemu-img's required")
+			}
+			st := fi.Sys().(*syscall.Stat_t)
+			switch {
+			case tc.mode == "metadata" && tc.cs == 0:
+				assert.Less(t, st.Blocks*512, int64(size)/4, "zero clusters are holes")
+			case tc.mode != "metadata":
+				assert.GreaterOrEqual(t, st.Blocks*512, int64(size), "every block taken")
+			}
+			img, err := Open(q)
+			require.NoError(t, err)
+			defer img.Close()
+			require.True(t, string(disktest.ReadAll(t, img)) == string(want))
+		})
+	}
+	out := disk.NewOutput(false)
+	defer out.Abort()
+	_, err := Create(out, filepath.Join(t.TempDir(), "x.qcow2"), 1<<20, Options{Preallocation: "full", Compress: true})
+	require.ErrorContains(t, err, "exclude each other")
 }

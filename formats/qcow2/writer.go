@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/vmconv/vmconv/disk"
+	"golang.org/x/sys/unix"
 )
 
 // writer writes a version 3 (or 2) image front to back: the header cluster, the
@@ -45,6 +46,9 @@ type writer struct {
 	openVC   int64 // guest cluster being written uncompressed, -1 for none
 	openFill int64 // bytes of it written
 
+	prealloc string // Options.Preallocation
+	hole     int64  // bytes skipped at the end of the file, not yet sought past
+
 	comp     *compressor
 	order    disk.ChunkOrder
 	err      error
@@ -61,6 +65,9 @@ func Create(out *disk.Output, path string, size int64, opt Options) (disk.Writer
 	}
 	if path == disk.Stdout {
 		return nil, fmt.Errorf("qcow2: cannot be written to standard output (its tables are written last, at the front)")
+	}
+	if opt.Compress && opt.Preallocation != "off" {
+		return nil, fmt.Errorf("qcow2 %s: compression and preallocation=%s exclude each other, as in qemu-img", path, opt.Preallocation)
 	}
 	if opt.Compress && opt.ClusterSize > disk.ChunkSize {
 		return nil, fmt.Errorf("qcow2 %s: compression needs clusters of at most %d bytes, not %d", path, disk.ChunkSize, opt.ClusterSize)
@@ -112,7 +119,8 @@ func newWriter(path string, size int64, opt Options) (*writer, error) {
 		entry = 16
 	}
 	size = (size + 511) &^ 511
-	w := &writer{name: path, size: size, cs: cs, l2Entries: cs / entry, entryBytes: entry, curL2: -1, openVC: -1, perBlock: cs * 8 / int64(rb)}
+	w := &writer{name: path, size: size, cs: cs, l2Entries: cs / entry, entryBytes: entry, curL2: -1, openVC: -1, perBlock: cs * 8 / int64(rb),
+		prealloc: opt.Preallocation}
 	if err := w.layout(opt); err != nil {
 		return nil, err
 	}
@@ -122,12 +130,16 @@ func newWriter(path string, size int64, opt Options) (*writer, error) {
 }
 
 // reserve appends the header, refcount table and L1 table clusters, which
-// Close fills in.
+// Close fills in: holes until then, so that only the tables' bytes take
+// space (2 MiB clusters would otherwise cost 6 MiB of zeros).
 func (w *writer) reserve() {
 	reserved := 1 + w.rtEntries*8/w.cs + (int64(len(w.l1))*8+w.cs-1)/w.cs
 	for range reserved {
 		w.allocCluster()
-		w.emit(zeroCluster[:w.cs])
+		w.hostEnd += w.cs
+		if w.bw != nil {
+			w.hole += w.cs
+		}
 	}
 }
 
@@ -197,11 +209,75 @@ func (w *writer) emit(p []byte) {
 		w.hostEnd += int64(len(p))
 		return
 	}
+	if w.hole > 0 && !w.seekHole() {
+		return
+	}
 	if _, err := w.bw.Write(p); err != nil {
 		w.fail("write at %#x: %v", w.hostEnd, err)
 		return
 	}
 	w.hostEnd += int64(len(p))
+}
+
+// skip appends n zero bytes: a hole of the file, but written zeros with
+// preallocation=full.
+func (w *writer) skip(n int64) {
+	for w.prealloc == "full" && n > 0 {
+		k := min(n, int64(len(zeroCluster)))
+		w.emit(zeroCluster[:k])
+		n -= k
+	}
+	if n > 0 && w.err == nil {
+		w.hostEnd += n
+		if w.bw != nil {
+			w.hole += n
+		}
+	}
+}
+
+// seekHole moves the file's offset past the pending hole.
+func (w *writer) seekHole() bool {
+	if err := w.bw.Flush(); err != nil {
+		w.fail("write at %#x: %v", w.hostEnd-w.hole, err)
+		return false
+	}
+	if _, err := w.f.Seek(w.hole, io.SeekCurrent); err != nil {
+		w.fail("seek to %#x: %v", w.hostEnd, err)
+		return false
+	}
+	w.hole = 0
+	return true
+}
+
+// pad fills the rest of an open data cluster with zeros: written, or a hole
+// when every cluster is preallocated (most of them hold only zeros then).
+func (w *writer) pad(n int64) {
+	if w.prealloc != "off" {
+		w.skip(n)
+		return
+	}
+	w.emit(zeroCluster[:n])
+}
+
+// WantsZeroChunks asks the copy for the zero chunks too when every cluster
+// is preallocated.
+func (w *writer) WantsZeroChunks() bool { return w.prealloc != "off" }
+
+// allocZero preallocates guest cluster vc when it is not yet: opened as a
+// data cluster of zeros (its bytes a hole unless preallocation=full), with
+// every subcluster allocated, as qemu-img preallocates.
+func (w *writer) allocZero(vc int64) {
+	if vc == w.openVC {
+		return
+	}
+	w.closeOpen()
+	w.useL2(vc)
+	pos := w.allocCluster()
+	w.setL2(vc, uint64(pos)|oflagCopied)
+	if w.entryBytes == 16 {
+		binary.BigEndian.PutUint64(w.l2[(vc%w.l2Entries)*16+8:], 1<<subclusters-1)
+	}
+	w.openVC, w.openFill = vc, 0
 }
 
 var zeroCluster [2 << 20]byte
@@ -323,7 +399,11 @@ func (w *writer) markAllocated(vc, in int64, p []byte) {
 // cluster stays open until another cluster or table is written, so clusters
 // larger than a chunk fill from several chunks; gaps read as zeros.
 func (w *writer) writeData(vc, in int64, p []byte) {
-	if vc != w.openVC {
+	switch {
+	case vc == w.openVC:
+	case w.prealloc != "off":
+		w.allocZero(vc)
+	default:
 		w.closeOpen()
 		w.useL2(vc)
 		pos := w.allocCluster()
@@ -331,7 +411,7 @@ func (w *writer) writeData(vc, in int64, p []byte) {
 		w.openVC, w.openFill = vc, 0
 	}
 	if in > w.openFill {
-		w.emit(zeroCluster[:in-w.openFill])
+		w.pad(in - w.openFill)
 	}
 	w.emit(p)
 	w.markAllocated(vc, in, p)
@@ -340,7 +420,7 @@ func (w *writer) writeData(vc, in int64, p []byte) {
 
 func (w *writer) closeOpen() {
 	if w.openVC >= 0 {
-		w.emit(zeroCluster[:w.cs-w.openFill])
+		w.pad(w.cs - w.openFill)
 		w.openVC = -1
 	}
 }
@@ -369,6 +449,11 @@ func (w *writer) Close() error {
 	}
 	if err := w.bw.Flush(); err != nil {
 		return w.fail("write: %v", err)
+	}
+	if w.prealloc == "falloc" {
+		if err := unix.Fallocate(int(w.f.Fd()), 0, 0, w.hostEnd); err != nil {
+			return w.fail("preallocation=falloc: %v", err)
+		}
 	}
 	rt := make([]byte, w.rtEntries*8)
 	for i, v := range w.rt {
