@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -75,14 +77,27 @@ func TestBlockDeviceRefusals(t *testing.T) {
 		{"an image format other than raw", true, (*disk.Output).Create, dev, false, dev + ": is a device: only a raw image is written to a device"},
 		{"a device in use", true, (*disk.Output).CreateDisk, dev, true, "device or resource busy"},
 		{"a character device", true, (*disk.Output).CreateDisk, "/dev/null", false, "/dev/null: is a character device, not a disk"},
+		{"a device this process reads", true, (*disk.Output).CreateDisk, dev, false, dev + ": is read by this conversion"},
 		{"a device smaller than the image", true, (*disk.Output).CreateDisk, dev, false, "holds 4194304 bytes, less than the image's 8388608"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.hold {
+				// Held by another process (as a mount holds it): one this
+				// process holds is an input, refused before the kernel's
+				// busy check.
 				holder, err := os.OpenFile(dev, os.O_RDONLY|os.O_EXCL, 0)
 				require.NoError(t, err)
-				defer holder.Close()
+				child := exec.Command("sleep", "60")
+				child.ExtraFiles = []*os.File{holder}
+				require.NoError(t, child.Start())
+				holder.Close()
+				defer func() { child.Process.Kill(); child.Wait() }()
+			}
+			if strings.Contains(tc.name, "this process reads") {
+				input, err := disk.OpenFile(dev)
+				require.NoError(t, err)
+				defer input.Close()
 			}
 			out := disk.NewOutput(tc.force)
 			defer out.Abort()

@@ -574,3 +574,33 @@ func TestOpenFileRefusesNonFiles(t *testing.T) {
 		}
 	}
 }
+
+// A file the process holds open — an input of the conversion — is never an
+// output's target, --force or not; once closed it may be replaced.
+func TestOutputRefusesOpenInput(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "base.raw")
+	require.NoError(t, os.WriteFile(in, []byte("input"), 0o644))
+	f, err := OpenFile(in)
+	require.NoError(t, err)
+	out := NewOutput(true)
+	_, err = out.Create(in)
+	require.ErrorContains(t, err, "is read by this conversion")
+	_, err = out.CreateDisk(in)
+	require.ErrorContains(t, err, "is read by this conversion")
+	out.Abort()
+	b, err := os.ReadFile(in)
+	require.NoError(t, err)
+	assert.Equal(t, "input", string(b))
+
+	require.NoError(t, f.Close())
+	out = NewOutput(true)
+	w, err := out.Create(in)
+	require.NoError(t, err)
+	_, err = w.WriteString("output")
+	require.NoError(t, err)
+	require.NoError(t, out.Commit())
+	b, err = os.ReadFile(in)
+	require.NoError(t, err)
+	assert.Equal(t, "output", string(b))
+}

@@ -94,6 +94,9 @@ func NewOutput(force bool) *Output {
 
 func (o *Output) checkTarget(target string) error {
 	fi, err := os.Stat(target)
+	if err == nil && readByUs(fi) {
+		return errReadByUs(target)
+	}
 	if err == nil && fi.Mode()&os.ModeDevice != 0 {
 		// Renaming a file over a device node would put the image in /dev's
 		// memory and take the node away.
@@ -103,6 +106,26 @@ func (o *Output) checkTarget(target string) error {
 		return fmt.Errorf("%s: already exists (use --force to replace it)", target)
 	}
 	return nil
+}
+
+// readByUs reports whether fi is a file this process holds open: an input
+// of the conversion (the source, its backing file, an extent, a VM's disk),
+// which no output may replace, --force or not.
+func readByUs(fi os.FileInfo) bool {
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return false
+	}
+	for _, fd := range fds {
+		if st, err := os.Stat("/proc/self/fd/" + fd.Name()); err == nil && os.SameFile(st, fi) {
+			return true
+		}
+	}
+	return false
+}
+
+func errReadByUs(target string) error {
+	return fmt.Errorf("%s: is read by this conversion (the source, or a backing file, extent or disk of it); inputs are never changed", target)
 }
 
 // CreateDisk is Create for a raw disk image, whose target may also be an
@@ -116,6 +139,9 @@ func (o *Output) CreateDisk(target string) (*os.File, error) {
 	}
 	if fi.Mode()&os.ModeCharDevice != 0 {
 		return nil, fmt.Errorf("%s: is a character device, not a disk (write to standard output with -)", target)
+	}
+	if readByUs(fi) {
+		return nil, errReadByUs(target)
 	}
 	if !o.Force {
 		return nil, fmt.Errorf("%s: is a block device: use --force to write over it", target)
