@@ -13,7 +13,7 @@ import (
 // says how): the small ones, with 512-byte clusters, let the fuzzer reach
 // every table in a few kilobytes.
 var seedFiles = []string{"v3.qcow2", "v2.qcow2", "zlib.qcow2", "zstd.qcow2", "extl2.qcow2", "child.qcow2",
-	"small-512.qcow2", "small-zstd.qcow2", "small-zlib.qcow2", "small-v2.qcow2", "small-child.qcow2"}
+	"small-512.qcow2", "small-zstd.qcow2", "small-zlib.qcow2", "small-v2.qcow2", "small-child.qcow2", "small-snap.qcow2"}
 
 func seed(t testing.TB, name string) []byte {
 	t.Helper()
@@ -55,6 +55,10 @@ func fuzzBody(t *testing.T, data []byte) {
 		}
 		if img.Size() <= window {
 			check("fuzz.qcow2", r, int64(len(data)))
+		}
+		// Read as its first snapshot too: another L1 table, the same bounds.
+		if sn := img.Snapshots(); len(sn) > 0 && img.useSnapshot("snapshot.id="+sn[0].ID) == nil {
+			testutil.WalkWindow(t, img, 0, window)
 		}
 	}
 }
