@@ -29,6 +29,21 @@ func openBacking(path, format string) (disk.Image, error) {
 	return f.OpenImage(path)
 }
 
+// qcow2Specific is info's "Format specific information", in qemu-img's
+// order: the data file lines, when there is one, after the refcount bits.
+func qcow2Specific(qi qcow2.Info) [][2]string {
+	s := [][2]string{
+		{"compat", qi.Compat},
+		{"compression type", qi.CompressionType},
+		{"lazy refcounts", strconv.FormatBool(qi.LazyRefcounts)},
+		{"refcount bits", strconv.Itoa(qi.RefcountBits)},
+	}
+	if qi.DataFile != "" {
+		s = append(s, [2]string{"data file", qi.DataFile}, [2]string{"data file raw", strconv.FormatBool(qi.DataFileRaw)})
+	}
+	return append(s, [2]string{"corrupt", strconv.FormatBool(qi.Corrupt)}, [2]string{"extended l2", strconv.FormatBool(qi.ExtendedL2)})
+}
+
 func init() {
 	Register(&Format{
 		Name:    "qcow2",
@@ -76,27 +91,15 @@ func init() {
 		ImageInfo: func(img disk.Image) *ImageInfo {
 			qimg := img.(*qcow2.Image)
 			qi := qimg.Info()
-			info := &ImageInfo{
+			return &ImageInfo{
 				ActualSize:      qi.ActualSize,
 				ClusterSize:     qi.ClusterSize,
 				BackingFilename: qi.BackingFile,
 				BackingChain:    qi.Chain,
 				FormatSpecific:  map[string]any{"type": "qcow2", "data": qi},
 				Snapshots:       qimg.Snapshots(),
-				Specific: [][2]string{
-					{"compat", qi.Compat},
-					{"compression type", qi.CompressionType},
-					{"lazy refcounts", strconv.FormatBool(qi.LazyRefcounts)},
-					{"refcount bits", strconv.Itoa(qi.RefcountBits)},
-					{"corrupt", strconv.FormatBool(qi.Corrupt)},
-					{"extended l2", strconv.FormatBool(qi.ExtendedL2)},
-				},
+				Specific:        qcow2Specific(qi),
 			}
-			if qi.DataFile != "" { // where qemu-img prints them: after the refcount bits
-				data := [][2]string{{"data file", qi.DataFile}, {"data file raw", strconv.FormatBool(qi.DataFileRaw)}}
-				info.Specific = append(info.Specific[:4], append(data, info.Specific[4:]...)...)
-			}
-			return info
 		},
 	})
 }

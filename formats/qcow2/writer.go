@@ -125,7 +125,7 @@ func newWriter(path string, size int64, opt Options) (*writer, error) {
 		return nil, err
 	}
 	w.l2 = make([]byte, cs)
-	w.rcb = refcountBlock{b: make([]byte, cs), bits: rb}
+	w.rcb = newRefcountBlock(cs, rb)
 	return w, nil
 }
 
@@ -136,10 +136,7 @@ func (w *writer) reserve() {
 	reserved := 1 + w.rtEntries*8/w.cs + (int64(len(w.l1))*8+w.cs-1)/w.cs
 	for range reserved {
 		w.allocCluster()
-		w.hostEnd += w.cs
-		if w.bw != nil {
-			w.hole += w.cs
-		}
+		w.leaveHole(w.cs)
 	}
 }
 
@@ -227,11 +224,20 @@ func (w *writer) skip(n int64) {
 		w.emit(zeroCluster[:k])
 		n -= k
 	}
-	if n > 0 && w.err == nil {
-		w.hostEnd += n
-		if w.bw != nil {
-			w.hole += n
-		}
+	if n > 0 {
+		w.leaveHole(n)
+	}
+}
+
+// leaveHole appends n bytes left unwritten: sought past before the next
+// write (only counted when measuring).
+func (w *writer) leaveHole(n int64) {
+	if w.err != nil {
+		return
+	}
+	w.hostEnd += n
+	if w.bw != nil {
+		w.hole += n
 	}
 }
 
@@ -480,37 +486,31 @@ func (w *writer) finish() {
 	w.closeOpen()
 	w.flushL2()
 	w.flushBlock()
-	for w.err == nil && !isZero(w.rcb.b) {
+	for w.err == nil && !disk.IsZero(w.rcb.b) {
 		w.flushBlock() // the last block's own cluster began a new block
 	}
-}
-
-func isZero(b []byte) bool {
-	for _, x := range b {
-		if x != 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // refcountBlock is a refcount block in its on-disk encoding: refcounts of
 // bits (a power of two up to 64) each, big-endian from 8 bits up, packed
 // from the low bit of each byte below 8 (refcountAt reads them).
 type refcountBlock struct {
-	b    []byte
-	bits int
+	b     []byte
+	bits  int
+	order uint32 // log2(bits), as the header and refcountAt name the width
+}
+
+func newRefcountBlock(size int64, bits int) refcountBlock {
+	return refcountBlock{b: make([]byte, size), bits: bits, order: uint32(log2(uint64(bits)))}
 }
 
 func (r refcountBlock) max() uint64 { return 1<<r.bits - 1 } // 1<<64 - 1 wraps to all ones
 
-func (r refcountBlock) full(i int64) bool {
-	return refcountAt(r.b, i, uint32(log2(uint64(r.bits)))) == r.max()
-}
+func (r refcountBlock) full(i int64) bool { return refcountAt(r.b, i, r.order) == r.max() }
 
 // inc adds one reference to refcount i; callers never take it past max.
 func (r refcountBlock) inc(i int64) {
-	v := refcountAt(r.b, i, uint32(log2(uint64(r.bits)))) + 1
+	v := refcountAt(r.b, i, r.order) + 1
 	if r.bits < 8 {
 		at, shift := i*int64(r.bits)/8, uint(i*int64(r.bits)%8)
 		r.b[at] = r.b[at]&^byte(r.max()<<shift) | byte(v<<shift)
