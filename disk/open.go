@@ -1,6 +1,7 @@
 package disk
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -46,4 +47,16 @@ func fileKind(kind uint32) string {
 		return "a socket"
 	}
 	return fmt.Sprintf("a file of type %#o", kind)
+}
+
+// MissingFile is the path of the absent file behind an opener's error, when
+// that is what failed: an *fs.PathError for a file that does not exist. The
+// file may be the one opened or one it names (a VMDK extent, a qcow2 or VHD
+// backing file); `info` marks such a VM disk missing instead of failing.
+func MissingFile(err error) (string, bool) {
+	var pe *fs.PathError
+	if errors.As(err, &pe) && errors.Is(pe.Err, fs.ErrNotExist) {
+		return pe.Path, true
+	}
+	return "", false
 }

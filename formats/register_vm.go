@@ -69,7 +69,7 @@ func init() {
 			return vmx.Read(path, openVMDK)
 		},
 		DescribeVM: func(path string) (*neutral.VM, error) {
-			return vmx.ReadWith(path, openVMDK, vmx.ReadOptions{MarkMissing: true})
+			return vmx.ReadWith(path, openVMDK, vmx.ReadOptions{MarkMissing: true, Capacity: vmdk.Capacity})
 		},
 		WriteVM: func(ctx context.Context, out *disk.Output, path string, vm *neutral.VM, opts map[string]string, copyOpt disk.CopyOptions) error {
 			var wo vmx.WriteOptions

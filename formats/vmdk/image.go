@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -161,6 +162,22 @@ func openChain(path string, seen []os.FileInfo) (*Image, error) {
 	return img, nil
 }
 
+// MissingFileError is a file a descriptor names (an extent, or the parent
+// of a snapshot) that is in none of the places looked at. It unwraps to an
+// *fs.PathError for the file as named, so errors.Is(err, fs.ErrNotExist)
+// holds and errors.As finds the path: `info` marks such a disk missing.
+type MissingFileError struct {
+	Looked []string // candidate paths, the name as written first
+}
+
+func (e *MissingFileError) Error() string {
+	return "not found (looked for " + strings.Join(e.Looked, ", ") + ")"
+}
+
+func (e *MissingFileError) Unwrap() error {
+	return &fs.PathError{Op: "open", Path: e.Looked[0], Err: fs.ErrNotExist}
+}
+
 // resolvePath finds a file named in a descriptor: absolute if it exists, else
 // relative to dir, else its base name in dir (for paths from another host).
 func resolvePath(dir, name string) (string, error) {
@@ -174,15 +191,15 @@ func resolvePath(dir, name string) (string, error) {
 	if i := strings.LastIndexAny(base, `/\`); i >= 0 {
 		base = base[i+1:]
 	}
-	if base != "" {
-		cands = append(cands, filepath.Join(dir, base))
+	if c := filepath.Join(dir, base); base != "" && c != cands[0] {
+		cands = append(cands, c)
 	}
 	for _, c := range cands {
 		if _, err := os.Stat(c); err == nil {
 			return c, nil
 		}
 	}
-	return "", fmt.Errorf("not found (looked for %s)", strings.Join(cands, ", "))
+	return "", &MissingFileError{Looked: cands}
 }
 
 func openOne(path string) (_ *Image, err error) {
@@ -218,17 +235,7 @@ func openOne(path string) (_ *Image, err error) {
 	case n == 4 && binary.LittleEndian.Uint32(head[:]) == seSparseConstMagic:
 		return nil, fmt.Errorf("vmdk %s: an ESXi seSparse snapshot delta: open the descriptor that names it (NAME-00000N.vmdk), which names its parent", path)
 	default:
-		if size > maxDescriptorFile {
-			return nil, fmt.Errorf("vmdk %s: not a sparse extent (no KDMV magic) and too large (%d bytes) for a descriptor file", path, size)
-		}
-		text := make([]byte, size)
-		if _, err := io.ReadFull(io.NewSectionReader(f, 0, size), text); err != nil {
-			return nil, fmt.Errorf("vmdk %s: read descriptor: %w", path, err)
-		}
-		if !Detect(text) {
-			return nil, fmt.Errorf("vmdk %s: neither a sparse extent (KDMV magic) nor a descriptor file", path)
-		}
-		d, err := ParseDescriptor(path, text)
+		d, err := readDescriptorFile(path, f, size)
 		if err != nil {
 			return nil, err
 		}
@@ -244,6 +251,56 @@ func openOne(path string) (_ *Image, err error) {
 	}
 	img.fillInfo()
 	return img, nil
+}
+
+// readDescriptorFile reads and parses the text descriptor f of size bytes.
+func readDescriptorFile(path string, f io.ReaderAt, size int64) (*Descriptor, error) {
+	if size > maxDescriptorFile {
+		return nil, fmt.Errorf("vmdk %s: not a sparse extent (no KDMV magic) and too large (%d bytes) for a descriptor file", path, size)
+	}
+	text := make([]byte, size)
+	if _, err := io.ReadFull(io.NewSectionReader(f, 0, size), text); err != nil {
+		return nil, fmt.Errorf("vmdk %s: read descriptor: %w", path, err)
+	}
+	if !Detect(text) {
+		return nil, fmt.Errorf("vmdk %s: neither a sparse extent (KDMV magic) nor a descriptor file", path)
+	}
+	return ParseDescriptor(path, text)
+}
+
+// Capacity is the virtual size of the VMDK at path as its own file states
+// it, without opening its extents or its parent: the sum of a descriptor's
+// extents, or a sparse file's header capacity. It describes a disk whose
+// extent or parent did not come along with the descriptor.
+func Capacity(path string) (int64, error) {
+	f, err := disk.OpenFile(path)
+	if err != nil {
+		return 0, fmt.Errorf("vmdk: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("vmdk %s: %w", path, err)
+	}
+	var b [sectorSize]byte
+	if n, _ := f.ReadAt(b[:], 0); n == sectorSize && binary.LittleEndian.Uint32(b[:]) == sparseMagic {
+		h := decodeHeader(b[:])
+		if err := h.validate("header"); err != nil {
+			return 0, fmt.Errorf("vmdk %s: %w", path, err)
+		}
+		return int64(h.Capacity) * sectorSize, nil
+	}
+	d, err := readDescriptorFile(path, f, fi.Size())
+	if err != nil {
+		return 0, err
+	}
+	var sectors int64
+	for _, e := range d.Extents {
+		if sectors += e.Sectors; sectors > maxCapacitySectors {
+			return 0, fmt.Errorf("vmdk %s: extents add up to more than %d sectors", path, int64(maxCapacitySectors))
+		}
+	}
+	return sectors * sectorSize, nil
 }
 
 // fromSparse sets up a monolithic sparse or streamOptimized file. The embedded

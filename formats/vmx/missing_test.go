@@ -1,6 +1,8 @@
 package vmx
 
 import (
+	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -156,18 +158,99 @@ func firstMissing(files []string) int {
 	return -1
 }
 
-// A descriptor that is here but whose extent is gone is a broken disk, not
-// a missing one: describing the VM fails and names the disk.
-func TestReadMarkMissingKeepsOpenErrors(t *testing.T) {
-	dir := t.TempDir()
-	vmxPath := filepath.Join(dir, "vm.vmx")
-	require.NoError(t, os.WriteFile(vmxPath, []byte(wsDev), 0o644))
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "dev box.vmdk"), []byte("# Disk DescriptorFile\n"), 0o644))
-	extentGone := func(p string) (disk.Image, error) {
-		return nil, &fs.PathError{Op: "open", Path: filepath.Join(dir, "dev box-flat.vmdk"), Err: fs.ErrNotExist}
+// A disk whose own file is here but a file it names is not (a descriptor
+// copied without its extent, a snapshot without its parent) is missing too,
+// named by the absent file, its size from the file that is here; any other
+// opener error still fails the read and names the disk.
+func TestReadMarksDisksWithMissingParts(t *testing.T) {
+	errCorrupt := errors.New("grain table 3: out of range")
+	tests := []struct {
+		name         string
+		openErr      func(dir string) error // what the opener says of "dev box.vmdk"
+		capacity     func(string) (int64, error)
+		wantMissing  string // joined to the .vmx's directory
+		wantCapacity int64
+		wantErr      error
+	}{
+		{
+			name: "extent gone, size from the descriptor",
+			openErr: func(dir string) error {
+				return fmt.Errorf("vmdk dev box.vmdk: extent 1: %w", pathGone(dir, "dev box-flat.vmdk"))
+			},
+			capacity:     func(string) (int64, error) { return 8 << 30, nil },
+			wantMissing:  "dev box-flat.vmdk",
+			wantCapacity: 8 << 30,
+		},
+		{
+			name: "parent gone, no capacity reader: size unknown",
+			openErr: func(dir string) error {
+				return fmt.Errorf("vmdk dev box.vmdk: parent: %w", pathGone(dir, "base.vmdk"))
+			},
+			wantMissing: "base.vmdk",
+		},
+		{
+			name:        "capacity reader fails: size unknown, still described",
+			openErr:     func(dir string) error { return pathGone(dir, "dev box-s001.vmdk") },
+			capacity:    func(string) (int64, error) { return 0, errCorrupt },
+			wantMissing: "dev box-s001.vmdk",
+		},
+		{
+			name:    "corrupt disk: an error",
+			openErr: func(string) error { return fmt.Errorf("vmdk dev box.vmdk: %w", errCorrupt) },
+			wantErr: errCorrupt,
+		},
 	}
-	_, err := ReadWith(vmxPath, extentGone, ReadOptions{MarkMissing: true})
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), `nvme0:0.fileName "dev box.vmdk"`)
-	assert.Contains(t, err.Error(), "dev box-flat.vmdk")
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			vmxPath := filepath.Join(dir, "vm.vmx")
+			require.NoError(t, os.WriteFile(vmxPath, []byte(wsDev), 0o644))
+			for _, name := range []string{"dev box.vmdk", "data/dev box-data.vmdk"} {
+				full := filepath.Join(dir, filepath.FromSlash(name))
+				require.NoError(t, os.MkdirAll(filepath.Dir(full), 0o755))
+				require.NoError(t, os.WriteFile(full, randomBytes(64<<10, 1), 0o644))
+			}
+			var gotCapacityOf string
+			open := func(p string) (disk.Image, error) {
+				if filepath.Base(p) == "dev box.vmdk" {
+					return nil, tc.openErr(dir)
+				}
+				return openRaw(p)
+			}
+			opt := ReadOptions{MarkMissing: true}
+			if tc.capacity != nil {
+				opt.Capacity = func(p string) (int64, error) { gotCapacityOf = p; return tc.capacity(p) }
+			}
+			vm, err := ReadWith(vmxPath, open, opt)
+			if tc.wantErr != nil {
+				require.ErrorIs(t, err, tc.wantErr)
+				assert.Contains(t, err.Error(), `nvme0:0.fileName "dev box.vmdk"`)
+				return
+			}
+			require.NoError(t, err)
+			defer vm.Close()
+			d := vm.Disks[1]
+			require.Equal(t, "nvme0:0", d.ID)
+			assert.True(t, d.Missing)
+			assert.Nil(t, d.Image)
+			assert.Equal(t, filepath.Join(dir, tc.wantMissing), d.File)
+			assert.Equal(t, tc.wantCapacity, d.CapacityBytes)
+			if tc.capacity != nil {
+				assert.Equal(t, filepath.Join(dir, "dev box.vmdk"), gotCapacityOf, "the size is read from the file that is here")
+			}
+			assert.False(t, vm.Disks[2].Missing, "the other disk opens")
+			assert.Equal(t, int64(64<<10), vm.Disks[2].CapacityBytes)
+
+			// convert and verify read without the option: the same VM fails.
+			_, err = Read(vmxPath, open)
+			assert.ErrorIs(t, err, fs.ErrNotExist)
+			assert.Contains(t, err.Error(), `nvme0:0.fileName "dev box.vmdk"`)
+		})
+	}
+}
+
+// pathGone is the error an opener gives for a file it looked for in vain
+// (joined to the descriptor's directory, as vmdk's paths are).
+func pathGone(dir, name string) error {
+	return &fs.PathError{Op: "open", Path: filepath.Join(dir, name), Err: fs.ErrNotExist}
 }

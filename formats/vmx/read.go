@@ -474,8 +474,15 @@ type ReadOptions struct {
 	// MarkMissing describes a hard disk whose file is not there as
 	// neutral.Disk{Missing: true, File: path} with no Image instead of
 	// failing: a .vmx copied off its host still names disks on the datastore
-	// (/vmfs/volumes/...), and `info` should describe it anyway.
+	// (/vmfs/volumes/...), and `info` should describe it anyway. A disk
+	// whose own file is here but a file it names is not (a descriptor
+	// copied without its -flat.vmdk extent, a snapshot without its parent:
+	// the opener's error matches fs.ErrNotExist through an *fs.PathError)
+	// is marked Missing too, File naming the absent file.
 	MarkMissing bool
+	// Capacity, when set, gives a Missing disk's size from the file that is
+	// here (vmdk.Capacity reads a descriptor's extents).
+	Capacity func(path string) (int64, error)
 }
 
 // Read reads the .vmx at path and opens its disks through openDisk (the
@@ -544,13 +551,18 @@ func openDevice(nd *neutral.Disk, d device, vmxPath string, openDisk func(string
 			return fail(err)
 		}
 	} else {
-		// Only the file the .vmx names counts as missing: a descriptor
-		// that is here but lost its extent is a broken disk, an error.
 		if _, err := os.Stat(p); opt.MarkMissing && errors.Is(err, fs.ErrNotExist) {
 			nd.Missing, nd.File = true, p
 			return nil
 		}
 		if img, err = openDisk(p); err != nil {
+			if missing, ok := disk.MissingFile(err); ok && opt.MarkMissing {
+				nd.Missing, nd.File = true, missing
+				if opt.Capacity != nil {
+					nd.CapacityBytes, _ = opt.Capacity(p) // unknown (0) when it cannot say
+				}
+				return nil
+			}
 			return fail(err)
 		}
 		if img == nil {
@@ -561,3 +573,4 @@ func openDevice(nd *neutral.Disk, d device, vmxPath string, openDisk func(string
 	nd.CapacityBytes = img.Size()
 	return nil
 }
+

@@ -398,7 +398,8 @@ func uuidShape(u string) bool {
 type ReadOptions struct {
 	// Open opens a disk file in the named format ("raw", "qcow2", "vhd").
 	Open func(path, format string) (disk.Image, error)
-	// MarkMissing marks absent disk files Missing instead of failing.
+	// MarkMissing marks absent disk files Missing instead of failing, and
+	// disks whose backing file is absent (File names that file).
 	MarkMissing bool
 }
 
@@ -459,6 +460,12 @@ func openDisk(vm *neutral.VM, i int, s DiskSpec, dir string, opt ReadOptions) er
 	}
 	img, err := opt.Open(p, s.Format)
 	if err != nil {
+		// The target is here but a file it names is not (a qcow2's or
+		// VHD's backing file): missing too, named by the absent file.
+		if missing, ok := disk.MissingFile(err); ok && opt.MarkMissing {
+			d.Missing, d.File = true, missing
+			return nil
+		}
 		return err
 	}
 	d.Image, d.CapacityBytes = img, img.Size()
