@@ -3,6 +3,8 @@ package vmdk
 import (
 	"bytes"
 	"io"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/vmconv/vmconv/disk"
@@ -171,5 +173,25 @@ func FuzzESX(f *testing.F) {
 		img.ReadAt(buf, max(0, img.Size()-int64(len(buf))/2))
 		c := &checker{res: &CheckResult{}}
 		c.esx(1, ExtentLine{Type: typ, Sectors: 1}, "fuzz.vmdk", bytes.NewReader(data), int64(len(data)))
+	})
+}
+
+// FuzzCapacity: any file given as a VMDK whose extents are not here gives a
+// size within the format's bounds or an error, never a panic.
+func FuzzCapacity(f *testing.F) {
+	fuzzSeeds(f, "flat.vmdk", "split.vmdk", "child.vmdk")
+	f.Add(testdataFile(f, "monolithicSparse.vmdk")[:21*512])
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p := filepath.Join(t.TempDir(), "d.vmdk")
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		n, err := Capacity(p)
+		if err != nil {
+			return
+		}
+		if n < 0 || n > maxCapacitySectors*sectorSize || n%sectorSize != 0 {
+			t.Fatalf("capacity %d bytes", n)
+		}
 	})
 }

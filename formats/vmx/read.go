@@ -573,4 +573,3 @@ func openDevice(nd *neutral.Disk, d device, vmxPath string, openDisk func(string
 	nd.CapacityBytes = img.Size()
 	return nil
 }
-
