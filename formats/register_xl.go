@@ -7,6 +7,7 @@ import (
 	"github.com/vmconv/vmconv/disk"
 	"github.com/vmconv/vmconv/formats/createopt"
 	"github.com/vmconv/vmconv/formats/neutral"
+	"github.com/vmconv/vmconv/formats/qcow2"
 	"github.com/vmconv/vmconv/formats/xl"
 )
 
@@ -25,7 +26,16 @@ func init() {
 }
 
 func readXL(path string, describe bool) (*neutral.VM, error) {
-	return xl.Read(path, xl.ReadOptions{MarkMissing: describe, Open: openXLDisk})
+	return xl.Read(path, xl.ReadOptions{MarkMissing: describe, Open: openXLDisk, Capacity: xlDiskCapacity})
+}
+
+// xlDiskCapacity is the size an xl.cfg's disk file states when a file it
+// names is absent: a qcow2 overlay's, from its header.
+func xlDiskCapacity(path, format string) (int64, error) {
+	if format != "qcow2" {
+		return 0, fmt.Errorf("format=%s: no size without the backing file", format)
+	}
+	return qcow2.Capacity(path)
 }
 
 // openXLDisk opens a disk an xl.cfg names in its format=; a raw target may

@@ -403,3 +403,27 @@ func (img *Image) Close() error {
 	}
 	return first
 }
+
+// Capacity is the virtual size the qcow2 image at path states in its header,
+// without opening its backing file or data file: it describes an overlay
+// whose backing file did not come along.
+func Capacity(path string) (int64, error) {
+	f, err := disk.OpenFile(path)
+	if err != nil {
+		return 0, fmt.Errorf("qcow2: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("qcow2 %s: %w", path, err)
+	}
+	var b [headerSize]byte
+	if n, err := f.ReadAt(b[:], 0); n < v2HeaderLength {
+		return 0, fmt.Errorf("qcow2 %s: header: %d bytes read: %v", path, n, err)
+	}
+	h := decodeHeader(b[:])
+	if err := h.validate(fi.Size()); err != nil {
+		return 0, fmt.Errorf("qcow2 %s: %w", path, err)
+	}
+	return int64(h.Size), nil
+}

@@ -23,7 +23,9 @@ func TestReadMarksMissingBackingFile(t *testing.T) {
 		name        string
 		openErr     func(dir string) error
 		markMissing bool
+		capacity    func(path, format string) (int64, error)
 		wantFile    string // joined to the config's directory
+		wantSize    int64
 		wantErr     error
 	}{
 		{
@@ -34,6 +36,21 @@ func TestReadMarksMissingBackingFile(t *testing.T) {
 			},
 			markMissing: true,
 			wantFile:    "base.qcow2",
+		},
+		{
+			name: "backing file gone, size from the overlay",
+			openErr: func(dir string) error {
+				return &fs.PathError{Op: "stat", Path: filepath.Join(dir, "base.qcow2"), Err: fs.ErrNotExist}
+			},
+			markMissing: true,
+			capacity: func(path, format string) (int64, error) {
+				if filepath.Base(path) != "top.qcow2" || format != "qcow2" {
+					return 0, fmt.Errorf("asked the size of %s (%s)", path, format)
+				}
+				return 10 << 30, nil
+			},
+			wantFile: "base.qcow2",
+			wantSize: 10 << 30,
 		},
 		{
 			name: "backing file gone, not describing",
@@ -60,7 +77,7 @@ func TestReadMarksMissingBackingFile(t *testing.T) {
 				assert.Equal(t, "qcow2", format)
 				return nil, tc.openErr(dir)
 			}
-			vm, err := Read(cfg, ReadOptions{Open: open, MarkMissing: tc.markMissing})
+			vm, err := Read(cfg, ReadOptions{Open: open, MarkMissing: tc.markMissing, Capacity: tc.capacity})
 			if tc.wantErr != nil {
 				require.ErrorIs(t, err, tc.wantErr)
 				assert.Contains(t, err.Error(), "disk xvda")
@@ -73,6 +90,7 @@ func TestReadMarksMissingBackingFile(t *testing.T) {
 			assert.True(t, d.Missing)
 			assert.Nil(t, d.Image)
 			assert.Equal(t, filepath.Join(dir, tc.wantFile), d.File)
+			assert.Equal(t, tc.wantSize, d.CapacityBytes)
 		})
 	}
 }

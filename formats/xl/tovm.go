@@ -401,6 +401,9 @@ type ReadOptions struct {
 	// MarkMissing marks absent disk files Missing instead of failing, and
 	// disks whose backing file is absent (File names that file).
 	MarkMissing bool
+	// Capacity, when set, gives such a disk's size from the file that is
+	// here, in the named format.
+	Capacity func(path, format string) (int64, error)
 }
 
 // Read reads the xl.cfg at path and opens its disks; relative targets are
@@ -464,6 +467,9 @@ func openDisk(vm *neutral.VM, i int, s DiskSpec, dir string, opt ReadOptions) er
 		// VHD's backing file): missing too, named by the absent file.
 		if missing, ok := disk.MissingFile(err); ok && opt.MarkMissing {
 			d.Missing, d.File = true, missing
+			if opt.Capacity != nil {
+				d.CapacityBytes, _ = opt.Capacity(p, s.Format) // unknown (0) when it cannot say
+			}
 			return nil
 		}
 		return err
