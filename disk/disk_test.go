@@ -604,3 +604,25 @@ func TestOutputRefusesOpenInput(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "output", string(b))
 }
+
+// An output in a directory that is not there fails naming the output and
+// its directory, not the temporary file it would have used.
+func TestOutputCreateErrorNamesTarget(t *testing.T) {
+	gone := filepath.Join(t.TempDir(), "gone")
+	for _, target := range []string{"d.raw", "vm.vmb"} {
+		t.Run(target, func(t *testing.T) {
+			o := NewOutput(false)
+			defer o.Abort()
+			var err error
+			if filepath.Ext(target) == ".vmb" {
+				_, err = o.Mkdir(filepath.Join(gone, target))
+			} else {
+				_, err = o.Create(filepath.Join(gone, target))
+			}
+			require.Error(t, err)
+			assert.Equal(t, "create "+filepath.Join(gone, target)+": directory "+gone+" does not exist: no such file or directory", err.Error())
+			assert.ErrorIs(t, err, os.ErrNotExist)
+			assert.NotContains(t, err.Error(), ".tmp-")
+		})
+	}
+}

@@ -3,6 +3,7 @@ package disk
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -184,7 +185,7 @@ func (o *Output) Create(target string) (*os.File, error) {
 	}
 	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
 	if err != nil {
-		return nil, fmt.Errorf("create %s: %w", target, err)
+		return nil, createError(target, dir, err)
 	}
 	// Temporary files are private; the output gets the usual mode.
 	if err := f.Chmod(0o666 &^ umask()); err != nil {
@@ -196,6 +197,20 @@ func (o *Output) Create(target string) (*os.File, error) {
 	o.entries = append(o.entries, outEntry{target: target, temp: f.Name(), file: f, wb: startWriteback(f)})
 	o.mu.Unlock()
 	return f, nil
+}
+
+// createError is the error of creating target's temporary file or
+// directory in dir, said of target: the temporary name means nothing to
+// the user, and a missing directory is named as such.
+func createError(target, dir string, err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("create %s: directory %s does not exist: %w", target, filepath.Clean(dir), err)
+	}
+	return fmt.Errorf("create %s: %w", target, err)
 }
 
 // Mkdir creates a new directory that becomes target on Commit and returns the
@@ -210,7 +225,7 @@ func (o *Output) Mkdir(target string) (string, error) {
 	}
 	tmp, err := os.MkdirTemp(dir, "."+base+".tmp-*")
 	if err != nil {
-		return "", fmt.Errorf("create %s: %w", target, err)
+		return "", createError(target, dir, err)
 	}
 	if err := os.Chmod(tmp, 0o777&^umask()); err != nil {
 		os.Remove(tmp)
