@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -47,6 +48,23 @@ func fileKind(kind uint32) string {
 		return "a socket"
 	}
 	return fmt.Sprintf("a file of type %#o", kind)
+}
+
+// MissingFileError is a file an image names (a VMDK extent, a snapshot's
+// or differencing disk's parent) that is in none of the places looked at.
+// It unwraps to an *fs.PathError for the first of them (the name as
+// written), so errors.Is(err, fs.ErrNotExist) holds and MissingFile finds
+// the path.
+type MissingFileError struct {
+	Looked []string // candidate paths, at least one
+}
+
+func (e *MissingFileError) Error() string {
+	return "not found (looked for " + strings.Join(e.Looked, ", ") + ")"
+}
+
+func (e *MissingFileError) Unwrap() error {
+	return &fs.PathError{Op: "open", Path: e.Looked[0], Err: fs.ErrNotExist}
 }
 
 // MissingFile is the path of the absent file behind an opener's error, when

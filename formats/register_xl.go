@@ -8,6 +8,7 @@ import (
 	"github.com/vmconv/vmconv/formats/createopt"
 	"github.com/vmconv/vmconv/formats/neutral"
 	"github.com/vmconv/vmconv/formats/qcow2"
+	"github.com/vmconv/vmconv/formats/vhd"
 	"github.com/vmconv/vmconv/formats/xl"
 )
 
@@ -30,12 +31,15 @@ func readXL(path string, describe bool) (*neutral.VM, error) {
 }
 
 // xlDiskCapacity is the size an xl.cfg's disk file states when a file it
-// names is absent: a qcow2 overlay's, from its header.
+// names is absent: a qcow2 overlay's header, a differencing VHD's footer.
 func xlDiskCapacity(path, format string) (int64, error) {
-	if format != "qcow2" {
-		return 0, fmt.Errorf("format=%s: no size without the backing file", format)
+	switch format {
+	case "qcow2":
+		return qcow2.Capacity(path)
+	case "vhd":
+		return vhd.Capacity(path)
 	}
-	return qcow2.Capacity(path)
+	return 0, fmt.Errorf("format=%s names no other file", format)
 }
 
 // openXLDisk opens a disk an xl.cfg names in its format=; a raw target may

@@ -3,8 +3,10 @@ package vhd
 import (
 	"bytes"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -99,4 +101,33 @@ func chainBase(t *testing.T, dir string, size int64) []byte {
 	// What makeChild's child reads as: the base with the child's sectors.
 	tmp := filepath.Join(t.TempDir(), "probe.vhd")
 	return makeChild(t, tmp, base, chainID, size)
+}
+
+// A differencing disk whose parent stayed behind cannot be opened, and the
+// error is an *fs.PathError naming the parent as its locator does, each
+// place looked at once; its size is still its own footer's.
+func TestCapacityWithoutParent(t *testing.T) {
+	dir := t.TempDir()
+	const size = 4 << 20
+	chainBase(t, dir, size)
+	child := filepath.Join(dir, "l01.vhd")
+	makeChild(t, child, filepath.Join(dir, "l00.vhd"), chainID, size)
+	require.NoError(t, os.Remove(filepath.Join(dir, "l00.vhd")))
+
+	_, err := Open(child)
+	var pe *fs.PathError
+	require.ErrorAs(t, err, &pe)
+	assert.ErrorIs(t, err, fs.ErrNotExist)
+	assert.Equal(t, filepath.Join(dir, "l00.vhd"), pe.Path)
+	assert.Equal(t, 1, strings.Count(err.Error(), filepath.Join(dir, "l00.vhd")), "each place looked at once: %v", err)
+
+	got, err := Capacity(child)
+	require.NoError(t, err)
+	assert.Equal(t, int64(size), got)
+
+	// What is not a VHD has no size.
+	bad := filepath.Join(dir, "bad.vhd")
+	require.NoError(t, os.WriteFile(bad, make([]byte, 1024), 0o644))
+	_, err = Capacity(bad)
+	require.ErrorContains(t, err, bad)
 }

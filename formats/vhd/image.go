@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"unicode/utf16"
@@ -126,6 +127,25 @@ func openChain(path string, seen []string) (*Image, error) {
 		}
 	}
 	return img, nil
+}
+
+// Capacity is the virtual size the VHD at path states, without opening its
+// parent: it describes a differencing disk whose parent did not come along.
+func Capacity(path string) (int64, error) {
+	f, err := disk.OpenFile(path)
+	if err != nil {
+		return 0, fmt.Errorf("vhd: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("vhd %s: %w", path, err)
+	}
+	img, err := newImage(path, f, fi.Size())
+	if err != nil {
+		return 0, err
+	}
+	return img.size, nil
 }
 
 // newImage reads the footer, the dynamic header and the BAT; every offset
@@ -305,6 +325,9 @@ func (img *Image) openParent(seen []string) error {
 			cands = append([]string{filepath.Join(dir, n)}, cands...)
 		}
 		for _, c := range cands {
+			if slices.Contains(tried, c) {
+				continue
+			}
 			tried = append(tried, c)
 			if _, err := os.Stat(c); err != nil {
 				continue
@@ -324,7 +347,7 @@ func (img *Image) openParent(seen []string) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("vhd %s: parent %q not found (looked for %s)", img.path, names[0], strings.Join(tried, ", "))
+	return fmt.Errorf("vhd %s: parent %q %w", img.path, names[0], &disk.MissingFileError{Looked: tried})
 }
 
 // Info describes the image.

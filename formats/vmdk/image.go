@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -162,22 +161,6 @@ func openChain(path string, seen []os.FileInfo) (*Image, error) {
 	return img, nil
 }
 
-// MissingFileError is a file a descriptor names (an extent, or the parent
-// of a snapshot) that is in none of the places looked at. It unwraps to an
-// *fs.PathError for the file as named, so errors.Is(err, fs.ErrNotExist)
-// holds and errors.As finds the path: `info` marks such a disk missing.
-type MissingFileError struct {
-	Looked []string // candidate paths, the name as written first
-}
-
-func (e *MissingFileError) Error() string {
-	return "not found (looked for " + strings.Join(e.Looked, ", ") + ")"
-}
-
-func (e *MissingFileError) Unwrap() error {
-	return &fs.PathError{Op: "open", Path: e.Looked[0], Err: fs.ErrNotExist}
-}
-
 // resolvePath finds a file named in a descriptor: absolute if it exists, else
 // relative to dir, else its base name in dir (for paths from another host).
 func resolvePath(dir, name string) (string, error) {
@@ -199,7 +182,7 @@ func resolvePath(dir, name string) (string, error) {
 			return c, nil
 		}
 	}
-	return "", &MissingFileError{Looked: cands}
+	return "", &disk.MissingFileError{Looked: cands}
 }
 
 func openOne(path string) (_ *Image, err error) {
