@@ -50,7 +50,7 @@ func TestCapacityBadInput(t *testing.T) {
 		content []byte
 		wantErr string
 	}{
-		{"short", img[:40], "header: 40 bytes read"},
+		{"short", img[:40], "truncated header: file is 40 bytes"},
 		{"not qcow2", make([]byte, 512), "magic"},
 		{"bad cluster bits", badBits, "cluster_bits 40"},
 	}

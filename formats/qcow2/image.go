@@ -417,13 +417,9 @@ func Capacity(path string) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("qcow2 %s: %w", path, err)
 	}
-	var b [headerSize]byte
-	if n, err := f.ReadAt(b[:], 0); n < v2HeaderLength {
-		return 0, fmt.Errorf("qcow2 %s: header: %d bytes read: %v", path, n, err)
+	img, err := newImage(path, f, fi.Size()) // the checked reader; opens neither backing nor data file
+	if err != nil {
+		return 0, err
 	}
-	h := decodeHeader(b[:])
-	if err := h.validate(fi.Size()); err != nil {
-		return 0, fmt.Errorf("qcow2 %s: %w", path, err)
-	}
-	return int64(h.Size), nil
+	return img.size, nil
 }

@@ -276,13 +276,19 @@ func (w *writer) allocZero(vc int64) {
 	if vc == w.openVC {
 		return
 	}
+	w.openCluster(vc)
+	if w.entryBytes == 16 {
+		binary.BigEndian.PutUint64(w.l2[(vc%w.l2Entries)*16+8:], 1<<subclusters-1)
+	}
+}
+
+// openCluster allocates a host cluster for guest cluster vc and keeps it
+// open for writing, closing the one open before.
+func (w *writer) openCluster(vc int64) {
 	w.closeOpen()
 	w.useL2(vc)
 	pos := w.allocCluster()
 	w.setL2(vc, uint64(pos)|oflagCopied)
-	if w.entryBytes == 16 {
-		binary.BigEndian.PutUint64(w.l2[(vc%w.l2Entries)*16+8:], 1<<subclusters-1)
-	}
 	w.openVC, w.openFill = vc, 0
 }
 
@@ -410,11 +416,7 @@ func (w *writer) writeData(vc, in int64, p []byte) {
 	case w.prealloc != "off":
 		w.allocZero(vc)
 	default:
-		w.closeOpen()
-		w.useL2(vc)
-		pos := w.allocCluster()
-		w.setL2(vc, uint64(pos)|oflagCopied)
-		w.openVC, w.openFill = vc, 0
+		w.openCluster(vc)
 	}
 	if in > w.openFill {
 		w.pad(in - w.openFill)
