@@ -11,13 +11,12 @@ import (
 )
 
 // Name is a module's canonical name: '-' and '_' are one, and a file path
-// ("kernel/drivers/block/virtio_blk.ko.xz") gives its module name.
+// ("kernel/drivers/block/virtio_blk.ko.xz") gives its module name, the base
+// name up to its first dot, as kmod's modname_normalize takes it. Name of a
+// name is the name itself, so a dependency and the entry it names meet.
 func Name(s string) string {
-	b := path.Base(s)
-	for _, suf := range []string{".xz", ".zst", ".gz"} {
-		b = strings.TrimSuffix(b, suf)
-	}
-	return strings.ReplaceAll(strings.TrimSuffix(b, ".ko"), "-", "_")
+	b, _, _ := strings.Cut(path.Base(s), ".")
+	return strings.ReplaceAll(b, "-", "_")
 }
 
 // DepsFunc returns a module's file and its direct dependencies (names);

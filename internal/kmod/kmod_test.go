@@ -58,3 +58,16 @@ func TestOrderLoop(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "loop")
 }
+
+func TestName(t *testing.T) {
+	for in, want := range map[string]string{
+		"kernel/drivers/block/virtio_blk.ko.xz": "virtio_blk",
+		"kernel/crypto/crc32c-generic.ko.zst":   "crc32c_generic",
+		"virtio-pci":                            "virtio_pci",
+		"c.ko.ko":                               "c", // as kmod: the name ends at the first dot
+		"kernel/fs/":                            "fs",
+	} {
+		assert.Equal(t, want, Name(in), in)
+		assert.Equal(t, want, Name(Name(in)), "Name(Name(%q))", in)
+	}
+}
