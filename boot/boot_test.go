@@ -517,3 +517,31 @@ func TestVolumesBtrfsSubvolume(t *testing.T) {
 		})
 	}
 }
+
+// Bare keyword lines in a guest's menu.lst ("initrd" or "kernel" with
+// nothing after them, as a half-edited file has) are skipped, not a crash:
+// the entry boots with what it does name.
+func TestFindGrubLegacyBareLines(t *testing.T) {
+	tests := []struct {
+		name, menu, wantInitrd, wantErr string
+	}{
+		{"bare initrd", "title a\nkernel /k root=/dev/xvda1\ninitrd\n", "", ""},
+		{"bare initrd then one", "title a\nkernel /k\ninitrd \t\ninitrd /i\n", "/i", ""},
+		{"bare kernel", "title a\nkernel\ninitrd /i\n", "", `entry "a" has no kernel`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			fsys := memFS{"/boot/grub/menu.lst": tc.menu, "/k": "kernel", "/i": "initrd"}
+			vols := memVolumes(fsys)
+			e, _, err := findGrubLegacy(vols[0], vols)
+			if tc.wantErr != "" {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), tc.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, "/k", e.KernelPath)
+			assert.Equal(t, tc.wantInitrd, e.InitrdPath)
+		})
+	}
+}

@@ -54,3 +54,35 @@ func FuzzAdjustCmdline(f *testing.F) {
 		}
 	})
 }
+
+// FuzzLegacy runs arbitrary extlinux.conf and GRUB legacy menu.lst text (the
+// guest's own, read as syslinux and pygrub read them) through the entry
+// choice: errors are fine; panics, hangs and an entry without a kernel are not.
+func FuzzLegacy(f *testing.F) {
+	f.Add("DEFAULT linux\nLABEL linux\n  MENU LABEL Alpine\n  MENU DEFAULT\n  LINUX ../k\n  INITRD ../k,/k\n  APPEND root=/dev/sda1 initrd=/k\n", "inc.cfg")
+	f.Add("INCLUDE inc.cfg\nAPPEND quiet\nLABEL a\nKERNEL /k\n", "INCLUDE inc.cfg\nINCLUDE /boot/extlinux/extlinux.conf\nLABEL b\nLINUX k\n")
+	f.Add("default=1\ntimeout 5\nroot (hd0,0)\ntitle a\nkernel /k ro\ntitle b\nroot (hd0,1)\nkernel (hd0,0)/k root=/dev/xvda1\ninitrd (hd1)/k\n", "")
+	f.Add("title x\nkernel (hd0,0/k\ninitrd\n", "MENU LABEL\nMENU DEFAULT\nLABEL\n")
+	f.Fuzz(func(t *testing.T, cfg, other string) {
+		for _, name := range []string{"/boot/extlinux/extlinux.conf", "/boot/grub/menu.lst"} {
+			fsys := memFS{
+				name:                     cfg,
+				"/boot/extlinux/inc.cfg": other,
+				"/boot/k":                "kernel",
+				"/k":                     "kernel",
+			}
+			vols := memVolumes(fsys, memFS{"/k": "kernel on 2"})
+			find := findExtlinux
+			if strings.HasSuffix(name, "menu.lst") {
+				find = findGrubLegacy
+			}
+			e, _, err := find(vols[0], vols)
+			if err != nil || e == nil {
+				continue
+			}
+			if len(e.Kernel) == 0 || !strings.HasPrefix(e.KernelPath, "/") {
+				t.Fatalf("%s: entry chosen without a kernel: %+v", name, e)
+			}
+		}
+	})
+}

@@ -193,8 +193,8 @@ func findGrubLegacy(v *volume, all []*volume) (*Entry, string, error) {
 					}
 				}
 			case "initrd":
-				if cur != nil {
-					cur.initrd = strings.Fields(rest + " ")[0]
+				if f := strings.Fields(rest); cur != nil && len(f) > 0 {
+					cur.initrd = f[0]
 				}
 			}
 		}
