@@ -86,3 +86,33 @@ func FuzzLegacy(f *testing.F) {
 		}
 	})
 }
+
+// FuzzBLS reads two arbitrary Boot Loader Specification entries as GRUB's
+// blscfg does with no grub.cfg: the newest boots. Version order is a
+// consistent comparison (antisymmetric, each equal to itself), and the
+// entry chosen, when one is, names an absolute kernel path.
+func FuzzBLS(f *testing.F) {
+	f.Add("title Old\nversion 6.9.0\nlinux /k\ninitrd /i $tuned_initrd\noptions $kernelopts\n", "title New\nversion 6.10.0~rc1\nlinux\t/k\noptions root=/dev/sda1\n", "6.9.0-1.el9", "6.9.0~1")
+	f.Add("version 1.0a\nlinux k\n", "version 1.0.a\n#linux /k\n", "1..a", "1.0a")
+	f.Fuzz(func(t *testing.T, a, b, va, vb string) {
+		for _, p := range [][2]string{{va, vb}, {a, b}} {
+			if x, y := vercmp(p[0], p[1]), vercmp(p[1], p[0]); x != -y || vercmp(p[0], p[0]) != 0 {
+				t.Fatalf("vercmp(%q, %q) = %d, reversed %d", p[0], p[1], x, y)
+			}
+		}
+		fsys := memFS{"/loader/entries/a.conf": a, "/loader/entries/b.conf": b, "/k": "kernel", "/etc/kernel/cmdline": "root=/dev/vda1"}
+		vols := memVolumes(fsys)
+		_, entries := readBLS(vols[0])
+		for i := 1; i < len(entries); i++ {
+			if blsNewer(entries[i], entries[i-1]) {
+				t.Fatalf("entry %s sorted after %s but newer", entries[i].file, entries[i-1].file)
+			}
+		}
+		for _, e := range entries {
+			var l loaded
+			if err := e.load(nil, vols, &l); err == nil && !strings.HasPrefix(l.kernel, "/") {
+				t.Fatalf("%s: kernel path %q", e.file, l.kernel)
+			}
+		}
+	})
+}
