@@ -3,10 +3,13 @@ package qcow2
 import (
 	"encoding/binary"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/vmconv/vmconv/internal/testutil"
 )
 
 // TestCorruptInput damages a real image field by field: each is refused
@@ -38,6 +41,7 @@ func TestCorruptInput(t *testing.T) {
 		{"header_length odd", func(b []byte) []byte { be.PutUint32(b[100:], 107); return b }, "header_length 107", false},
 		{"size 2^63", func(b []byte) []byte { be.PutUint64(b[24:], 1<<63); return b }, "size", false},
 		{"backing name 2000 bytes", func(b []byte) []byte { be.PutUint64(b[8:], 512); be.PutUint32(b[16:], 2000); return b }, "backing file name of 2000 bytes", false},
+		{"backing name offset past the first cluster", func(b []byte) []byte { be.PutUint64(b[8:], 0xffffffff00000000); return b }, "backing_file_offset 0xffffffff00000000 is past the first cluster", false},
 		{"extension runs past area", func(b []byte) []byte {
 			be.PutUint32(b[112:], 0x1234)
 			be.PutUint32(b[116:], 1<<20)
@@ -90,6 +94,24 @@ func TestCorruptInput(t *testing.T) {
 			require.ErrorContains(t, err, tc.want)
 		})
 	}
+}
+
+// A backing file name of 0 bytes at a valid offset is no backing file, as
+// qemu reads it (qemu-img info shows none and convert reads the image alone).
+func TestEmptyBackingNameIsNoBacking(t *testing.T) {
+	b := seed(t, "v3.qcow2")
+	binary.BigEndian.PutUint64(b[8:], 512)
+	binary.BigEndian.PutUint32(b[16:], 0)
+	p := filepath.Join(t.TempDir(), "empty-backing.qcow2")
+	require.NoError(t, os.WriteFile(p, b, 0o644))
+	img, err := Open(p)
+	require.NoError(t, err)
+	defer img.Close()
+	assert.Empty(t, img.Info().BackingFile)
+	testutil.RequireTool(t, "qemu-img")
+	out, err := exec.Command("qemu-img", "info", "--output=json", p).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	assert.NotContains(t, string(out), "backing-filename")
 }
 
 // Check finds what qemu-img check finds: leaked clusters, refcounts too

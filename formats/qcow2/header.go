@@ -170,11 +170,16 @@ func (h *Header) validate(fileSize int64) error {
 			return fmt.Errorf("header: L1 table at %#x (%d entries) is unaligned or past the end of the file (%#x)", h.L1TableOffset, h.L1Size, fileSize)
 		}
 	}
+	// As qemu reads it: the name lies in the first cluster, is at most
+	// 1023 bytes, and an empty one (size 0) is no backing file.
 	if h.BackingFileOffset != 0 {
-		if h.BackingFileSize > maxBackingName || h.BackingFileSize == 0 {
-			return fmt.Errorf("header: backing file name of %d bytes, want 1 to %d", h.BackingFileSize, maxBackingName)
+		if h.BackingFileOffset > cs {
+			return fmt.Errorf("header: backing_file_offset %#x is past the first cluster (%#x bytes)", h.BackingFileOffset, cs)
 		}
-		if h.BackingFileOffset > cs || uint64(h.BackingFileSize) > cs-h.BackingFileOffset {
+		if h.BackingFileSize > maxBackingName {
+			return fmt.Errorf("header: backing file name of %d bytes, want at most %d", h.BackingFileSize, maxBackingName)
+		}
+		if uint64(h.BackingFileSize) > cs-h.BackingFileOffset {
 			return fmt.Errorf("header: backing file name at %#x (%d bytes) is not inside the first cluster", h.BackingFileOffset, h.BackingFileSize)
 		}
 	}
