@@ -106,7 +106,11 @@ func printReport(w io.Writer, r *guest.Report) {
 	}
 	fmt.Fprintf(w, "guest: %s\n", name)
 	if r.Boot != nil {
-		fmt.Fprintf(w, "boots: %s (initrd %s) from %s\n", r.Boot.KernelPath, r.Boot.InitrdPath, r.Boot.Config)
+		initrd := "no initrd"
+		if r.Boot.InitrdPath != "" {
+			initrd = "initrd " + r.Boot.InitrdPath
+		}
+		fmt.Fprintf(w, "boots: %s (%s) from %s\n", r.Boot.KernelPath, initrd, r.Boot.Config)
 	}
 	if r.Kernel != "" {
 		fmt.Fprintf(w, "kernel: %s\n", r.Kernel)
