@@ -167,6 +167,12 @@ func (c *checker) sparse(name string, r io.ReaderAt, size int64) (SparseHeader, 
 		c.add(name, 56, "grain directory sector %d lies past the end of the file", h.GDOffset)
 		return h, nil
 	}
+	// A bad overHead is one problem, not one for every grain it would put
+	// inside the metadata; the grains are still checked against the file.
+	if h.OverHead > uint64(size)/sectorSize {
+		c.add(name, 64, "overHead %d sectors lies past the end of the file (%d sectors)", h.OverHead, size/sectorSize)
+		s.metaEnd = 0
+	}
 	gd := s.read(h.GDOffset*sectorSize, h.gdEntries()*4, "grain directory")
 	if gd == nil {
 		return h, nil

@@ -466,6 +466,8 @@ func TestCheckFindsCorruption(t *testing.T) {
 			binary.LittleEndian.PutUint32(b[gt0+4:], binary.LittleEndian.Uint32(b[gt0:])+1)
 		}), "overlaps"},
 		{"grain in metadata", mod(sparse, func(b []byte) { binary.LittleEndian.PutUint32(b[gt0:], 3) }), "inside the metadata"},
+		{"overHead past EOF", mod(sparse, func(b []byte) { binary.LittleEndian.PutUint64(b[64:], 0xffffffff00000080) }),
+			"overHead 18446744069414584448 sectors lies past the end of the file"},
 		{"grain past EOF", mod(sparse, func(b []byte) { binary.LittleEndian.PutUint32(b[gt0:], 1<<20) }), "past the end"},
 		{"redundant GT differs", mod(sparse, func(b []byte) { b[rgt0] ^= 0x40 }), "redundant grain table 0 entry 0"},
 		{"redundant GD past EOF", mod(sparse, func(b []byte) { binary.LittleEndian.PutUint64(b[48:], 1<<30) }),
