@@ -52,6 +52,8 @@ func TestCorruptInput(t *testing.T) {
 		{"data cluster past end of file", func(b []byte) []byte { be.PutUint64(b[l2:], 1<<40|oflagCopied); return b }, "L2 table 0 entry 0", true},
 		{"reserved L2 bits", func(b []byte) []byte { b[l2+7] |= 0x2; return b }, "reserved bits", true},
 		{"snapshot count past qemu's limit", func(b []byte) []byte { be.PutUint32(b[60:], 1<<20); be.PutUint64(b[64:], uint64(l2)); return b }, "1048576 snapshots", false},
+		{"empty snapshot table's offset unaligned", func(b []byte) []byte { be.PutUint64(b[64:], 100); return b }, "snapshot table at 0x64 (no snapshots)", false},
+		{"empty snapshot table's offset past 2^63", func(b []byte) []byte { be.PutUint64(b[64:], 0xffffffff00000000); return b }, "snapshot table at 0xffffffff00000000 (no snapshots)", false},
 		{"snapshot table unaligned", func(b []byte) []byte { be.PutUint32(b[60:], 1); be.PutUint64(b[64:], 100); return b }, "snapshot table at 0x64", false},
 		{"snapshot table past end of file", func(b []byte) []byte { be.PutUint32(b[60:], 1); be.PutUint64(b[64:], 1<<40); return b }, "snapshot table at 0x10000000000", false},
 		{"snapshot extra data huge", func(b []byte) []byte {

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"math"
 	"strings"
 )
 
@@ -55,6 +56,11 @@ type snapshotHeader struct {
 func (img *Image) readSnapshots() error {
 	h := &img.hdr
 	if h.NbSnapshots == 0 {
+		// qemu refuses even an empty table's offset when it is unaligned
+		// or past INT64_MAX: the header is damaged.
+		if h.SnapshotsOffset%uint64(img.clusterSize) != 0 || h.SnapshotsOffset > math.MaxInt64 {
+			return fmt.Errorf("qcow2 %s: header: snapshot table at %#x (no snapshots) is unaligned or past 2^63", img.path, h.SnapshotsOffset)
+		}
 		return nil
 	}
 	off := int64(h.SnapshotsOffset)
