@@ -94,6 +94,7 @@ func init() {
 			return &ImageInfo{
 				ActualSize:      qi.ActualSize,
 				ClusterSize:     qi.ClusterSize,
+				DirtyFlag:       qi.Dirty,
 				BackingFilename: qi.BackingFile,
 				BackingChain:    qi.Chain,
 				FormatSpecific:  map[string]any{"type": "qcow2", "data": qi},

@@ -100,12 +100,15 @@ func (f *Format) IsVM() bool { return f.OpenVM != nil || f.WriteVM != nil }
 // ImageInfo is what `info` prints of a disk image; field names follow
 // `qemu-img info --output json` where they overlap.
 type ImageInfo struct {
-	Filename        string   `json:"filename"`
-	Format          string   `json:"format"`
-	Subformat       string   `json:"subformat,omitempty"`
-	VirtualSize     int64    `json:"virtual-size"`
-	ActualSize      int64    `json:"actual-size"`
-	AllocatedSize   int64    `json:"allocated-size"`
+	Filename      string `json:"filename"`
+	Format        string `json:"format"`
+	Subformat     string `json:"subformat,omitempty"`
+	VirtualSize   int64  `json:"virtual-size"`
+	ActualSize    int64  `json:"actual-size"`
+	AllocatedSize int64  `json:"allocated-size"`
+	// DirtyFlag is qemu-img's: a qcow2 whose dirty bit says its refcounts
+	// were not written back (lazy_refcounts, not closed cleanly).
+	DirtyFlag       bool     `json:"dirty-flag"`
 	ClusterSize     int64    `json:"cluster-size,omitempty"`
 	BackingFilename string   `json:"backing-filename,omitempty"`
 	BackingChain    []string `json:"backing-chain,omitempty"`
