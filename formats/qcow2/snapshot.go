@@ -74,6 +74,14 @@ func (img *Image) readSnapshots() error {
 	br := bufio.NewReader(io.NewSectionReader(img.r, off, limit))
 	pos := off
 	for i := range int(h.NbSnapshots) {
+		// Each entry starts 8-aligned; qemu writes the padding between
+		// entries, not after the last, which may end the file.
+		if pad := (8 - (pos-off)%8) % 8; pad != 0 {
+			if _, err := br.Discard(int(pad)); err != nil {
+				return fmt.Errorf("qcow2 %s: snapshot %d at %#x: runs past the end of the file or qemu's %d-byte table", img.path, i, pos, maxSnapshotTable)
+			}
+			pos += pad
+		}
 		sn, n, err := img.readSnapshot(br)
 		if err != nil {
 			if err == io.EOF || err == io.ErrUnexpectedEOF {
@@ -87,7 +95,7 @@ func (img *Image) readSnapshots() error {
 	return nil
 }
 
-// readSnapshot reads one entry, returning its size with padding.
+// readSnapshot reads one entry, returning its size without padding.
 func (img *Image) readSnapshot(r io.Reader) (Snapshot, int64, error) {
 	var sh snapshotHeader
 	if err := binary.Read(r, binary.BigEndian, &sh); err != nil {
@@ -97,8 +105,7 @@ func (img *Image) readSnapshot(r io.Reader) (Snapshot, int64, error) {
 		return Snapshot{}, 0, fmt.Errorf("%d bytes of extra data, more than qemu's %d", sh.ExtraSize, maxSnapshotExtra)
 	}
 	n := int64(snapshotEntrySize) + int64(sh.ExtraSize) + int64(sh.IDSize) + int64(sh.NameSize)
-	pad := (8 - n%8) % 8
-	rest := make([]byte, n-snapshotEntrySize+pad)
+	rest := make([]byte, n-snapshotEntrySize)
 	if _, err := io.ReadFull(r, rest); err != nil {
 		return Snapshot{}, 0, err
 	}
@@ -124,7 +131,7 @@ func (img *Image) readSnapshot(r io.Reader) (Snapshot, int64, error) {
 		sh.L1Offset > uint64(img.fileSize) || l1Bytes > uint64(img.fileSize)-sh.L1Offset {
 		return Snapshot{}, 0, fmt.Errorf("snapshot %q: L1 table at %#x (%d entries) is unaligned, too large or past the end of the file", sn.Name, sh.L1Offset, sh.L1Size)
 	}
-	return sn, n + pad, nil
+	return sn, n, nil
 }
 
 // Snapshots lists the image's internal snapshots.

@@ -73,3 +73,38 @@ func TestReadInternalSnapshots(t *testing.T) {
 	_, err = OpenWith(p, OpenOptions{Snapshot: "third"})
 	require.ErrorContains(t, err, "1 (first), 2 (second)")
 }
+
+// qemu-img snapshot -c as the last thing done to an image puts the table at
+// the end of the file, padded between entries but not after the last one:
+// names of 1, 4 and 17 bytes leave the file ending off an 8-byte boundary.
+// Each reads as qemu-img convert -l reads it.
+func TestReadSnapshotTableAtEndOfFile(t *testing.T) {
+	for _, names := range [][]string{{"snap"}, {"a", "snap"}, {"weekly-2026-12-08", "a", "snap"}} {
+		t.Run(names[0], func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "last.qcow2")
+			disktest.QemuImg(t, "create", "-f", "qcow2", p, "1000448")
+			qemuIO(t, p, "write -P 0x5a 64k 4k")
+			for _, n := range names {
+				disktest.QemuImg(t, "snapshot", "-c", n, p)
+			}
+			img, err := Open(p)
+			require.NoError(t, err)
+			var got []string
+			for _, s := range img.Snapshots() {
+				got = append(got, s.Name)
+			}
+			require.NoError(t, img.Close())
+			assert.Equal(t, names, got)
+
+			last := names[len(names)-1]
+			out := filepath.Join(t.TempDir(), "want.raw")
+			disktest.QemuImg(t, "convert", "-l", "snapshot.name="+last, "-O", "raw", p, out)
+			want, err := os.ReadFile(out)
+			require.NoError(t, err)
+			img, err = OpenWith(p, OpenOptions{Snapshot: last})
+			require.NoError(t, err)
+			defer img.Close()
+			require.True(t, string(want) == string(disktest.ReadAll(t, img)), "contents differ from qemu-img convert -l")
+		})
+	}
+}
