@@ -92,14 +92,16 @@ func init() {
 			qimg := img.(*qcow2.Image)
 			qi := qimg.Info()
 			return &ImageInfo{
-				ActualSize:      qi.ActualSize,
-				ClusterSize:     qi.ClusterSize,
-				DirtyFlag:       qi.Dirty,
-				BackingFilename: qi.BackingFile,
-				BackingChain:    qi.Chain,
-				FormatSpecific:  map[string]any{"type": "qcow2", "data": qi},
-				Snapshots:       qimg.Snapshots(),
-				Specific:        qcow2Specific(qi),
+				ActualSize:          qi.ActualSize,
+				ClusterSize:         qi.ClusterSize,
+				DirtyFlag:           qi.Dirty,
+				BackingFilename:     qi.BackingFile,
+				BackingFormat:       qi.BackingFormat,
+				FullBackingFilename: qi.FullBackingFile,
+				BackingChain:        qi.Chain,
+				FormatSpecific:      map[string]any{"type": "qcow2", "data": qi},
+				Snapshots:           qimg.Snapshots(),
+				Specific:            qcow2Specific(qi),
 			}
 		},
 	})

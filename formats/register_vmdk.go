@@ -54,6 +54,10 @@ func init() {
 			if len(vi.Extents) > 0 {
 				info.ClusterSize = vi.Extents[0].GrainSize
 			}
+			if vi.BackingFile != "" && len(vi.Chain) > 0 {
+				// A VMDK's parent is a VMDK; qemu-img names its format so.
+				info.BackingFormat, info.FullBackingFilename = "vmdk", vi.Chain[0]
+			}
 			for _, e := range vi.Extents {
 				info.Extents = append(info.Extents, e)
 			}

@@ -108,12 +108,16 @@ type ImageInfo struct {
 	AllocatedSize int64  `json:"allocated-size"`
 	// DirtyFlag is qemu-img's: a qcow2 whose dirty bit says its refcounts
 	// were not written back (lazy_refcounts, not closed cleanly).
-	DirtyFlag       bool     `json:"dirty-flag"`
-	ClusterSize     int64    `json:"cluster-size,omitempty"`
-	BackingFilename string   `json:"backing-filename,omitempty"`
-	BackingChain    []string `json:"backing-chain,omitempty"`
-	Extents         []any    `json:"extents,omitempty"`
-	FormatSpecific  any      `json:"format-specific,omitempty"`
+	DirtyFlag       bool   `json:"dirty-flag"`
+	ClusterSize     int64  `json:"cluster-size,omitempty"`
+	BackingFilename string `json:"backing-filename,omitempty"`
+	// BackingFormat and FullBackingFilename are qemu-img's: the backing
+	// file's format as the image records it, and its path as opened.
+	BackingFormat       string   `json:"backing-filename-format,omitempty"`
+	FullBackingFilename string   `json:"full-backing-filename,omitempty"`
+	BackingChain        []string `json:"backing-chain,omitempty"`
+	Extents             []any    `json:"extents,omitempty"`
+	FormatSpecific      any      `json:"format-specific,omitempty"`
 	// Snapshots are a qcow2's internal snapshots, as qemu-img info lists them.
 	Snapshots []qcow2.Snapshot `json:"snapshots,omitempty"`
 	// Specific is the human output's "Format specific information", as

@@ -147,7 +147,15 @@ func printImageInfo(w io.Writer, info *formats.ImageInfo) {
 		fmt.Fprintf(w, "cluster_size: %d\n", info.ClusterSize)
 	}
 	if info.BackingFilename != "" {
-		fmt.Fprintf(w, "backing file: %s\n", info.BackingFilename)
+		// As qemu-img prints it: the path opened when it is another.
+		if info.FullBackingFilename != "" && info.FullBackingFilename != info.BackingFilename {
+			fmt.Fprintf(w, "backing file: %s (actual path: %s)\n", info.BackingFilename, info.FullBackingFilename)
+		} else {
+			fmt.Fprintf(w, "backing file: %s\n", info.BackingFilename)
+		}
+	}
+	if info.BackingFormat != "" {
+		fmt.Fprintf(w, "backing file format: %s\n", info.BackingFormat)
 	}
 	for i, b := range info.BackingChain {
 		fmt.Fprintf(w, "backing chain[%d]: %s\n", i, b)

@@ -19,7 +19,8 @@ import (
 // overlap, so a script written for `qemu-img info --output json` reads it:
 // on images qemu-img wrote, every field both print has the same value, and
 // qemu-img's top-level fields are all there (format-specific details and
-// children aside, which each tool gives its own way).
+// children aside, which each tool gives its own way), overlays' backing
+// fields included.
 func TestImageInfoJSONMatchesQemuImg(t *testing.T) {
 	testutil.RequireTool(t, "qemu-img")
 	dir := t.TempDir()
@@ -40,21 +41,30 @@ func TestImageInfoJSONMatchesQemuImg(t *testing.T) {
 		name, format string
 		opts         []string
 		dirty        bool
+		overlay      bool // img is an overlay (qemu-img create -b, a relative name) over src in format
 	}{
-		{"qcow2", "qcow2", nil, false},
-		{"qcow2 dirty", "qcow2", []string{"-o", "lazy_refcounts=on"}, true},
-		{"vmdk", "vmdk", []string{"-o", "subformat=monolithicSparse"}, false},
-		{"vmdk stream", "vmdk", []string{"-o", "subformat=streamOptimized"}, false},
-		{"vpc", "vpc", nil, false},
-		{"vhdx", "vhdx", nil, false},
-		{"vdi", "vdi", nil, false},
-		{"raw", "raw", nil, false},
+		{"qcow2", "qcow2", nil, false, false},
+		{"qcow2 dirty", "qcow2", []string{"-o", "lazy_refcounts=on"}, true, false},
+		{"vmdk", "vmdk", []string{"-o", "subformat=monolithicSparse"}, false, false},
+		{"vmdk stream", "vmdk", []string{"-o", "subformat=streamOptimized"}, false, false},
+		{"vpc", "vpc", nil, false, false},
+		{"vhdx", "vhdx", nil, false, false},
+		{"vdi", "vdi", nil, false, false},
+		{"raw", "raw", nil, false, false},
+		{"qcow2 overlay", "qcow2", nil, false, true},
+		{"vmdk snapshot", "vmdk", nil, false, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			img := filepath.Join(dir, tc.name+".img")
 			args := append([]string{"convert", "-f", "raw", "-O", tc.format}, tc.opts...)
-			qemuImg(append(args, src, img)...)
+			if tc.overlay {
+				base := tc.name + "-base.img"
+				qemuImg(append(args, src, filepath.Join(dir, base))...)
+				qemuImg("create", "-f", tc.format, "-b", base, "-F", tc.format, img)
+			} else {
+				qemuImg(append(args, src, img)...)
+			}
 			if tc.dirty {
 				// Bit 0 of the incompatible features: what a qemu that died
 				// with lazy refcounts leaves behind.
