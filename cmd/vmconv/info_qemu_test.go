@@ -5,14 +5,13 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/vmconv/vmconv/internal/testutil"
+	"github.com/vmconv/vmconv/disk/disktest"
 )
 
 // `info --output json` of an image uses qemu-img's field names where the two
@@ -22,13 +21,8 @@ import (
 // children aside, which each tool gives its own way), overlays' backing
 // fields included.
 func TestImageInfoJSONMatchesQemuImg(t *testing.T) {
-	testutil.RequireTool(t, "qemu-img")
 	dir := t.TempDir()
-	qemuImg := func(args ...string) []byte {
-		out, err := exec.Command("qemu-img", args...).CombinedOutput()
-		require.NoError(t, err, "qemu-img %v: %s", args, out)
-		return out
-	}
+	qemuImg := func(args ...string) string { return disktest.QemuImg(t, args...) }
 	// 5 MiB + 1536 bytes: data in its first and third MiB and its last
 	// sector, zeros (holes) elsewhere.
 	raw := make([]byte, 5<<20+1536)
@@ -74,7 +68,7 @@ func TestImageInfoJSONMatchesQemuImg(t *testing.T) {
 				require.NoError(t, os.WriteFile(img, b, 0o644))
 			}
 			var theirs, ours map[string]any
-			require.NoError(t, json.Unmarshal(qemuImg("info", "--output=json", "-f", tc.format, img), &theirs))
+			require.NoError(t, json.Unmarshal([]byte(qemuImg("info", "--output=json", "-f", tc.format, img)), &theirs))
 			var stdout, stderr bytes.Buffer
 			require.Equal(t, 0, run([]string{"info", "--output", "json", "-f", tc.format, img}, nil, &stdout, &stderr), stderr.String())
 			require.NoError(t, json.Unmarshal(stdout.Bytes(), &ours))
