@@ -76,13 +76,14 @@ func (img *Image) readSnapshots() error {
 	for i := range int(h.NbSnapshots) {
 		// Each entry starts 8-aligned; qemu writes the padding between
 		// entries, not after the last, which may end the file.
-		if pad := (8 - (pos-off)%8) % 8; pad != 0 {
-			if _, err := br.Discard(int(pad)); err != nil {
-				return fmt.Errorf("qcow2 %s: snapshot %d at %#x: runs past the end of the file or qemu's %d-byte table", img.path, i, pos, maxSnapshotTable)
-			}
-			pos += pad
+		pad := (8 - (pos-off)%8) % 8
+		_, err := br.Discard(int(pad))
+		pos += pad
+		var sn Snapshot
+		var n int64
+		if err == nil {
+			sn, n, err = img.readSnapshot(br)
 		}
-		sn, n, err := img.readSnapshot(br)
 		if err != nil {
 			if err == io.EOF || err == io.ErrUnexpectedEOF {
 				err = fmt.Errorf("runs past the end of the file or qemu's %d-byte table", maxSnapshotTable)
